@@ -1,0 +1,34 @@
+# Two entry points: `make demo` and `make test`. Both set up everything first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TORCH_PIN := torch==2.13.0
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+STAMP := $(VENV)/.installed
+
+.PHONY: setup data demo test clean
+
+setup: $(STAMP) data
+
+# Torch is pinned in the same pip call as the package so nothing pulls a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_PIN)" -e ".[test]"
+	touch $(STAMP)
+
+data:
+	@if [ ! -f "$(FMNIST)" ] && [ -z "$$MRL_FASHION_MNIST" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or set MRL_FASHION_MNIST"; exit 1; fi; \
+	fi
+
+demo: setup
+	$(VENV)/bin/mrl demo --out demo-output --overwrite
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo-output

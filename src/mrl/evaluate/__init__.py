@@ -1,0 +1,1 @@
+"""Per-dimension evaluation: head accuracy, retrieval metrics, probes and baselines."""

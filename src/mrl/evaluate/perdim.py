@@ -1,0 +1,111 @@
+"""Evaluate a trained model, or a baseline built from one, at every prefix size.
+
+The result of each evaluation is a *run record*, a JSON-ready dict::
+
+    {"method": "MRL", "seed": 0, "model": "runs/mrl-s0", "dims": [2, 4, ...],
+     "per_dim": {"2": {"top1": 0.81, "top5": 0.99, "1nn": 0.79, "map@10": 0.75, "recall@10": 0.97}, ...}}
+
+``top1``/``top5`` are the model's own head at that prefix (for ``pca``/``random`` baselines: a
+linear probe fit on the training split). Retrieval metrics follow :mod:`mrl.evaluate.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mrl.data.fashion_mnist import FashionMNIST, to_tensor
+from mrl.errors import MRLError
+from mrl.evaluate.baselines import reduce_embeddings
+from mrl.evaluate.metrics import per_dim_retrieval, topk_accuracy
+from mrl.evaluate.probe import fit_linear_probe
+from mrl.models.classifier import MatryoshkaClassifier, encode
+from mrl.train.checkpoint import load_model
+
+METHOD_NAMES = {"mrl": "MRL", "mrl-e": "MRL-E", "ff": "FF"}
+
+
+@dataclass
+class Encoded:
+    """Embeddings ``[N, D]`` and head logits ``[G, N, C]`` of one split, plus labels ``[N]``."""
+
+    embeddings: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+
+
+def encode_split(model: MatryoshkaClassifier, images: np.ndarray, labels: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 1024) -> Encoded:
+    emb, logits = encode(model, to_tensor(images), batch_size=batch_size, device=device)
+    assert logits is not None
+    return Encoded(emb.numpy(), logits.numpy(), labels)
+
+
+def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_dims: Sequence[int], ks: Sequence[int] = (10,), metric: str = "l2") -> dict[str, dict[str, float]]:
+    """Head accuracy (where a head exists) and retrieval at each ``d`` in ``dims``."""
+    retrieval = per_dim_retrieval(train.embeddings, train.labels, test.embeddings, test.labels, dims, ks, metric=metric)
+    out: dict[str, dict[str, float]] = {}
+    for d in dims:
+        row: dict[str, float] = {}
+        if d in head_dims:
+            g = list(head_dims).index(d)
+            row["top1"] = topk_accuracy(test.logits[g], test.labels, 1)
+            row["top5"] = topk_accuracy(test.logits[g], test.labels, min(5, test.logits.shape[-1]))
+        row.update(retrieval[d])
+        out[str(d)] = row
+    return out
+
+
+def evaluate_model(model_dir: str | Path, data: FashionMNIST, *, dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", method: str | None = None) -> dict[str, Any]:
+    """Evaluate a trained run folder on ``data.test`` (queries) against ``data.train`` (database).
+
+    ``dims`` defaults to the model's ``matryoshka_dims`` (for ``ff`` models, its single dim).
+    Returns a run record (see module docstring); ``encoded`` train/test are attached under the
+    private key ``"_encoded"`` so callers can reuse them (baselines) without re-encoding.
+    """
+    model, config = load_model(model_dir, map_location=device)
+    head_dims = model.matryoshka_dims
+    dims = tuple(dims) if dims is not None else head_dims
+    if max(dims) > (head_dims[-1] if config["mode"] == "ff" else model.embed_dim):
+        raise MRLError(f"dims {tuple(dims)} go beyond what this {config['mode']} model provides ({head_dims[-1]}).")
+    train = encode_split(model, data.train.images, data.train.labels, device=device)
+    test = encode_split(model, data.test.images, data.test.labels, device=device)
+    name = method or METHOD_NAMES[config["mode"]] + (f"-{head_dims[-1]}" if config["mode"] == "ff" else "")
+    record = {
+        "method": name,
+        "mode": config["mode"],
+        "seed": config["seed"],
+        "model": str(model_dir),
+        "dims": [int(d) for d in dims],
+        "metric": metric,
+        "per_dim": evaluate_encoded(train, test, dims, head_dims, ks, metric),
+        "_encoded": (train, test),
+    }
+    return record
+
+
+def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence[int], *, ks: Sequence[int] = (10,), metric: str = "l2", seed: int = 0, source: str = "") -> dict[str, Any]:
+    """PCA / random-subset reduction of a fixed-feature embedding to each ``d``, plus a linear probe.
+
+    The probe is fit on the training split's reduced embeddings; retrieval uses the reduced vectors.
+    """
+    per_dim: dict[str, dict[str, float]] = {}
+    num_classes = int(max(train.labels.max(), test.labels.max()) + 1)
+    for d in dims:
+        tr, (te,) = reduce_embeddings(method, train.embeddings, [test.embeddings], d, seed=seed)
+        probe = fit_linear_probe(tr, train.labels, num_classes=num_classes, seed=seed)
+        logits = probe.predict_logits(te)
+        row = {"top1": topk_accuracy(logits, test.labels, 1), "top5": topk_accuracy(logits, test.labels, min(5, num_classes))}
+        row.update(per_dim_retrieval(tr, train.labels, te, test.labels, [d], ks, metric=metric)[int(d)])
+        per_dim[str(d)] = row
+    label = {"pca": "PCA", "random": "Random"}[method]
+    return {"method": label, "mode": method, "seed": seed, "model": source, "dims": [int(d) for d in dims], "metric": metric, "per_dim": per_dim}
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without private (``_``-prefixed) keys, ready for JSON."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}

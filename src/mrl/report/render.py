@@ -1,0 +1,93 @@
+"""Render aggregated per-dim results as Markdown, HTML and a PNG plot, written atomically."""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mrl.io import atomic_write, guard_output, write_json  # noqa: E402
+from mrl.report.aggregate import aggregate  # noqa: E402
+
+METRIC_TITLES = {"top1": "Head top-1 accuracy (%)", "1nn": "1-NN accuracy (%)", "map@10": "mAP@10 (%)"}
+
+
+def _cell(stats: dict[str, float] | None) -> str:
+    if stats is None:
+        return "–"
+    m, s, n = 100 * stats["mean"], 100 * stats["std"], stats["n"]
+    return f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
+
+
+def tables(agg: dict[str, dict[int, dict[str, dict[str, float]]]], metrics: tuple[str, ...] = tuple(METRIC_TITLES)) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """``{metric: (header, rows)}`` with one row per method family and one column per dim."""
+    dims = sorted({d for fam in agg.values() for d in fam})
+    out = {}
+    for metric in metrics:
+        header = ["method"] + [f"d={d}" for d in dims]
+        rows = [[fam] + [_cell(agg[fam].get(d, {}).get(metric)) for d in dims] for fam in agg]
+        out[metric] = (header, rows)
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot(agg: dict[str, dict[int, dict[str, dict[str, float]]]], path: Path, metrics: tuple[str, ...] = tuple(METRIC_TITLES)) -> None:
+    """One subplot per metric: mean (± std band) vs log2(dim) for each method family."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for fam, per_dim in agg.items():
+            pts = [(math.log2(d), 100 * v[metric]["mean"], 100 * v[metric]["std"]) for d, v in per_dim.items() if metric in v]
+            if not pts:
+                continue
+            xs, ys, ss = zip(*pts)
+            ax.plot(xs, ys, marker="o", label=fam)
+            ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)], alpha=0.2)
+        ax.set_xlabel("log2(dim)")
+        ax.set_title(METRIC_TITLES.get(metric, metric))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: str = "Matryoshka per-dimension report", notes: str = "", overwrite: bool = False) -> dict[str, Path]:
+    """Write ``results.json``, ``report.md``, ``report.html`` and ``per_dim.png`` into ``out_dir``.
+
+    Refuses a folder that already holds a report unless ``overwrite``. Returns the written paths.
+    """
+    out = guard_output(out_dir, overwrite, lambda p: (p / "report.md").exists())
+    agg = aggregate(records)
+    paths = {"json": out / "results.json", "md": out / "report.md", "html": out / "report.html", "png": out / "per_dim.png"}
+    write_json(paths["json"], {"schema": "mrl.eval/1", "runs": records})
+    plot(agg, paths["png"])
+    tabs = tables(agg)
+    md = [f"# {title}", "", notes, "", "Cells: mean ± std over seeds (percent); a single run shows no std.", ""]
+    for metric, (header, rows) in tabs.items():
+        md += [f"## {METRIC_TITLES[metric]}", "", markdown_table(header, rows), ""]
+    md += ["![per-dim plot](per_dim.png)", ""]
+    atomic_write(paths["md"], "\n".join(md).encode())
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>"]
+    for metric, (header, rows) in tabs.items():
+        body.append(f"<h2>{html.escape(METRIC_TITLES[metric])}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+        body.append("</table>")
+    body.append('<img src="per_dim.png" alt="per-dim plot">')
+    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    atomic_write(paths["html"], page.encode())
+    return paths
