@@ -15,7 +15,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_PIN)" -e ".[test]"
+	$(PIP) install -q "$(TORCH_PIN)" -e ".[test,text]"
 	touch $(STAMP)
 
 data:

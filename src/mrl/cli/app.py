@@ -176,5 +176,9 @@ def demo(
     console.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s. Report: {paths['md']} (HTML: {paths['html']})")
 
 
+# Command groups of other modules register themselves on `app` here (one import line each).
+# e.g. from mrl.cli import index_cmd  # noqa: E402,F401
+
+
 def main() -> None:
     app()
