@@ -6,6 +6,7 @@ PIP := $(VENV)/bin/pip
 TORCH_PIN := torch==2.13.0
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STAMP := $(VENV)/.installed
+WORDNET := /usr/share/wordnet/data.noun
 
 .PHONY: setup data demo test clean
 
@@ -22,6 +23,10 @@ data:
 	@if [ ! -f "$(FMNIST)" ] && [ -z "$$MRL_FASHION_MNIST" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
 	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or set MRL_FASHION_MNIST"; exit 1; fi; \
+	fi
+	@if [ ! -f "$(WORDNET)" ] && [ -z "$$MRL_WORDNET" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wordnet-base; \
+	  else echo "WordNet 3.0 missing: run 'sudo apt-get install wordnet-base' or set MRL_WORDNET"; exit 1; fi; \
 	fi
 
 demo: setup
