@@ -18,7 +18,7 @@ from rich.console import Console
 from mrl.errors import MRLError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Matryoshka Representation Learning: train, evaluate and use nested embeddings.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,7 +81,7 @@ def embed(
         raise MRLError(f"--out must end in .npy, got {out}.")
     guard_output(out, overwrite)
     net, cfg = load_model(model)
-    data = getattr(load_fashion_mnist(data_root, val_size=cfg["val_size"]), split)
+    data = getattr(load_fashion_mnist(data_root if data_root is not None else cfg.get("data_root"), val_size=cfg["val_size"]), split)
     enc = encode_split(net, data.images, data.labels)
     save_npy(out, enc.embeddings)
     save_npy(out.with_suffix(".labels.npy"), enc.labels)
@@ -106,15 +106,27 @@ def eval_(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Per-dim head top-1/top-5, 1-NN, mAP@10 and recall@10 (database = train, queries = test)."""
-    from mrl.data.fashion_mnist import load_fashion_mnist
     from mrl.evaluate.suite import evaluate_runs
     from mrl.io import guard_output, write_json
     from mrl.nesting import parse_dims
 
     guard_output(out, overwrite)
-    records = evaluate_runs(runs, load_fashion_mnist(data_root), baselines=_parse_list(baselines), baseline_dims=parse_dims(dims) if dims else None, metric=metric, log=console.print)
+    records = evaluate_runs(runs, _data_for_runs(runs, data_root), baselines=_parse_list(baselines), baseline_dims=parse_dims(dims) if dims else None, metric=metric, log=console.print)
     write_json(out, {"schema": "mrl.eval/1", "runs": records})
     console.print(f"wrote {out} ({len(records)} records)")
+
+
+def _data_for_runs(runs: list[Path], data_root: Path | None) -> Any:
+    """Load Fashion-MNIST with the validation split the runs were trained with (database = train)."""
+    from mrl.data.fashion_mnist import load_fashion_mnist
+    from mrl.train.checkpoint import load_model
+
+    configs = [load_model(run)[1] for run in runs]
+    val_sizes = {c["val_size"] for c in configs}
+    if len(val_sizes) > 1:
+        raise MRLError(f"the runs were trained with different val_size values {sorted(val_sizes)}; evaluate them separately.")
+    root = data_root if data_root is not None else configs[0].get("data_root")
+    return load_fashion_mnist(root, val_size=val_sizes.pop())
 
 
 @app.command()

@@ -1,0 +1,49 @@
+import json
+
+from typer.testing import CliRunner
+
+from mrl.cli import app
+
+runner = CliRunner()
+
+
+def _train_args(fmnist_dir, out, *extra):
+    sets = ["data_root=" + str(fmnist_dir), "val_size=200", "embed_dim=16", "width=4", "matryoshka_dims=[4,8,16]", "epochs=1", "batch_size=100", "warmup_steps=1", "progress=false"]
+    return ["train", "--out", str(out), *[a for s in sets for a in ("--set", s)], *extra]
+
+
+def test_train_eval_report_embed_end_to_end(fmnist_dir, tmp_path):
+    r = runner.invoke(app, _train_args(fmnist_dir, tmp_path / "mrl"))
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, _train_args(fmnist_dir, tmp_path / "ff", "--set", "mode=ff", "--set", "matryoshka_dims=[16]"))
+    assert r.exit_code == 0, r.output
+    res = tmp_path / "res.json"
+    r = runner.invoke(app, ["eval", str(tmp_path / "mrl"), str(tmp_path / "ff"), "--baselines", "pca,random", "--out", str(res), "--data-root", str(fmnist_dir)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(res.read_text())
+    assert [x["method"] for x in doc["runs"]] == ["MRL", "FF-16", "PCA", "Random"]
+    assert set(doc["runs"][0]["per_dim"]) == {"4", "8", "16"}
+    assert {"top1", "1nn", "map@10", "recall@10"} <= set(doc["runs"][0]["per_dim"]["4"])
+    r = runner.invoke(app, ["report", str(res), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| MRL |" in md and "| PCA |" in md and (tmp_path / "rep" / "per_dim.png").stat().st_size > 1000
+    r = runner.invoke(app, ["report", str(res), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    r = runner.invoke(app, ["embed", str(tmp_path / "mrl"), "--out", str(tmp_path / "e.npy"), "--data-root", str(fmnist_dir)])
+    assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "e.json").read_text())
+    assert side["count"] == 300 and side["dim"] == 16 and side["matryoshka_dims"] == [4, 8, 16]
+
+
+def test_errors_are_one_clear_line_and_exit_2(fmnist_dir, tmp_path):
+    r = runner.invoke(app, _train_args(fmnist_dir, tmp_path / "x", "--set", "matryoshka_dims=[8,4,16]"))
+    assert r.exit_code == 2 and "strictly increasing" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "y"), "--set", "data_root=" + str(tmp_path / "none")])
+    assert r.exit_code == 2 and "apt-get install dataset-fashion-mnist" in r.output
+    r = runner.invoke(app, ["eval", str(tmp_path / "nope"), "--out", str(tmp_path / "r.json"), "--data-root", str(fmnist_dir)])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    r = runner.invoke(app, ["report", str(bad), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 2 and "not valid JSON" in r.output
