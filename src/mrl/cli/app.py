@@ -47,12 +47,29 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set epochs=5 --set mode=mrl-e."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.safetensors."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in OUT."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes for distributed data-parallel training (torchrun; gloo on CPU, NCCL on GPU)."),
+    force: bool = typer.Option(False, "--force", help="Allow --nproc above the number of CPU cores."),
 ) -> None:
     """Train a Matryoshka (mrl, mrl-e) or fixed-feature (ff) classifier."""
     from mrl.train import load_config
     from mrl.train import train as run_train
 
     cfg = load_config(config, set_)
+    if nproc != 1:
+        from mrl.train.distributed import check_nproc, launch
+        from mrl.train.loop import check_run_folder, resolve_device
+
+        check_nproc(nproc, force=force, use_cuda=resolve_device(cfg.device).type == "cuda")
+        check_run_folder(out, resume=resume, overwrite=overwrite)
+        if cfg.batch_size % nproc:
+            raise MRLError(f"batch_size={cfg.batch_size} is the global batch and must be divisible by --nproc {nproc}.")
+        args = ["--out", str(out), *(["--config", str(config)] if config else []), *[a for item in set_ for a in ("--set", item)]]
+        args += ["--resume"] * resume + ["--overwrite"] * overwrite
+        code = launch(nproc, args)
+        if code != 0:
+            raise MRLError(f"distributed training failed (torchrun exit code {code}); the rank errors are printed above.")
+        console.print(f"model: {out / 'model.safetensors'}")
+        return
     result = run_train(cfg, out, resume=resume, overwrite=overwrite)
     last = result.final
     accs = ", ".join(f"{d}: {100 * last[f'val_top1@{d}']:.1f}" for d in cfg.matryoshka_dims)
@@ -190,6 +207,7 @@ def demo(
 
 # Command groups of other modules register themselves on `app` here (one import line each).
 # e.g. from mrl.cli import index_cmd  # noqa: E402,F401
+from mrl.cli import adaptive_cmd  # noqa: E402,F401
 
 
 def main() -> None:

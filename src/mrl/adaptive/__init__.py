@@ -1,0 +1,1 @@
+"""Adaptive inference with Matryoshka embeddings: classification cascades, retrieval funnels, auto-tuning."""
