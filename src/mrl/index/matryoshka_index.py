@@ -1,0 +1,359 @@
+"""``MatryoshkaIndex``: full-``D`` vectors stored once (memory-mapped), funnel search over prefixes.
+
+Example:
+    >>> index = MatryoshkaIndex(dim=512, metric="cosine", dtype="float16")
+    >>> index.add(vectors)                                 # [N, 512], ids default to 0..N-1
+    >>> index.build_first_stage("32:1000")                 # FAISS flat IP on the 32-d prefix
+    >>> scores, ids = index.search(queries, 10, funnel="32:1000 -> 128:100 -> 512:10")
+    >>> index.save("my-index")                             # atomic; manifest swapped last
+    >>> index = MatryoshkaIndex.load("my-index")           # vectors memory-mapped, checksums checked
+
+Search: stage 1 scores the whole corpus on the ``d_1`` prefix with a :class:`FirstStage` (built on
+demand if missing; kept in memory, saved only when built with ``persist=True`` or chosen by tuning);
+each later stage gathers the survivors' prefix columns from the store and reranks them with one
+batched matmul per query batch (:func:`mrl.index.funnel.rerank`). Nothing the caller passes is
+modified. ``early_exit=True`` stops reranking a query whose top-``k`` ids did not change between two
+consecutive stages; the saved multiply-adds are reported in the search stats.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrl.checks import check_finite
+from mrl.errors import MRLError
+from mrl.index import store
+from mrl.index.first_stage import FirstStage
+from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, rerank
+
+
+@dataclass
+class SearchStats:
+    """Work done by one :meth:`MatryoshkaIndex.search` call (multiply-adds summed over queries)."""
+
+    queries: int = 0
+    flops: float = 0.0
+    flops_without_early_exit: float = 0.0
+    exited_after_stage: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def saved_fraction(self) -> float:
+        return 1.0 - self.flops / self.flops_without_early_exit if self.flops_without_early_exit else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "flops": self.flops, "flops_without_early_exit": self.flops_without_early_exit, "saved_fraction": self.saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds}
+
+
+class MatryoshkaIndex:
+    """A persistent coarse-to-fine index over Matryoshka embeddings.
+
+    Args:
+        dim: ``D``, the width of the stored vectors (queries must have this width).
+        metric: ``"cosine"`` (truncate then L2-normalise at every stage; inner product) or ``"l2"``.
+        dtype: storage of the full vectors, ``"float32"`` or ``"float16"``.
+
+    Shape:
+        - ``add(vectors [n, D], ids [n] int64 | None)``
+        - ``search(queries [B, D], k) -> (scores [B, k] float32, ids [B, k] int64)``; scores are
+          higher-is-better (cosine similarity, or negative squared L2 distance); ``-1`` ids pad
+          rows when an approximate first stage finds fewer than ``k``.
+    """
+
+    def __init__(self, dim: int, *, metric: str = "cosine", dtype: str = "float32") -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise MRLError(f"dim must be a positive integer (the embedding width D), got {dim!r}.")
+        if metric not in METRICS:
+            raise MRLError(f"metric must be one of {METRICS}, got {metric!r}.")
+        if dtype not in store.DTYPES:
+            raise MRLError(f"dtype must be one of {store.DTYPES}, got {dtype!r}.")
+        self.dim, self.metric, self.dtype = int(dim), metric, dtype
+        self._segments: list[np.ndarray] = []  # [n_i, D] arrays (memmaps or in-memory), never mutated
+        self._starts = np.zeros(1, dtype=np.int64)  # segment start rows + total count at the end
+        self._ids: list[np.ndarray] = []
+        self._stages: dict[str, FirstStage] = {}
+        self._persist: set[str] = set()
+        self.funnel: Funnel | None = None
+        self.tuning: dict[str, Any] | None = None
+        self._folder: Path | None = None  # where the memory-mapped base segment lives
+        self._files: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def count(self) -> int:
+        return int(self._starts[-1])
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int64)
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Append vectors (and their int64 ids; default: consecutive from the current count).
+
+        The batch is validated first; a batch with NaN/Inf, the wrong width or bad ids is refused as
+        a whole and the index is left unchanged.
+        """
+        vectors = self._check_vectors(vectors, "vectors")
+        n = vectors.shape[0]
+        if ids is None:
+            ids = np.arange(self.count, self.count + n, dtype=np.int64)
+        else:
+            ids = np.asarray(ids)
+            if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+                raise MRLError(f"ids must be {n} integers (one per vector), got {ids.dtype} {ids.shape}.")
+            ids = ids.astype(np.int64)
+        with np.errstate(over="ignore"):
+            stored = np.array(vectors, dtype=self.dtype, copy=True)
+        if not np.isfinite(stored).all():
+            raise MRLError(f"vectors overflow {self.dtype} (|x| > {np.finfo(self.dtype).max:.0f}); store them as float32 or rescale them.")
+        if n == 0:
+            return
+        for st in self._stages.values():  # all validation done: now mutate
+            st.add(stored)
+        self._segments.append(stored)
+        self._ids.append(ids)
+        self._starts = np.append(self._starts, self._starts[-1] + n)
+
+    def _check_vectors(self, x: Any, name: str) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise MRLError(f"{name} must be a 2-D numpy array [N, {self.dim}], got {getattr(x, 'shape', type(x).__name__)}.")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise MRLError(f"{name} must hold floats, got {x.dtype}; cast with .astype('float32').")
+        if x.shape[1] != self.dim:
+            more = " (larger than the index dim)" if x.shape[1] > self.dim else ""
+            raise MRLError(f"{name} have dim {x.shape[1]}{more} but this index stores {self.dim}-dim vectors; pass full {self.dim}-dim embeddings from the same model.")
+        check_finite(x, name)
+        return x
+
+    def gather(self, rows: np.ndarray, dim: int) -> np.ndarray:
+        """First ``dim`` columns of the given rows as a new float32 array. Shape: ``[M] -> [M, dim]``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(self._segments) == 1:
+            return np.asarray(self._segments[0][rows, :dim], dtype=np.float32)
+        out = np.empty((rows.shape[0], dim), dtype=np.float32)
+        seg = np.searchsorted(self._starts, rows, side="right") - 1
+        for s, arr in enumerate(self._segments):  # a handful of segments, not a per-row loop
+            m = seg == s
+            if m.any():
+                out[m] = arr[rows[m] - self._starts[s], :dim]
+        return out
+
+    def iter_vectors(self, rows: int = 1 << 16) -> Any:
+        return store.chunks_of(self._segments, rows)
+
+    # ------------------------------------------------------------------ first stages
+    def build_first_stage(self, stage: Stage | str, *, persist: bool = True, hnsw_m: int = 32) -> FirstStage:
+        """Build (or return) the FAISS structure for a first stage, e.g. ``"32:1000"`` or ``Stage(64, 1, "binary")``.
+
+        Only the stage's dim/precision/kind matter. ``persist``: save it with the index.
+        """
+        if isinstance(stage, str):
+            stage = Funnel.parse(stage).first
+        if stage.dim > self.dim:
+            raise FunnelError(f"first-stage dim {stage.dim} exceeds the index dim {self.dim}.")
+        fs = FirstStage.for_stage(stage, self.metric, hnsw_m=hnsw_m)
+        if fs.key not in self._stages:
+            for chunk in self.iter_vectors():
+                fs.add(chunk)
+            self._stages[fs.key] = fs
+        if persist:
+            self._persist.add(fs.key)
+        return self._stages[fs.key]
+
+    def first_stages(self) -> list[FirstStage]:
+        return list(self._stages.values())
+
+    def drop_first_stage(self, key: str) -> None:
+        self._stages.pop(key, None)
+        self._persist.discard(key)
+
+    def resident_bytes(self, funnel: Funnel | str | None = None) -> int:
+        """RAM the index keeps per search: ids plus the first-stage structure of ``funnel`` (default:
+        all built structures). The full vectors are memory-mapped from disk once saved/loaded."""
+        keys = [FirstStage.for_stage(Funnel.parse(funnel).first, self.metric).key] if funnel is not None else list(self._stages)
+        in_memory_vectors = sum(a.nbytes for a in self._segments if not isinstance(a, np.memmap))
+        return self.count * 8 + sum(self._stages[k].resident_bytes() for k in keys if k in self._stages) + in_memory_vectors
+
+    # ------------------------------------------------------------------ search
+    def _resolve(self, k: int | None, funnel: Funnel | str | None) -> Funnel:
+        if self.count == 0:
+            raise MRLError("the index is empty; add vectors before searching.")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.count):
+            raise FunnelError(f"k={k!r} must be an integer in [1, {self.count}]: it exceeds the {self.count} vectors in the index or is not positive.")
+        f = Funnel.parse(funnel) if funnel is not None else (self.funnel or (Funnel.exact(self.dim, k) if k else None))
+        if f is None:
+            raise MRLError("search needs k or a funnel, e.g. search(queries, 10).")
+        if k is not None and k != f.k:
+            last = f.stages[-1]
+            try:
+                f = Funnel(f.stages[:-1] + (Stage(last.dim, k, last.precision, last.kind),))
+            except FunnelError as exc:
+                raise FunnelError(f"k={k} does not fit the funnel {f} ({exc}); pass funnel=... with enough candidates, or retune for this k.") from exc
+        if f.k > self.count:
+            raise FunnelError(f"k={f.k} exceeds the {self.count} vectors in the index; ask for k <= {self.count}.")
+        f.validate_for(self.dim, self.count)
+        return f
+
+    def search(self, queries: np.ndarray, k: int | None = None, *, funnel: Funnel | str | None = None, batch_size: int = 256, early_exit: bool = False, ef_search: int | None = None, return_stats: bool = False) -> Any:
+        """Funnel search. ``funnel`` defaults to the index's tuned funnel, else exact ``D:k``.
+
+        Returns ``(scores [B, k], ids [B, k])``, plus a :class:`SearchStats` when ``return_stats``.
+        """
+        t0 = time.perf_counter()
+        q = self._check_vectors(queries, "queries")
+        f = self._resolve(k, funnel)
+        s0 = f.first
+        fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
+        rows = fs.search(q, s0.k, ef_search=ef_search)
+        B = q.shape[0]
+        stats = SearchStats(queries=B)
+        stats.flops = stats.flops_without_early_exit = f.flops(self.count) * B
+        scores = np.full((B, f.k), -np.inf, dtype=np.float32)
+        out_rows = np.full((B, f.k), -1, dtype=np.int64)
+        for start in range(0, B, batch_size):  # query batches: bounded memory for the gathered rows
+            qb, cand = q[start : start + batch_size], rows[start : start + batch_size]
+            if len(f.stages) == 1:
+                s, r = self._score_exact_first(qb, cand, s0)
+            else:
+                s, r = self._rerank_batch(qb, cand, f, early_exit, stats)
+            scores[start : start + batch_size], out_rows[start : start + batch_size] = s, r
+        ids_all = self.ids
+        out_ids = np.where(out_rows >= 0, ids_all[np.maximum(out_rows, 0)], -1)
+        stats.seconds = time.perf_counter() - t0
+        return (scores, out_ids, stats) if return_stats else (scores, out_ids)
+
+    def _score_exact_first(self, qb: np.ndarray, cand: np.ndarray, s0: Stage) -> tuple[np.ndarray, np.ndarray]:
+        """One-stage funnel: report the true prefix scores of the first stage's results."""
+        return rerank(qb, cand, self.gather, s0.dim, s0.k, self.metric)
+
+    def _rerank_batch(self, qb: np.ndarray, cand: np.ndarray, f: Funnel, early_exit: bool, stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
+        k = f.k
+        B = qb.shape[0]
+        final_s = np.full((B, k), -np.inf, dtype=np.float32)
+        final_r = np.full((B, k), -1, dtype=np.int64)
+        active = np.arange(B)
+        prev_top = cand[:, :k]
+        n_stages = len(f.stages)
+        for i in range(1, n_stages):
+            st = f.stages[i]
+            s, r = rerank(qb[active], cand, self.gather, st.dim, st.k, self.metric)
+            if i == n_stages - 1:
+                final_s[active], final_r[active] = s[:, :k], r[:, :k]
+                break
+            if early_exit:
+                top = r[:, :k]
+                same = (np.sort(top, axis=1) == np.sort(prev_top, axis=1)).all(axis=1)
+                if same.any():
+                    done = active[same]
+                    final_s[done], final_r[done] = s[same, :k], top[same]
+                    saved = sum(f.stages[j - 1].k * f.stages[j].dim for j in range(i + 1, n_stages)) * int(same.sum())
+                    stats.flops -= saved
+                    key = str(st.dim)
+                    stats.exited_after_stage[key] = stats.exited_after_stage.get(key, 0) + int(same.sum())
+                    active, r = active[~same], r[~same]
+                    if active.size == 0:
+                        break
+                prev_top = r[:, :k]
+            cand = r
+        return final_s, final_r
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Atomically save to ``folder`` (new data files first, ``manifest.json`` swapped last).
+
+        A crash at any point leaves the previous index in ``folder`` loadable.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        old = store.read_manifest(folder) if (folder / store.MANIFEST).is_file() else None
+        gen = int(old["generation"]) + 1 if old else 1
+        files: dict[str, Any] = {}
+        reuse = self._folder is not None and self._folder.resolve() == folder.resolve() and len(self._segments) == 1 and isinstance(self._segments[0], np.memmap) and "vectors" in self._files
+        if reuse:  # the vectors on disk are exactly ours: keep those files, rewrite only what changed
+            files["vectors"], files["ids"] = self._files["vectors"], self._files["ids"]
+        else:
+            files["vectors"] = store.write_npy_stream(folder / f"vectors.{gen}.npy", (self.count, self.dim), np.dtype(self.dtype), self.iter_vectors())
+            files["ids"] = store.write_npy_stream(folder / f"ids.{gen}.npy", (self.count,), np.dtype(np.int64), [self.ids])
+        first = []
+        for key in sorted(self._persist):
+            fs = self._stages[key]
+            entry = store.write_bytes(folder / f"first.{gen}.{key}.faiss", fs.serialize())
+            first.append({**fs.meta(), **entry})
+        manifest = {
+            "format": store.FORMAT,
+            "format_version": store.FORMAT_VERSION,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "count": self.count,
+            "metric": self.metric,
+            "generation": gen,
+            "files": files,
+            "first_stages": first,
+            "funnel": str(self.funnel) if self.funnel else None,
+            "tuning": self.tuning,
+        }
+        store.write_manifest(folder, manifest)  # the commit point
+        keep = {files["vectors"]["file"], files["ids"]["file"], *(e["file"] for e in first)}
+        store.remove_unreferenced(folder, keep)
+        if not reuse:  # from now on serve from the saved, memory-mapped copy
+            self._segments = [store.open_vectors(folder / files["vectors"]["file"], self.count, self.dim, self.dtype)] if self.count else []
+            self._ids = [np.load(folder / files["ids"]["file"], allow_pickle=False)] if self.count else []
+            self._starts = np.array([0, self.count], dtype=np.int64) if self.count else np.zeros(1, dtype=np.int64)
+        self._folder, self._files = folder, files
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], *, verify: bool = True) -> MatryoshkaIndex:
+        """Open a saved index: vectors memory-mapped, first stages read into RAM.
+
+        ``verify`` checks every file's SHA-256 (sizes are always checked).
+        """
+        folder = Path(folder)
+        man = store.read_manifest(folder)
+        try:
+            index = cls(int(man["dim"]), metric=man["metric"], dtype=man["dtype"])
+            count = int(man["count"])
+            vec_path = store.check_file(folder, man["files"]["vectors"], verify)
+            ids_path = store.check_file(folder, man["files"]["ids"], verify)
+        except (KeyError, TypeError) as exc:
+            raise store.IndexFormatError(f"{folder / store.MANIFEST} is incomplete ({exc}); rebuild the index.") from exc
+        if count:
+            index._segments = [store.open_vectors(vec_path, count, index.dim, index.dtype)]
+            ids = np.load(ids_path, allow_pickle=False)
+            if ids.shape != (count,) or ids.dtype != np.int64:
+                raise store.IndexFormatError(f"{ids_path} holds {ids.dtype} {ids.shape}, expected int64 ({count},); rebuild the index.")
+            index._ids = [ids]
+            index._starts = np.array([0, count], dtype=np.int64)
+        for entry in man.get("first_stages") or []:
+            path = store.check_file(folder, entry, verify)
+            fs = FirstStage.deserialize(path.read_bytes(), entry, index.metric)
+            if fs.ntotal != count:
+                raise store.IndexFormatError(f"{path} indexes {fs.ntotal} vectors but the manifest says {count}; rebuild the index.")
+            index._stages[fs.key] = fs
+            index._persist.add(fs.key)
+        index.funnel = Funnel.parse(man["funnel"]) if man.get("funnel") else None
+        index.tuning = man.get("tuning")
+        index._folder, index._files = folder, man["files"]
+        return index
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "count": self.count,
+            "dtype": self.dtype,
+            "metric": self.metric,
+            "funnel": str(self.funnel) if self.funnel else None,
+            "first_stages": [fs.key for fs in self._stages.values()],
+            "resident_bytes_per_vector": self.resident_bytes(self.funnel) / max(self.count, 1) if self.funnel else None,
+            "tuning": self.tuning,
+            "folder": str(self._folder) if self._folder else None,
+        }
