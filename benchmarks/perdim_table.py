@@ -85,10 +85,14 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     data = load_fashion_mnist(args.data_root)
     base = TrainConfig(epochs=args.epochs, data_root=args.data_root, device=args.device, threads=args.threads, progress=args.progress)
     records: list[dict[str, Any]] = []
+    budget = args.max_new_runs
     for name, changes, seed in plan(args.seeds, args.extra_ff_seeds):
         run_dir = out / f"{name}-s{seed}"
         eval_path = run_dir / "eval.json"
         if not eval_path.exists():
+            if budget is not None and budget <= 0:
+                continue
+            budget = None if budget is None else budget - 1
             if not (run_dir / "model.safetensors").exists():
                 print(f"[train] {run_dir.name}", flush=True)
                 resume = (run_dir / "checkpoint.safetensors").exists()
@@ -142,16 +146,17 @@ def main() -> None:
     p.add_argument("--progress", action="store_true")
     p.add_argument("--skip-step-time", action="store_true")
     p.add_argument("--no-results-md", action="store_true", help="do not write benchmarks/RESULTS.md")
+    p.add_argument("--max-new-runs", type=int, default=None, help="train/evaluate at most this many missing runs, then report (lets a shell loop release the CPU between runs)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     steps = None
     step_path = Path(args.out) / "steptime.json"
-    if not args.skip_step_time:
+    if not args.skip_step_time and not step_path.exists():
         steps = step_times(TrainConfig(data_root=args.data_root), batch=256, repeats=30, threads=args.threads)
         write_json(step_path, steps)
         print(f"[steps] {steps}", flush=True)
-    elif step_path.exists():
+    if steps is None and step_path.exists():
         steps = read_json(step_path)
     records = run_all(args)
     agg = aggregate(records)
