@@ -47,3 +47,11 @@ def test_errors_are_one_clear_line_and_exit_2(fmnist_dir, tmp_path):
     bad.write_text("{not json")
     r = runner.invoke(app, ["report", str(bad), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 2 and "not valid JSON" in r.output
+
+
+def test_demo_refuses_a_folder_with_results(tmp_path):
+    (tmp_path / "demo" / "report").mkdir(parents=True)
+    (tmp_path / "demo" / "report" / "report.md").write_text("old")
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert (tmp_path / "demo" / "report" / "report.md").read_text() == "old"
