@@ -13,9 +13,11 @@ import yaml
 from mrl.errors import MRLError
 from mrl.models.classifier import MODES
 from mrl.nesting import parse_dims, validate_dims
+from mrl.weighting import Weighting, create_weighting
 
 # Fields that may differ between a checkpoint and the config that resumes it.
-RUNTIME_FIELDS = frozenset({"device", "threads", "progress", "epochs"})
+RUNTIME_FIELDS = frozenset({"device", "threads", "progress", "epochs", "precision"})
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -24,6 +26,8 @@ class TrainConfig:
 
     ``matryoshka_dims`` may be given as ``"2,4,...,512"``; for ``mode: ff`` it is the single
     fixed-feature size (e.g. ``[8]``) and the model still has an ``embed_dim``-wide backbone.
+    ``weighting`` names a strategy of :mod:`mrl.weighting` (options in ``weighting_kwargs``);
+    ``precision`` ``auto`` means bf16 autocast on CUDA and fp32 on CPU.
     """
 
     dataset: str = "fashion_mnist"
@@ -50,6 +54,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
     threads: int | None = None
     progress: bool = True
 
@@ -63,6 +68,12 @@ class TrainConfig:
         validate_dims(self.matryoshka_dims, self.embed_dim, require_full=self.mode != "ff")
         if self.mode == "ff" and len(self.matryoshka_dims) != 1:
             raise MRLError(f"mode 'ff' takes a single dim in matryoshka_dims (the fixed feature size), got {self.matryoshka_dims}.")
+        if self.precision not in PRECISIONS:
+            raise MRLError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if not isinstance(self.weighting, str):
+            raise MRLError(f"weighting must be a strategy name such as 'uniform', got {self.weighting!r}.")
+        if not isinstance(self.weighting_kwargs, dict):
+            raise MRLError(f"weighting_kwargs must be a mapping of option to value, got {self.weighting_kwargs!r}.")
         if self.optimizer not in ("sgd", "adamw"):
             raise MRLError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}.")
         for name in ("epochs", "batch_size", "width", "embed_dim"):
@@ -75,6 +86,16 @@ class TrainConfig:
             raise MRLError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         if self.train_subset is not None and self.train_subset <= 0:
             raise MRLError(f"train_subset must be a positive integer or null, got {self.train_subset}.")
+        self.build_weighting()  # fail at load time on an unknown strategy or bad weights
+
+    def build_weighting(self) -> Weighting:
+        """The loss weighting this config asks for (``matryoshka_weights`` implies ``fixed``)."""
+        g = len(self.matryoshka_dims)
+        if self.matryoshka_weights is not None:
+            if self.weighting not in ("uniform", "fixed"):
+                raise MRLError(f"matryoshka_weights is only used with weighting 'fixed', not {self.weighting!r}; drop one of them.")
+            return create_weighting("fixed", g, weights=self.matryoshka_weights)
+        return create_weighting(self.weighting, g, **self.weighting_kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
