@@ -9,10 +9,17 @@
 Determinism: the shuffling and augmentation of epoch ``e`` come from a generator seeded with
 ``(seed, e)``, and the global RNG states are checkpointed, so a run stopped after any epoch and
 resumed reaches the same weights as an uninterrupted run (same device and thread count).
+
+Distributed: under ``torchrun`` (see :mod:`mrl.train.distributed`) the same function runs on every
+rank: the model is wrapped in DDP, each global batch is split across ranks, metrics are
+all-reduced and rank 0 alone writes files. On CUDA the forward pass runs under bf16 autocast
+(``precision: auto``) with channels-last tensors, batches are staged in pinned memory and copied
+with ``non_blocking=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -24,16 +31,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from mrl.data.fashion_mnist import load_fashion_mnist, to_tensor
 from mrl.errors import CheckpointError, MRLError
 from mrl.io import atomic_write, guard_output, write_json
-from mrl.losses import MatryoshkaLoss
+from mrl.losses import MatryoshkaLoss, MatryoshkaLossOutput
 from mrl.models.classifier import MatryoshkaClassifier, build_classifier, encode
+from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint, save_model
 from mrl.train.config import TrainConfig
-from mrl.weighting import Weighting, create_weighting
+from mrl.weighting import Weighting
 
 
 @dataclass
@@ -61,19 +70,22 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed python, numpy and torch.
+
+    torch's global generator gets ``seed`` on every rank, because what it draws must agree across
+    ranks (model initialisation, the dims sampled by ``n_dims_per_step``); python's and numpy's
+    generators are per rank (``seed + rank``) for anything rank-local.
+    """
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed)
 
 
 def build_weighting(config: TrainConfig) -> Weighting:
-    g = len(config.matryoshka_dims)
-    if config.matryoshka_weights is not None:
-        if config.weighting not in ("uniform", "fixed"):
-            raise MRLError(f"matryoshka_weights is only used with weighting 'fixed', not {config.weighting!r}; drop one of them.")
-        return create_weighting("fixed", g, weights=config.matryoshka_weights)
-    return create_weighting(config.weighting, g, **config.weighting_kwargs)
+    """The run's loss weighting (see :meth:`TrainConfig.build_weighting`)."""
+    return config.build_weighting()
 
 
 def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter], total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -93,12 +105,67 @@ def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter], total
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def evaluate_heads(model: MatryoshkaClassifier, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device) -> dict[str, float]:
-    """Top-1 accuracy of every head on a split: ``{"val_top1@<d>": acc}``."""
-    _, logits = encode(model, inputs, device=device)
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the forward pass: ``auto`` is bf16 on CUDA and full fp32 elsewhere."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def fetch_batch(images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor | None, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather a batch (with horizontal flips where ``flips`` says so) and move it to ``device``.
+
+    On CUDA the batch is staged in pinned memory and copied with ``non_blocking=True`` into a
+    channels-last tensor; on CPU it is returned as is.
+
+    Shape:
+        - images ``[N, 1, H, W]`` float, labels ``[N]``, flips ``[N]`` bool or None, idx ``[B]``.
+        - returns ``(x [B, 1, H, W], y [B])`` on ``device``.
+    """
+    x, y = images[idx], labels[idx]
+    if flips is not None:
+        x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(-1), x)
+    if device.type != "cuda":
+        return x, y
+    x = x.pin_memory().to(device, non_blocking=True, memory_format=torch.channels_last)
+    return x, y.pin_memory().to(device, non_blocking=True)
+
+
+def train_step(net: torch.nn.Module, loss_fn: MatryoshkaLoss, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor, y: torch.Tensor, *, amp_dtype: torch.dtype | None = None, extra_params: list[torch.nn.Parameter] | None = None, ctx: ddp.DistContext | None = None) -> MatryoshkaLossOutput:
+    """One optimisation step: forward (under autocast if ``amp_dtype``), backward, step.
+
+    ``net`` may be DDP-wrapped (DDP averages the model's gradients); ``extra_params`` (a learned
+    weighting's) are averaged over ranks here.
+
+    Shape: ``x`` ``[B, C, H, W]``, ``y`` ``[B]``; returns the loss output (``per_dim`` ``[G]``).
+    """
+    autocast = torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    with autocast:
+        loss_out = loss_fn(net(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss_out.total.backward()
+    if ctx is not None and extra_params:
+        ddp.average_gradients(extra_params, ctx)
+    optimizer.step()
+    scheduler.step()
+    return loss_out
+
+
+def evaluate_heads(model: MatryoshkaClassifier, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device, ctx: ddp.DistContext | None = None) -> dict[str, float]:
+    """Top-1 accuracy of every head on a split: ``{"val_top1@<d>": acc}``.
+
+    Under DDP each rank scores a contiguous shard and the correct counts are all-reduced.
+
+    Shape: ``inputs`` ``[N, C, H, W]``, ``labels`` ``[N]``.
+    """
+    ctx = ctx or ddp.DistContext()
+    n = inputs.shape[0]
+    lo, hi = n * ctx.rank // ctx.world_size, n * (ctx.rank + 1) // ctx.world_size
+    _, logits = encode(model, inputs[lo:hi], device=device)
     assert logits is not None
-    acc = (logits.argmax(-1) == labels).float().mean(dim=1)
-    return {f"val_top1@{d}": float(a) for d, a in zip(model.matryoshka_dims, acc)}
+    correct = (logits.argmax(-1) == labels[lo:hi]).sum(dim=1).double()
+    correct = ddp.all_reduce_sum(correct, ctx)
+    return {f"val_top1@{d}": float(c) / max(n, 1) for d, c in zip(model.matryoshka_dims, correct.tolist())}
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -114,31 +181,51 @@ def _output_holds_run(p: Path) -> bool:
     return (p / MODEL_NAME).exists() or (p / CHECKPOINT_NAME).exists()
 
 
+def check_run_folder(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Refuse to start over a finished run (without ``overwrite``) or to resume from nothing."""
+    out = Path(out_dir)
+    if resume:
+        if not (out / CHECKPOINT_NAME).exists():
+            raise CheckpointError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist; drop --resume to start a new run.")
+    else:
+        guard_output(out, overwrite, _output_holds_run)
+    return out
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
     """Train a Matryoshka (or fixed-feature) classifier on Fashion-MNIST.
+
+    Runs in this process, or, when started by ``torchrun`` (``WORLD_SIZE`` > 1 in the
+    environment), as one rank of a DDP job (see :mod:`mrl.train.distributed`).
 
     Args:
         config: the run's :class:`TrainConfig`.
         out_dir: folder for checkpoint, metrics and final model.
         resume: continue from ``out_dir/checkpoint.safetensors``; the config must match the one
-            stored there (except runtime fields such as ``device`` and ``threads``).
+            stored there (except runtime fields such as ``device`` and ``threads``). A checkpoint
+            written with another number of processes resumes too: the global batch and data order
+            do not depend on it.
         overwrite: allow writing into a folder that already holds a run.
         stop_after_epoch: stop (as if killed) once this many epochs are complete; for tests.
 
     Returns:
         :class:`TrainResult` with the per-epoch history.
     """
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    if resume:
-        if not ckpt_path.exists():
-            raise CheckpointError(f"nothing to resume: {ckpt_path} does not exist; drop --resume to start a new run.")
-    else:
-        guard_output(out, overwrite, _output_holds_run)
+    out = check_run_folder(out_dir, resume=resume, overwrite=overwrite)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    seed_everything(config.seed)
+    ctx = ddp.init_distributed(device)
+    try:
+        return _train(config, out, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
+    finally:
+        ddp.shutdown(ctx)
+
+
+def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.device, *, resume: bool, stop_after_epoch: int | None) -> TrainResult:
+    ckpt_path = out / CHECKPOINT_NAME
+    ddp.check_global_batch(config.batch_size, ctx)
+    seed_everything(config.seed, ctx.rank)
 
     data = load_fashion_mnist(config.data_root, val_size=config.val_size)
     train_images, train_labels = data.train.images, data.train.labels
@@ -146,11 +233,14 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, ove
         train_images, train_labels = train_images[: config.train_subset], train_labels[: config.train_subset]
     x_train, y_train = to_tensor(train_images), torch.from_numpy(train_labels)
     x_val, y_val = to_tensor(data.val.images), torch.from_numpy(data.val.labels)
-    if device.type == "cuda":
-        x_train, y_train = x_train.pin_memory(), y_train.pin_memory()
 
     model = build_classifier(backbone=config.backbone, embed_dim=config.embed_dim, num_classes=data.num_classes, matryoshka_dims=config.matryoshka_dims, mode=config.mode, width=config.width).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    amp_dtype = resolve_precision(config.precision, device)
     weighting = build_weighting(config).to(device)
+    if ctx.enabled:
+        weighting.sync = lambda t: ddp.all_reduce_mean(t, ctx)
     loss_fn = MatryoshkaLoss(config.matryoshka_dims, weighting=weighting, n_dims_per_step=config.n_dims_per_step, label_smoothing=config.label_smoothing)
     n = x_train.shape[0]
     steps_per_epoch = max(n // config.batch_size, 1)
@@ -170,52 +260,63 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, ove
             raise CheckpointError(f"cannot resume: epochs={config.epochs} but the checkpoint was planned for {saved.epochs} (the LR schedule depends on it); keep epochs={saved.epochs}.")
         restore(tensors, state, model=model, optimizer=optimizer, scheduler=scheduler, weighting=weighting)
         start_epoch, history = state["epoch"], state["history"]
+        saved_world = int(state.get("extra", {}).get("world_size", 1))
+        if saved_world != ctx.world_size and ctx.is_main and config.progress:
+            tqdm.write(f"note: resuming a checkpoint written by {saved_world} process(es) with {ctx.world_size}; data order and global batch are unchanged, batch-norm statistics are per process.")
+        if ctx.rank > 0:  # the checkpoint holds rank 0's python/numpy states; keep rank-local streams distinct
+            random.seed(config.seed + ctx.rank + 7919 * start_epoch)
+            np.random.seed((config.seed + ctx.rank + 7919 * start_epoch) % 2**32)
+
+    net: torch.nn.Module = model
+    if ctx.enabled:
+        unused = config.n_dims_per_step is not None and config.n_dims_per_step < len(config.matryoshka_dims)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+    extra_params = list(weighting.parameters())
 
     dims = config.matryoshka_dims
     t_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
-        model.train()
+        net.train()
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < 0.5
-        sums = torch.zeros(len(dims), dtype=torch.float64)
-        counts = torch.zeros(len(dims), dtype=torch.float64)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False)
+        sums = torch.zeros(len(dims), dtype=torch.float64, device=device)
+        counts = torch.zeros(len(dims), dtype=torch.float64, device=device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main), leave=False)
         for step in bar:
-            idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
-            x, y = x_train[idx], y_train[idx]
-            if config.augment:
-                x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(-1), x)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss_out = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss_out.total.backward()
-            optimizer.step()
-            scheduler.step()
-            per_dim = loss_out.per_dim.double().cpu()
+            idx = ddp.shard_batch(perm[step * config.batch_size : (step + 1) * config.batch_size], ctx)
+            x, y = fetch_batch(x_train, y_train, flips if config.augment else None, idx, device)
+            loss_out = train_step(net, loss_fn, optimizer, scheduler, x, y, amp_dtype=amp_dtype, extra_params=extra_params, ctx=ctx)
+            per_dim = loss_out.per_dim.double()
             seen = ~torch.isnan(per_dim)
             sums += torch.where(seen, per_dim, 0.0)
             counts += seen.double()
-            if step % 20 == 0:
+            if step % 20 == 0 and not bar.disable:
                 bar.set_postfix_str(" ".join(f"{d}:{v:.2f}" for d, v in zip(dims, per_dim.tolist()) if v == v))
         bar.close()
-        mean_losses = (sums / counts.clamp(min=1)).tolist()
+        sums, counts = ddp.all_reduce_sum(sums, ctx), ddp.all_reduce_sum(counts, ctx)
+        mean_losses = (sums / counts.clamp(min=1)).cpu().tolist()
         weighting.on_epoch_end(mean_losses)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": float(sum(v for v in mean_losses))}
         row.update({f"train_loss@{d}": v for d, v in zip(dims, mean_losses)})
         row.update({f"weight@{d}": float(w) for d, w in zip(dims, weighting.weights().tolist())})
-        row.update(evaluate_heads(model, x_val, y_val, device))
+        ddp.broadcast_buffers(model, ctx)  # evaluate (and save) rank 0's batch-norm statistics
+        row.update(evaluate_heads(model, x_val, y_val, device, ctx))
         row["seconds"] = time.perf_counter() - t_epoch
         history.append(row)
-        if config.progress:
-            accs = " ".join(f"{d}:{row[f'val_top1@{d}']:.3f}" for d in dims)
-            tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val top-1 per dim {accs}  ({row['seconds']:.0f}s)")
-        _write_metrics(out / "metrics.csv", history)
-        save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, weighting=weighting, epoch=epoch + 1, config=config.to_dict(), history=history)
+        if ctx.is_main:
+            if config.progress:
+                accs = " ".join(f"{d}:{row[f'val_top1@{d}']:.3f}" for d in dims)
+                tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val top-1 per dim {accs}  ({row['seconds']:.0f}s)")
+            _write_metrics(out / "metrics.csv", history)
+            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, weighting=weighting, epoch=epoch + 1, config=config.to_dict(), history=history, extra={"world_size": ctx.world_size})
+        ddp.barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
             return TrainResult(out, history, time.perf_counter() - t_start)
 
-    save_model(out / MODEL_NAME, model, config.to_dict(), data.num_classes)
-    write_json(out / "config.json", config.to_dict())
+    if ctx.is_main:
+        save_model(out / MODEL_NAME, model, config.to_dict(), data.num_classes)
+        write_json(out / "config.json", config.to_dict())
+    ddp.barrier(ctx)
     return TrainResult(out, history, time.perf_counter() - t_start)
