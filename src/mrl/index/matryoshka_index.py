@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,18 @@ class MatryoshkaIndex:
         f.validate_for(self.dim, self.count)
         return f
 
-    def search(self, queries: np.ndarray, k: int | None = None, *, funnel: Funnel | str | None = None, batch_size: int = 256, early_exit: bool = False, ef_search: int | None = None, return_stats: bool = False) -> Any:
+    def search(self, queries: np.ndarray, k: int | None = None, *, funnel: Funnel | str | None = None, batch_size: int | None = None, threads: int = 1, early_exit: bool = False, ef_search: int | None = None, return_stats: bool = False) -> Any:
         """Funnel search. ``funnel`` defaults to the index's tuned funnel, else exact ``D:k``.
+
+        Args:
+            queries: ``[B, D]`` float vectors.
+            k: results per query (replaces the funnel's last ``k`` when both are given).
+            funnel: spec string or :class:`Funnel`.
+            batch_size: queries per rerank batch (default: about 32 MiB of gathered rows per batch).
+            threads: rerank batches run on this many threads (NumPy releases the GIL); FAISS's own
+                threads (``faiss.omp_set_num_threads``) score stage 1.
+            early_exit: stop reranking a query whose top-``k`` ids are unchanged between two stages.
+            ef_search: HNSW first stage only: search breadth (default ``max(k_1, 16)``).
 
         Returns ``(scores [B, k], ids [B, k])``, plus a :class:`SearchStats` when ``return_stats``.
         """
@@ -214,28 +225,58 @@ class MatryoshkaIndex:
         s0 = f.first
         fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
         rows = fs.search(q, s0.k, ef_search=ef_search)
-        B = q.shape[0]
-        stats = SearchStats(queries=B)
-        stats.flops = stats.flops_without_early_exit = f.flops(self.count) * B
-        scores = np.full((B, f.k), -np.inf, dtype=np.float32)
-        out_rows = np.full((B, f.k), -1, dtype=np.int64)
-        for start in range(0, B, batch_size):  # query batches: bounded memory for the gathered rows
-            qb, cand = q[start : start + batch_size], rows[start : start + batch_size]
-            if len(f.stages) == 1:
-                s, r = self._score_exact_first(qb, cand, s0)
-            else:
-                s, r = self._rerank_batch(qb, cand, f, early_exit, stats)
-            scores[start : start + batch_size], out_rows[start : start + batch_size] = s, r
-        ids_all = self.ids
+        scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit)
+        ids_all = self._ids[0] if len(self._ids) == 1 else self.ids
         out_ids = np.where(out_rows >= 0, ids_all[np.maximum(out_rows, 0)], -1)
         stats.seconds = time.perf_counter() - t0
         return (scores, out_ids, stats) if return_stats else (scores, out_ids)
 
-    def _score_exact_first(self, qb: np.ndarray, cand: np.ndarray, s0: Stage) -> tuple[np.ndarray, np.ndarray]:
-        """One-stage funnel: report the true prefix scores of the first stage's results."""
-        return rerank(qb, cand, self.gather, s0.dim, s0.k, self.metric)
+    def rerank_candidates(self, queries: np.ndarray, rows: np.ndarray, funnel: Funnel | str, *, threads: int = 1, early_exit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Run stages 2..n of ``funnel`` on given stage-1 candidates (row numbers, not ids).
 
-    def _rerank_batch(self, qb: np.ndarray, cand: np.ndarray, f: Funnel, early_exit: bool, stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
+        Used by auto-tuning to reuse one stage-1 search for many rerank shapes.
+        Shape: queries ``[B, D]``, rows ``[B, >= k_1]`` -> (scores ``[B, k]``, rows ``[B, k]``).
+        """
+        f = Funnel.parse(funnel)
+        q = self._check_vectors(queries, "queries")
+        scores, out_rows, _ = self._rerank_all(q, np.ascontiguousarray(rows[:, : f.first.k]), f, threads=threads, early_exit=early_exit)
+        return scores, out_rows
+
+    def _rerank_all(self, q: np.ndarray, rows: np.ndarray, f: Funnel, *, batch_size: int | None = None, threads: int = 1, early_exit: bool = False) -> tuple[np.ndarray, np.ndarray, SearchStats]:
+        s0 = f.first
+        B = q.shape[0]
+        stats = SearchStats(queries=B)
+        stats.flops = stats.flops_without_early_exit = f.flops(self.count) * B
+        if batch_size is None:
+            per_query = max(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * 4 if len(f.stages) > 1 else s0.k * s0.dim * 4
+            batch_size = int(np.clip((32 << 20) // per_query, 8, 4096))
+        scores = np.full((B, f.k), -np.inf, dtype=np.float32)
+        out_rows = np.full((B, f.k), -1, dtype=np.int64)
+
+        def run(start: int) -> tuple[float, dict[str, int]]:  # one query batch: writes a disjoint slice
+            qb, cand = q[start : start + batch_size], rows[start : start + batch_size]
+            if len(f.stages) == 1:
+                s, r = rerank(qb, cand, self.gather, s0.dim, s0.k, self.metric)  # true scores of the exact result
+                saved, exits = 0.0, {}
+            else:
+                s, r, saved, exits = self._rerank_batch(qb, cand, f, early_exit)
+            scores[start : start + batch_size], out_rows[start : start + batch_size] = s, r
+            return saved, exits
+
+        starts = range(0, B, batch_size)
+        if threads > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                parts = list(pool.map(run, starts))
+        else:
+            parts = [run(st) for st in starts]
+        for saved, exits in parts:
+            stats.flops -= saved
+            for key, n in exits.items():
+                stats.exited_after_stage[key] = stats.exited_after_stage.get(key, 0) + n
+        return scores, out_rows, stats
+
+    def _rerank_batch(self, qb: np.ndarray, cand: np.ndarray, f: Funnel, early_exit: bool) -> tuple[np.ndarray, np.ndarray, float, dict[str, int]]:
+        """Stages 2..n for one query batch. Returns (scores, rows, multiply-adds saved, exits per stage)."""
         k = f.k
         B = qb.shape[0]
         final_s = np.full((B, k), -np.inf, dtype=np.float32)
@@ -243,6 +284,7 @@ class MatryoshkaIndex:
         active = np.arange(B)
         prev_top = cand[:, :k]
         n_stages = len(f.stages)
+        saved, exits = 0.0, {}
         for i in range(1, n_stages):
             st = f.stages[i]
             s, r = rerank(qb[active], cand, self.gather, st.dim, st.k, self.metric)
@@ -255,16 +297,14 @@ class MatryoshkaIndex:
                 if same.any():
                     done = active[same]
                     final_s[done], final_r[done] = s[same, :k], top[same]
-                    saved = sum(f.stages[j - 1].k * f.stages[j].dim for j in range(i + 1, n_stages)) * int(same.sum())
-                    stats.flops -= saved
-                    key = str(st.dim)
-                    stats.exited_after_stage[key] = stats.exited_after_stage.get(key, 0) + int(same.sum())
+                    saved += float(sum(f.stages[j - 1].k * f.stages[j].dim for j in range(i + 1, n_stages)) * int(same.sum()))
+                    exits[str(st.dim)] = int(same.sum())
                     active, r = active[~same], r[~same]
                     if active.size == 0:
                         break
                 prev_top = r[:, :k]
             cand = r
-        return final_s, final_r
+        return final_s, final_r, saved, exits
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,109 @@
+"""Funnel auto-tuning: target validation, the choice meets the target, persistence, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mrl.adaptive.tune import TunePoint, apply, exact_neighbors, pareto, recall_at_k, tune
+from mrl.errors import MRLError
+from mrl.index import MatryoshkaIndex
+
+from tests.test_funnel import matryoshka_like, scores_ref
+
+SPACE = {"first": [(8, "float32", "flat"), (16, "int8", "flat"), (32, "binary", "flat")], "k1": [20, 50, 100, 200, 400], "mid_factors": (2,), "mid_ratios": (4,)}
+
+
+@pytest.fixture(scope="module")
+def index_and_queries():
+    x, q = matryoshka_like(5000, 64, 20), matryoshka_like(100, 64, 21)
+    index = MatryoshkaIndex(64)
+    index.add(x)
+    return index, q, x
+
+
+def test_exact_neighbors_and_recall(index_and_queries) -> None:
+    index, q, x = index_and_queries
+    rows = exact_neighbors(index, q, 10, chunk=700)  # chunks that do not divide the corpus
+    gt = np.argsort(-scores_ref(q, x, 64, "cosine"), axis=1)[:, :10]
+    assert (rows == gt).all()
+    assert recall_at_k(gt, gt) == 1.0
+    half = gt.copy()
+    half[:, 5:] = -1
+    assert recall_at_k(half, gt) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.01, 2, float("nan"), True])
+def test_target_outside_unit_interval(index_and_queries, bad) -> None:
+    index, q, _ = index_and_queries
+    with pytest.raises(MRLError, match=r"\(0, 1\]"):
+        tune(index, queries=q, target_recall=bad)
+
+
+def test_tune_meets_target_and_persists(index_and_queries, tmp_path) -> None:
+    index, q, _ = index_and_queries
+    result = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1)
+    assert result.funnel is not None and result.recall >= 0.95
+    assert result.flops < result.exact_flops and result.qps > 0
+    assert all((p.recall >= 0.95) == p.feasible for p in result.points)
+    chosen = next(p for p in result.points if p.funnel == str(result.funnel))
+    assert chosen.ms_per_query == min(p.ms_per_query for p in result.points if p.feasible)
+    assert "(chosen)" in result.table() and result.plot(tmp_path / "f.png").stat().st_size > 1000
+    apply(index, result)
+    index.save(tmp_path / "idx")
+    loaded = MatryoshkaIndex.load(tmp_path / "idx")
+    man = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert man["funnel"] == str(result.funnel) and man["tuning"]["recall"] == pytest.approx(result.recall)
+    assert [fs.key for fs in loaded.first_stages()] == [f"{result.funnel.first.dim}-{result.funnel.first.precision}-{result.funnel.first.kind}"]
+    _, ids = loaded.search(q, 10)  # the tuned funnel is the default
+    assert recall_at_k(ids, loaded.ids[exact_neighbors(loaded, q, 10)]) == pytest.approx(result.recall)
+
+
+def test_tune_without_queries_samples_corpus(index_and_queries) -> None:
+    index, _, _ = index_and_queries
+    result = tune(index, k=5, target_recall=0.9, sample=50, space=SPACE, repeats=1)
+    assert result.query_source == "sampled corpus" and result.sample == 50 and result.recall >= 0.9
+
+
+def test_unreachable_target_is_reported(index_and_queries) -> None:
+    index, q, _ = index_and_queries
+    result = tune(index, queries=q, k=10, target_recall=1.0, space={"first": [(8, "binary", "flat")], "k1": [20], "mid_factors": (), "mid_ratios": ()}, repeats=1)
+    assert result.funnel is None and result.points
+    with pytest.raises(MRLError, match="lower the target"):
+        apply(index, result)
+
+
+def test_pareto() -> None:
+    pts = [TunePoint(f"8:{k} -> 64:10", r, t, 0, 0, r >= 0.9) for k, r, t in ((20, 0.5, 1.0), (50, 0.4, 2.0), (100, 0.95, 3.0), (200, 0.9, 4.0))]
+    assert [p.recall for p in pareto(pts)] == [0.5, 0.95]
+
+
+def test_cli_build_tune_search_info(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mrl.cli import app
+    from mrl.io import save_npy
+
+    x, q = matryoshka_like(3000, 32, 30), matryoshka_like(50, 32, 31)
+    save_npy(tmp_path / "x.npy", x)
+    save_npy(tmp_path / "q.npy", q)
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "x.npy"), "--target-recall", "1.5"])
+    assert res.exit_code == 2 and "(0, 1]" in res.output and not (tmp_path / "idx").exists()
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "x.npy"), "--first-stage", "8/int8"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["tune", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--target-recall", "0.9", "--sample", "50"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "idx" / "tuning.png").exists() and "chosen" in (tmp_path / "idx" / "tuning.md").read_text()
+    res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--out", str(tmp_path / "ids.npy")])
+    assert res.exit_code == 0, res.output
+    assert np.load(tmp_path / "ids.npy").shape == (50, 10)
+    res = runner.invoke(app, ["index", "info", str(tmp_path / "idx")])
+    assert res.exit_code == 0 and json.loads(res.output)["count"] == 3000
+    save_npy(tmp_path / "q16.npy", q[:, :16])
+    res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q16.npy")])
+    assert res.exit_code == 2 and "dim 16" in res.output
+    res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--funnel", "16:10 -> 8:5"])
+    assert res.exit_code == 2 and "increase" in res.output
