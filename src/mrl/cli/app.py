@@ -54,6 +54,10 @@ def train(
     from mrl.train import load_config
     from mrl.train import train as run_train
 
+    from mrl.cli.text_cmd import is_text_config, train_text_command
+
+    if is_text_config(config, set_):  # `task: text`: fine-tune a sentence encoder (mrl.models.text)
+        return train_text_command(config, set_, out, resume=resume, overwrite=overwrite, nproc=nproc)
     cfg = load_config(config, set_)
     if nproc != 1:
         from mrl.train.distributed import check_nproc, launch
@@ -80,13 +84,26 @@ def train(
 @app.command()
 @friendly
 def embed(
-    model: Path = typer.Argument(..., help="Run folder or model.safetensors."),
+    model: Optional[Path] = typer.Argument(None, help="Run folder or model.safetensors (not with --adaptor)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy (a .json sidecar is written beside it)."),
     split: str = typer.Option("test", help="train, val or test."),
     data_root: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),
     overwrite: bool = typer.Option(False, "--overwrite"),
+    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Apply this `mrl adapt` folder to --input vectors instead of running a model."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor."),
 ) -> None:
-    """Write the embeddings of a split as float32 .npy with a JSON sidecar (dims, model, split)."""
+    """Write the embeddings of a split as float32 .npy with a JSON sidecar (dims, model, split).
+
+    With ``--adaptor DIR --input x.npy`` it maps frozen embeddings through a post-hoc adaptor instead.
+    """
+    if adaptor is not None or input is not None:
+        from mrl.cli.text_cmd import run_adaptor
+
+        if adaptor is None or input is None or model is not None:
+            raise MRLError("use either MODEL (image run folder) or --adaptor DIR --input x.npy, not a mix.")
+        return run_adaptor(adaptor, input, out, overwrite)
+    if model is None:
+        raise MRLError("give a run folder (MODEL) to embed, or --adaptor DIR --input x.npy.")
     from mrl.data.fashion_mnist import load_fashion_mnist
     from mrl.evaluate.perdim import encode_split
     from mrl.io import guard_output, save_npy, write_json
@@ -208,6 +225,7 @@ def demo(
 # Command groups of other modules register themselves on `app` here (one import line each).
 # e.g. from mrl.cli import index_cmd  # noqa: E402,F401
 from mrl.cli import adaptive_cmd  # noqa: E402,F401
+from mrl.cli import text_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -17,6 +17,23 @@ from mrl.io import atomic_write, guard_output, write_json  # noqa: E402
 from mrl.report.aggregate import aggregate  # noqa: E402
 
 METRIC_TITLES = {"top1": "Head top-1 accuracy (%)", "1nn": "1-NN accuracy (%)", "map@10": "mAP@10 (%)"}
+# Titles of other metrics a record may carry (IR records from mrl.evaluate.ir); unknown names are shown as is.
+EXTRA_TITLES = {"ndcg@10": "nDCG@10 (%)", "recall@10": "Recall@10 (%)", "recall@100": "Recall@100 (%)", "mrr@10": "MRR@10 (%)"}
+
+
+def metric_title(metric: str) -> str:
+    return METRIC_TITLES.get(metric) or EXTRA_TITLES.get(metric) or metric
+
+
+def record_metrics(records: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The metrics to render: the image metrics (top-1, 1-NN, mAP@10) when the records hold any of
+    them (the default report), else every metric the records hold, in first-seen order."""
+    seen: dict[str, None] = {}
+    for rec in records:
+        for metrics in rec.get("per_dim", {}).values():
+            seen.update(dict.fromkeys(metrics))
+    image = tuple(m for m in METRIC_TITLES if m in seen)
+    return image or tuple(seen)
 
 
 def _cell(stats: dict[str, float] | None) -> str:
@@ -55,7 +72,7 @@ def plot(agg: dict[str, dict[int, dict[str, dict[str, float]]]], path: Path, met
             ax.plot(xs, ys, marker="o", label=fam)
             ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)], alpha=0.2)
         ax.set_xlabel("log2(dim)")
-        ax.set_title(METRIC_TITLES.get(metric, metric))
+        ax.set_title(metric_title(metric))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -65,25 +82,27 @@ def plot(agg: dict[str, dict[int, dict[str, dict[str, float]]]], path: Path, met
     atomic_write(path, buf.getvalue())
 
 
-def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: str = "Matryoshka per-dimension report", notes: str = "", overwrite: bool = False) -> dict[str, Path]:
+def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: str = "Matryoshka per-dimension report", notes: str = "", overwrite: bool = False, metrics: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Write ``results.json``, ``report.md``, ``report.html`` and ``per_dim.png`` into ``out_dir``.
 
+    ``metrics`` defaults to :func:`record_metrics` (image metrics, or whatever the records hold).
     Refuses a folder that already holds a report unless ``overwrite``. Returns the written paths.
     """
+    metrics = metrics or record_metrics(records)
     out = guard_output(out_dir, overwrite, lambda p: (p / "report.md").exists())
     agg = aggregate(records)
     paths = {"json": out / "results.json", "md": out / "report.md", "html": out / "report.html", "png": out / "per_dim.png"}
     write_json(paths["json"], {"schema": "mrl.eval/1", "runs": records})
-    plot(agg, paths["png"])
-    tabs = tables(agg)
+    plot(agg, paths["png"], metrics)
+    tabs = tables(agg, metrics)
     md = [f"# {title}", "", notes, "", "Cells: mean ± std over seeds (percent); a single run shows no std.", ""]
     for metric, (header, rows) in tabs.items():
-        md += [f"## {METRIC_TITLES[metric]}", "", markdown_table(header, rows), ""]
+        md += [f"## {metric_title(metric)}", "", markdown_table(header, rows), ""]
     md += ["![per-dim plot](per_dim.png)", ""]
     atomic_write(paths["md"], "\n".join(md).encode())
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>"]
     for metric, (header, rows) in tabs.items():
-        body.append(f"<h2>{html.escape(METRIC_TITLES[metric])}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        body.append(f"<h2>{html.escape(metric_title(metric))}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
         body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
         body.append("</table>")
     body.append('<img src="per_dim.png" alt="per-dim plot">')

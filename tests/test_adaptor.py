@@ -1,0 +1,111 @@
+"""Post-hoc Matryoshka adaptor: fitting, saving/loading, CLI, and refusal of bad vectors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mrl.cli.app import app
+from mrl.errors import CheckpointError, MRLError, OutputExistsError
+from mrl.evaluate.ir import per_dim_ir
+from mrl.models.adaptor import AdaptorConfig, MatryoshkaAdaptor, fit_adaptor, load_adaptor
+
+DIMS = [2, 4, 8, 16, 32]
+
+
+def frozen(n=600, seed=0):
+    """Clustered 32-d vectors whose signal is spread evenly over coordinates (a random rotation),
+    so plain truncation is poor; queries are noisy copies of the first 60 rows."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(40, 6)) * 3
+    z = centers[rng.integers(0, 40, n)] + 0.3 * rng.normal(size=(n, 6))
+    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0][:6]
+    x = (z @ basis + 0.05 * rng.normal(size=(n, 32))).astype(np.float32)
+    q = (x[:60] + 0.3 * rng.normal(size=(60, 32))).astype(np.float32)
+    return x, q
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    x, q = frozen()
+    out = tmp_path_factory.mktemp("adp") / "a"
+    res = fit_adaptor(x, AdaptorConfig(DIMS, kind="mlp", steps=60, batch_size=128, progress=False), out)
+    return out, res, x, q
+
+
+def test_fit_save_load_roundtrip(fitted):
+    out, res, x, q = fitted
+    info = json.loads((out / "adaptor.json").read_text())
+    assert info["dim"] == 32 and info["kind"] == "mlp" and info["config"]["matryoshka_dims"] == DIMS
+    model = load_adaptor(out)
+    np.testing.assert_allclose(model.transform(x), res.model.transform(x), atol=1e-6)
+    assert res.history[-1]["loss"] < res.history[0]["loss"] * 1.5  # it ran and did not blow up
+
+
+def test_adaptor_prefixes_beat_truncation(fitted):
+    out, _, x, q = fitted
+    model = load_adaptor(out)
+    qrels = [(i,) for i in range(60)]
+    base = per_dim_ir(q, x, qrels, [2, 4, 8])
+    adapted = per_dim_ir(model.transform(q), model.transform(x), qrels, [2, 4, 8])
+    for d in (2, 4, 8):
+        assert adapted[d]["ndcg@10"] > base[d]["ndcg@10"] + 0.1
+
+
+def test_pca_init_is_a_rotation():
+    x, _ = frozen(200)
+    m = MatryoshkaAdaptor(32)
+    m.init_pca(torch.as_tensor(x))
+    w = m.linear.weight.detach()
+    torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-4, rtol=0)
+    var = m.transform(x).var(axis=0)
+    assert (np.diff(var) <= 1e-4).all()  # components ordered by variance
+
+
+def test_wrong_width_nan_and_corrupt_files(fitted, tmp_path):
+    out, _, x, _ = fitted
+    model = load_adaptor(out)
+    with pytest.raises(MRLError, match="trained on 32-d vectors but got 16-d"):
+        model.transform(x[:, :16])
+    bad = x[:5].copy()
+    bad[1, 3] = np.inf
+    with pytest.raises(MRLError, match="NaN/Inf"):
+        model.transform(bad)
+    with pytest.raises(MRLError, match="NaN/Inf"):
+        fit_adaptor(bad, AdaptorConfig([4, 32], steps=1, progress=False))
+    with pytest.raises(MRLError, match="larger than the embedding dim"):
+        fit_adaptor(x[:, :16], AdaptorConfig(DIMS, steps=1, progress=False))
+    with pytest.raises(MRLError, match="pair row for row"):
+        fit_adaptor(x, AdaptorConfig(DIMS, steps=1, progress=False, supervised_weight=1.0), pairs=(x[:10], x[:9]))
+    with pytest.raises(OutputExistsError):
+        fit_adaptor(x, AdaptorConfig(DIMS, steps=1, progress=False), out)
+    with pytest.raises(CheckpointError, match="not an adaptor folder"):
+        load_adaptor(tmp_path)
+    (tmp_path / "adaptor.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_adaptor(tmp_path)
+
+
+def test_cli_adapt_and_embed_with_adaptor(tmp_path):
+    x, q = frozen(300)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "d.npy", x[:60])
+    runner = CliRunner()
+    res = runner.invoke(app, ["adapt", str(tmp_path / "x.npy"), "--out", str(tmp_path / "a"), "--dims", "2,4,...,32", "--steps", "20", "--queries", str(tmp_path / "q.npy"), "--docs", str(tmp_path / "d.npy")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "a" / "adaptor.json").read_text())["pairs"] == 60
+    res = runner.invoke(app, ["embed", "--adaptor", str(tmp_path / "a"), "--input", str(tmp_path / "q.npy"), "--out", str(tmp_path / "y.npy")])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), load_adaptor(tmp_path / "a").transform(q), atol=1e-6)
+    res = runner.invoke(app, ["apply-adaptor", str(tmp_path / "a"), "--input", str(tmp_path / "q.npy"), "--out", str(tmp_path / "y.npy")])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    np.save(tmp_path / "w.npy", x[:, :8])
+    res = runner.invoke(app, ["embed", "--adaptor", str(tmp_path / "a"), "--input", str(tmp_path / "w.npy"), "--out", str(tmp_path / "z.npy")])
+    assert res.exit_code == 2 and "32-d vectors but got 8-d" in res.output and not (tmp_path / "z.npy").exists()
+    res = runner.invoke(app, ["embed", "--out", str(tmp_path / "z.npy")])
+    assert res.exit_code == 2 and "give a run folder" in res.output
+    res = runner.invoke(app, ["adapt", str(tmp_path / "x.npy"), "--out", str(tmp_path / "b"), "--queries", str(tmp_path / "q.npy")])
+    assert res.exit_code == 2 and "both --queries and --docs" in res.output
