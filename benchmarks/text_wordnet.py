@@ -1,0 +1,193 @@
+"""Text benchmark on the WordNet noun test split: per-dim nDCG@10 / recall@10/100 / MRR@10 for
+
+* base all-MiniLM-L6-v2 truncated (then L2-normalised),
+* base + PCA (fit on the same frozen training embeddings as the adaptor),
+* base + post-hoc Matryoshka adaptor (unsupervised; and + supervised pairs),
+* MRL-fine-tuned MiniLM (configs/wordnet_minilm.yaml),
+
+plus training cost (steps/s, wall-clock) and encode throughput. Resumable: the fine-tuned model,
+encoded embeddings (cached by model + text hash), adaptors and timings are kept under --out and
+reused. Run heavy parts under the shared CPU lock:
+
+    flock /tmp/mrl-cpu.lock .venv/bin/python benchmarks/text_wordnet.py
+
+Writes --out/results.json (mrl.eval/1 records, `mrl report` renders them), --out/report/ and the
+`text` section of benchmarks/RESULTS.md (unless --no-results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from mrl.data.wordnet import load_wordnet  # noqa: E402
+from mrl.evaluate.ir import IR_METRICS, cached_encode, ir_record, pca_transform  # noqa: E402
+from mrl.io import read_json, write_json  # noqa: E402
+from mrl.models.adaptor import AdaptorConfig, fit_adaptor, load_adaptor  # noqa: E402
+from mrl.models.text import load_sentence_transformer, load_text_config, resolve_model_path, train_text  # noqa: E402
+from mrl.report import write_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DIMS = [8, 16, 32, 64, 128, 256, 384]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def encode(model_path: Path, texts: tuple[str, ...], args: argparse.Namespace, timings: dict, key: str) -> np.ndarray:
+    """Cached encode; times the first (uncached) encode of each set for the throughput table."""
+    t0 = time.perf_counter()
+    emb = cached_encode(model_path, texts, args.out / "cache", max_seq_length=args.eval_seq_len, batch_size=args.encode_batch)
+    dt = time.perf_counter() - t0
+    if key not in timings and dt > 1.0:  # a cache hit takes well under a second
+        timings[key] = {"texts": len(texts), "seconds": dt, "texts_per_s": len(texts) / dt}
+        write_json(args.out / "timings.json", timings)
+    return emb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/text")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs/wordnet_minilm.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="Override a fine-tuning config key.")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--fit-pairs", type=int, default=5000, help="Training pairs whose frozen query+doc embeddings fit PCA and the adaptor.")
+    ap.add_argument("--adaptor-steps", type=int, default=1500)
+    ap.add_argument("--eval-seq-len", type=int, default=128)
+    ap.add_argument("--encode-batch", type=int, default=128)
+    ap.add_argument("--max-queries", type=int, default=2000)
+    ap.add_argument("--dims", default=None, help="Evaluation dims (default 8,16,...,384); for smoke runs on tiny data.")
+    ap.add_argument("--no-results", action="store_true", help="Do not touch benchmarks/RESULTS.md.")
+    args = ap.parse_args()
+    if args.dims:
+        DIMS[:] = [int(d) for d in args.dims.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings = read_json(args.out / "timings.json") if (args.out / "timings.json").is_file() else {}
+
+    data = load_wordnet(args.data_root, max_queries=args.max_queries)
+    test = data.test
+    log(f"WordNet: {data.info}")
+
+    # 1. MRL fine-tune (skipped when the model folder is complete).
+    cfg = load_text_config(args.config, [f"data_root={args.data_root}"] * bool(args.data_root) + args.overrides + ["device=cpu"])
+    tuned = args.out / "mrl-minilm"
+    if not (tuned / "matryoshka.json").is_file():
+        log(f"fine-tuning {cfg.model} for {cfg.max_steps} steps (batch {cfg.batch_size})")
+        train_text(cfg, tuned, overwrite=True)
+    info = read_json(tuned / "matryoshka.json")
+    log(f"fine-tuned model: {info['steps']} steps in {info['seconds']:.0f}s ({info['steps_per_s']:.3f} steps/s, {info['threads']} threads)")
+    base = resolve_model_path(cfg.model)
+
+    # 2. Encode (cached on disk).
+    fit = data.train.subset(range(args.fit_pairs))  # training pairs only: no test synset
+    bq = encode(base, test.queries, args, timings, "base/test-queries")
+    bc = encode(base, test.corpus, args, timings, "base/test-corpus")
+    fq = encode(base, fit.anchor, args, timings, "base/fit-queries")
+    fd = encode(base, fit.positive, args, timings, "base/fit-docs")
+    mq = encode(tuned, test.queries, args, timings, "mrl/test-queries")
+    mc = encode(tuned, test.corpus, args, timings, "mrl/test-corpus")
+    fit_x = np.concatenate([fq, fd])
+
+    # 3. Post-hoc baselines and adaptors on the frozen base embeddings.
+    records = [ir_record("Base (truncated)", "truncate", bq, bc, test.qrels, DIMS, model=str(cfg.model))]
+    t0 = time.perf_counter()
+    pq, pc = pca_transform(fit_x, bq, bc)
+    timings["pca_fit_s"] = time.perf_counter() - t0
+    records.append(ir_record("Base + PCA", "pca", pq, pc, test.qrels, DIMS, model=str(cfg.model), fit_rows=int(fit_x.shape[0])))
+    variants = {
+        "adaptor-unsup": ("Base + adaptor (unsupervised)", dict(kind="mlp"), None),
+        "adaptor-sup": ("Base + adaptor (+ pairs)", dict(kind="mlp", supervised_weight=1.0), (fq, fd)),
+    }
+    for name, (label, kw, pairs) in variants.items():
+        folder = args.out / name
+        if not (folder / "adaptor.json").is_file():
+            log(f"fitting {label} on {fit_x.shape[0]} frozen vectors")
+            fit_adaptor(fit_x, AdaptorConfig(sorted(set(DIMS) | {fit_x.shape[1]}), steps=args.adaptor_steps, **kw), folder, pairs=pairs, overwrite=True)
+        adaptor_info = read_json(folder / "adaptor.json")
+        timings[f"{name}_fit_s"] = adaptor_info["seconds"]
+        adaptor = load_adaptor(folder)
+        records.append(ir_record(label, name, adaptor.transform(bq), adaptor.transform(bc), test.qrels, DIMS, model=str(folder), fit_rows=int(fit_x.shape[0])))
+    records.append(ir_record("MRL fine-tuned", "mrl-ft", mq, mc, test.qrels, DIMS, model=str(tuned), steps=info["steps"]))
+    write_json(args.out / "timings.json", timings)
+    write_json(args.out / "results.json", {"schema": "mrl.eval/1", "runs": records})
+    notes = f"WordNet 3.0 nouns, test split: {len(test.queries)} queries, {len(test.corpus)} documents; cosine (truncate then L2-normalise), exact FAISS search."
+    write_report(records, args.out / "report", title="Text: WordNet per-dimension retrieval", notes=notes, overwrite=True)
+    for rec in records:
+        log(rec["method"] + ": " + ", ".join(f"{d}: {100 * rec['per_dim'][str(d)]['ndcg@10']:.1f}" for d in DIMS))
+    if not args.no_results:
+        write_results(records, info, timings, data.info, args, cfg)
+
+
+def table(records: list[dict], metric: str) -> list[str]:
+    lines = ["| method | " + " | ".join(f"d={d}" for d in DIMS) + " |", "|---|" + "---|" * len(DIMS)]
+    for rec in records:
+        lines.append(f"| {rec['method']} | " + " | ".join(f"{100 * rec['per_dim'][str(d)][metric]:.1f}" for d in DIMS) + " |")
+    return lines
+
+
+def write_results(records: list[dict], info: dict, timings: dict, data_info: dict, args: argparse.Namespace, cfg) -> None:
+    from results_md import replace_section
+
+    by = {r["mode"]: r for r in records}
+    nd = {m: {d: r["per_dim"][str(d)]["ndcg@10"] for d in DIMS} for m, r in by.items()}
+    mrl, base, pca = nd["mrl-ft"], nd["truncate"], nd["pca"]
+    retain = mrl[64] / mrl[384]
+    cmd = "flock /tmp/mrl-cpu.lock .venv/bin/python benchmarks/text_wordnet.py" + "".join(f" --set {o}" for o in args.overrides)
+    body = [
+        "## Text: Matryoshka fine-tuning and post-hoc adaptor (WordNet)",
+        "",
+        f"Machine: 2-core x86-64 CPU ({platform.processor() or platform.machine()}), shared with other jobs; torch {torch.__version__}, {torch.get_num_threads()} threads. Seed 0 everywhere; one run per method.",
+        f"Data: WordNet 3.0 noun synsets ({data_info['synsets']}), split by synset: train {data_info['train_pairs']} pairs, test {data_info['test_synsets']} synsets.",
+        f"Test queries: {data_info['test_queries']} (lemma, plus its usage example when the gloss has one); corpus: all {data_info['test_corpus']} test definitions; one relevant document per query.",
+        "Metric: cosine on the first d dims (truncate, then L2-normalise), exact FAISS search; eval max_seq_length " + str(args.eval_seq_len) + ".",
+        f"PCA and adaptors are fit on frozen base embeddings of {2 * args.fit_pairs} training texts ({args.fit_pairs} query/definition pairs, none from the test split); the `+ pairs` adaptor also uses those pairs for its supervised ranking term.",
+        f"Fine-tune: `configs/wordnet_minilm.yaml` (all-MiniLM-L6-v2, MatryoshkaEmbeddingLoss over in-batch negatives, dims {cfg.matryoshka_dims}, uniform weighting, batch {cfg.batch_size}, {cfg.max_steps} steps, lr {cfg.lr}, max_seq_length {cfg.max_seq_length}).",
+        "",
+        "Command:",
+        "",
+        "```",
+        cmd,
+        "```",
+        "",
+        "### nDCG@10 (%) per dim",
+        "",
+        *table(records, "ndcg@10"),
+        "",
+    ]
+    for metric, title in (("recall@10", "Recall@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10")):
+        body += [f"### {title} (%) per dim", "", *table(records, metric), ""]
+    body += ["### Targets", ""]
+    beat = mrl[64] - base[64]
+    body.append(f"- MRL fine-tuned at d=64 keeps {100 * retain:.1f}% of its own 384-d nDCG@10 ({100 * mrl[64]:.1f} vs {100 * mrl[384]:.1f}; target >= 95%: {'met' if retain >= 0.95 else 'MISSED'}), and beats the base model truncated to 64 by {100 * beat:+.1f} points ({100 * base[64]:.1f}).")
+    for mode in ("adaptor-unsup", "adaptor-sup"):
+        a = nd[mode]
+        vs_pca = [d for d in DIMS if d <= 64 and a[d] <= pca[d]]
+        vs_trunc = [d for d in DIMS if d < 384 and a[d] <= base[d]]
+        body.append(f"- {by[mode]['method']}: beats PCA at every d <= 64: {'met' if not vs_pca else 'MISSED at d=' + ','.join(map(str, vs_pca))}; beats truncation at every d < 384: {'met' if not vs_trunc else 'MISSED at d=' + ','.join(map(str, vs_trunc))}.")
+    body += ["", "### Cost (2-core CPU)", "", "| what | value |", "|---|---|"]
+    body.append(f"| fine-tune ({info['steps']} steps x batch {info['config']['batch_size']} pairs) | {info['seconds']:.0f} s wall-clock, {info['steps_per_s']:.3f} steps/s ({info['steps_per_s'] * info['config']['batch_size']:.1f} pairs/s), {info['threads']} threads |")
+    for key, t in timings.items():
+        if isinstance(t, dict):
+            body.append(f"| encode {key} | {t['texts']} texts in {t['seconds']:.1f} s = {t['texts_per_s']:.0f} texts/s (batch {args.encode_batch}) |")
+    for key in ("pca_fit_s", "adaptor-unsup_fit_s", "adaptor-sup_fit_s"):
+        if key in timings:
+            body.append(f"| {key.replace('_fit_s', '').replace('_', ' ')} fit | {timings[key]:.1f} s |")
+    body += ["", "Timings are single runs on a machine shared with other engineers' jobs (not medians); treat them as indicative."]
+    replace_section("text", "\n".join(body))
+    log("wrote the text section of benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
