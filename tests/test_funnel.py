@@ -43,6 +43,8 @@ def test_parse_roundtrip_and_options() -> None:
     assert g.first == Stage(64, 2000, "binary", "flat") and str(g) == "64/binary:2000 -> 512:10"
     assert Funnel.parse("32/hnsw:500 -> 64:10").first.kind == "hnsw"
     assert Funnel.parse("16/int8:100").first.precision == "int8"
+    h = Funnel.parse("32/hnsw/ef400:100 -> 64:10")
+    assert h.first.ef == 400 and str(h) == "32/hnsw/ef400:100 -> 64:10"
     assert Funnel.of([(32, 100), (64, 10)]) == Funnel.parse("32:100 -> 64:10")
     assert Funnel.exact(512, 10) == Funnel.parse("512:10")
     assert f.flops(10_000) == 10_000 * 32 + 1000 * 128 + 100 * 512
@@ -61,6 +63,8 @@ def test_parse_roundtrip_and_options() -> None:
         ("12/binary:100", "multiple of 8"),
         ("16:100 -> 64/int8:10", "only the first stage"),
         ("16/int8/hnsw:100", "HNSW"),
+        ("16/ef100:10", "needs /hnsw"),
+        ("16/hnsw/ef5:10", "ef >= k"),
     ],
 )
 def test_bad_specs(spec: str, match: str) -> None:
@@ -125,8 +129,8 @@ def test_early_exit_saves_work_when_prefixes_agree() -> None:
     spec = "8:200 -> 16:50 -> 32:10"
     _, plain, st0 = index.search(q, funnel=spec, return_stats=True)
     _, early, st = index.search(q, funnel=spec, early_exit=True, return_stats=True)
-    assert st0.saved_fraction == 0.0
-    assert sum(st.exited_after_stage.values()) > 25 and 0 < st.saved_fraction < 1
+    assert st0.saved_fraction == 0.0 and st0.rerank_saved_fraction == 0.0
+    assert sum(st.exited_after_stage.values()) > 25 and 0 < st.saved_fraction < st.rerank_saved_fraction < 1
     assert st.flops == pytest.approx(st.flops_without_early_exit - sum(st.exited_after_stage.values()) * 50 * 32)
     agree = np.mean([set(a) == set(b) for a, b in zip(plain, early)])
     assert agree > 0.9

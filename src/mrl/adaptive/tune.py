@@ -5,8 +5,10 @@ given, else a random sample of the stored vectors), computes the exact full-``D`
 (streamed over the memory-mapped store), then explores funnels:
 
 * first stage: prefix dim ``d_1`` x how it is scored (float32 flat, int8 flat, binary flat, HNSW),
-* shortlist size ``k_1`` (geometric grid, scanned upward until the target is met),
-* rerank shape: straight to ``D``, or through one intermediate prefix ``d_2`` keeping ``k_1/4`` or ``k_1/8``.
+* shortlist size ``k_1`` (geometric grid, scanned upward until the target is met), and for HNSW the
+  search breadth ``ef`` (``k_1``, ``2 k_1``, ``4 k_1``),
+* rerank shape: straight to ``D``; through one intermediate prefix ``d_2`` keeping ``k_1/4`` or
+  ``k_1/8``; or through two (``4 d_1`` keeping ``k_1/4``, then ``16 d_1`` keeping ``k_1/16``).
 
 Recall is exact for every explored point (stage-1 candidates are computed once per structure and
 shortlist size and reused by every rerank shape). Latency per query is measured, with the index's
@@ -197,6 +199,8 @@ def default_space(dim: int, count: int, k: int) -> dict[str, Any]:
         "k1": k1,
         "mid_factors": (4, 16),  # d_2 = d_1 * factor (when < D)
         "mid_ratios": (4, 8),  # k_2 = k_1 / ratio (when >= k)
+        "two_mids": True,  # also d_1 -> 4 d_1 (k_1/4) -> 16 d_1 (k_1/16) -> D
+        "hnsw_ef_factors": (2, 4),  # HNSW first stages also try ef = k_1 * factor (besides ef = k_1)
     }
 
 
@@ -264,43 +268,26 @@ def tune(
             for r_ in space["mid_ratios"]:
                 if d1 * f_ < index.dim:
                     shapes.append(((d1 * f_, r_),))
-        done_shapes: set[int] = set()
+        if space.get("two_mids", True) and d1 * 16 < index.dim:  # three rerank stages
+            shapes.append(((d1 * 4, 4), (d1 * 16, 16)))
+        # HNSW: the search breadth ef is a knob of its own (a short list from a broad search).
+        efs = [None] if kind != "hnsw" else [None, *space.get("hnsw_ef_factors", (2, 4))]
+        plans = [(ef, si) for ef in efs for si in range(len(shapes))]
+        done: set[tuple[Any, int]] = set()
         for k1 in space["k1"]:
-            if len(done_shapes) == len(shapes):
+            if len(done) == len(plans) or k1 > index.count:
                 break
-            if k1 > index.count:
-                break
-            t1, cand = _median_time(lambda k1=k1: fs.search(q, k1, ef_search=k1), 1)
-            if best is not None and t1 * 1000.0 / q.shape[0] > 1.5 * best.ms_per_query:
-                break  # stage 1 alone is slower than the best funnel, and it only grows with k1
-            if repeats > 1:
-                t1 = float(np.median([t1, *(_median_time(lambda k1=k1: fs.search(q, k1, ef_search=k1), 1)[0] for _ in range(repeats - 1))]))
-            for si, shape in enumerate(shapes):
-                if si in done_shapes:
+            for ef_f in efs:
+                ef = None if ef_f is None else k1 * ef_f
+                if all((ef_f, si) in done for si in range(len(shapes))):
                     continue
-                stages = [Stage(d1, k1, precision, kind)]
-                ok = True
-                for d2, ratio in shape:
-                    k2 = int(k1 // ratio)
-                    if k2 < k:
-                        ok = False
-                    stages.append(Stage(d2, k2))
-                if not ok:
+                t1, cand = _median_time(lambda k1=k1, ef=ef: fs.search(q, k1, ef_search=ef), 1)
+                if best is not None and t1 * 1000.0 / q.shape[0] > 1.5 * best.ms_per_query:
+                    done.update((ef_f, si) for si in range(len(shapes)))  # stage 1 alone is already slower; it only grows with k1
                     continue
-                stages.append(Stage(index.dim, k))
-                try:
-                    f = Funnel(tuple(stages))
-                except MRLError:
-                    continue
-                t2, (_, found) = _median_time(lambda f=f, cand=cand: index.rerank_candidates(q, cand, f, threads=threads), repeats)
-                rec = recall_at_k(found, truth_rows)
-                pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count), res_bytes, rec >= target)
-                points.append(pt)
-                if pt.feasible:
-                    done_shapes.add(si)  # a larger shortlist is only slower
-                    if best is None or pt.ms_per_query < best.ms_per_query:
-                        best = pt
-                        log(f"  new best {pt.funnel}: recall {rec:.4f}, {pt.ms_per_query:.3f} ms/query")
+                if repeats > 1:
+                    t1 = float(np.median([t1, *(_median_time(lambda k1=k1, ef=ef: fs.search(q, k1, ef_search=ef), 1)[0] for _ in range(repeats - 1))]))
+                best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log)
         keep = _stage_key(best.funnel) if best is not None else None
         for key in {fs.key, *(st.key for st in index.first_stages())} - prebuilt - {keep}:
             index.drop_first_stage(key)  # free memory: only the best structure so far stays built
@@ -315,6 +302,33 @@ def tune(
         result.qps, result.flops = q.shape[0] / secs, f.flops(index.count)
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, cand: np.ndarray, t1: float, shapes: list, done: set, ef_f: Any, first: Stage, k: int, target: float, res_bytes: float, threads: int, repeats: int, points: list[TunePoint], best: TunePoint | None, log: Callable[[str], None]) -> TunePoint | None:
+    """Rerank one stage-1 candidate set with every rerank shape not yet satisfied; record the points."""
+    k1 = first.k
+    for si, shape in enumerate(shapes):
+        if (ef_f, si) in done:
+            continue
+        stages = [first]
+        if any(int(k1 // ratio) < k for _, ratio in shape):
+            continue
+        stages += [Stage(d2, int(k1 // ratio)) for d2, ratio in shape]
+        stages.append(Stage(index.dim, k))
+        try:
+            f = Funnel(tuple(stages))
+        except MRLError:
+            continue
+        t2, (_, found) = _median_time(lambda f=f: index.rerank_candidates(q, cand, f, threads=threads), repeats)
+        rec = recall_at_k(found, truth_rows)
+        pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count), res_bytes, rec >= target)
+        points.append(pt)
+        if pt.feasible:
+            done.add((ef_f, si))  # a larger shortlist is only slower
+            if best is None or pt.ms_per_query < best.ms_per_query:
+                best = pt
+                log(f"  new best {pt.funnel}: recall {rec:.4f}, {pt.ms_per_query:.3f} ms/query")
+    return best
 
 
 def _stage_key(spec: str) -> str:

@@ -200,7 +200,7 @@ def index_search(
     q = np.ascontiguousarray(_load_matrix(queries, "queries"), dtype=np.float32)
     scores, ids, stats = index.search(q, k, funnel=funnel, early_exit=early_exit, threads=threads, return_stats=True)
     used = funnel or (str(index.funnel) if index.funnel else f"{index.dim}:{k}")
-    console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.1f}% of multiply-adds")
+    console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages')")
     if out is not None:
         save_npy(out, ids)
         save_npy(out.with_suffix(".scores.npy"), scores)

@@ -10,7 +10,8 @@ dims. The last stage's ``k`` is the number of results. Exact search is the one-s
 
 Stage 1 may name how the corpus is scored: ``32/int8:1000`` (8-bit scalar-quantized prefix),
 ``64/binary:2000`` (sign bits of the mean-centred prefix, Hamming distance), ``32/hnsw:1000`` (an
-HNSW graph on the prefix); the default is exact float32 (``/flat``). Options combine:
+HNSW graph on the prefix; ``32/hnsw/ef400:100`` searches it with breadth 400); the default is exact
+float32 (``/flat``). Options combine:
 ``32/int8/hnsw:1000`` is not supported (HNSW stores float vectors), ``64/binary/flat`` is.
 
 Later stages always rerank exactly: for each query batch the survivors' rows are gathered from the
@@ -51,9 +52,12 @@ class Stage:
     k: int
     precision: str = "float32"
     kind: str = "flat"
+    ef: int | None = None  # HNSW search breadth (default max(k, 16))
 
     def __str__(self) -> str:
         opts = "".join(f"/{o}" for o, default in ((self.precision, "float32"), (self.kind, "flat")) if o != default)
+        if self.ef is not None:
+            opts += f"/ef{self.ef}"
         return f"{self.dim}{opts}:{self.k}"
 
 
@@ -85,11 +89,13 @@ class Funnel:
                 raise FunnelError(f"funnel dims must increase stage by stage, but {a} is followed by {b}; a rerank stage must use a larger prefix.")
             if b.k > a.k:
                 raise FunnelError(f"funnel k must not grow: {a} keeps {a.k} candidates, so {b} cannot keep {b.k}; make later k smaller or equal.")
-            if b.precision != "float32" or b.kind != "flat":
+            if b.precision != "float32" or b.kind != "flat" or b.ef is not None:
                 raise FunnelError(f"only the first stage may use {b.precision}/{b.kind}; later stages rerank exactly ({b}).")
         s0 = self.stages[0]
         if s0.precision == "binary" and s0.dim % 8:
             raise FunnelError(f"a binary first stage needs a dim that is a multiple of 8, got {s0.dim}.")
+        if s0.ef is not None and (s0.kind != "hnsw" or isinstance(s0.ef, bool) or not isinstance(s0.ef, (int, np.integer)) or s0.ef < s0.k):
+            raise FunnelError(f"/ef sets the HNSW search breadth: it needs /hnsw and an integer ef >= k (got {s0}).")
         if s0.kind == "hnsw" and s0.precision != "float32":
             raise FunnelError(f"an HNSW first stage stores float32 vectors; drop /{s0.precision} from {s0}.")
 
@@ -107,15 +113,18 @@ class Funnel:
             if not m:
                 raise FunnelError(f"cannot parse funnel stage {part.strip()!r} in {spec!r}; write stages as DIM[/int8|/binary|/hnsw]:K joined by '->', e.g. '32:1000 -> 128:100 -> 512:10'.")
             dim, opts, k = int(m.group(1)), [o for o in m.group(2).split("/") if o], int(m.group(3))
-            precision, kind = "float32", "flat"
+            precision, kind, ef = "float32", "flat", None
             for o in opts:
+                if re.fullmatch(r"ef\d+", o):
+                    ef = int(o[2:])
+                    continue
                 if o in PRECISIONS:
                     precision = o
                 elif o in KINDS:
                     kind = o
                 else:
                     raise FunnelError(f"unknown stage option /{o} in {part.strip()!r}; options are /{'/'.join(PRECISIONS + KINDS)}.")
-            stages.append(Stage(dim, k, precision, kind))
+            stages.append(Stage(dim, k, precision, kind, ef))
         return cls(tuple(stages))
 
     @classmethod

@@ -41,15 +41,24 @@ class SearchStats:
     queries: int = 0
     flops: float = 0.0
     flops_without_early_exit: float = 0.0
+    rerank_flops_without_early_exit: float = 0.0
     exited_after_stage: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def saved_fraction(self) -> float:
+        """Share of all multiply-adds (stage 1 included) that early exit skipped."""
         return 1.0 - self.flops / self.flops_without_early_exit if self.flops_without_early_exit else 0.0
 
+    @property
+    def rerank_saved_fraction(self) -> float:
+        """Share of the rerank stages' multiply-adds that early exit skipped."""
+        saved = self.flops_without_early_exit - self.flops
+        return saved / self.rerank_flops_without_early_exit if self.rerank_flops_without_early_exit else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "flops": self.flops, "flops_without_early_exit": self.flops_without_early_exit, "saved_fraction": self.saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds}
+        return {"queries": self.queries, "flops": self.flops, "flops_without_early_exit": self.flops_without_early_exit, "saved_fraction": self.saved_fraction,
+                "rerank_saved_fraction": self.rerank_saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds}
 
 
 class MatryoshkaIndex:
@@ -196,7 +205,7 @@ class MatryoshkaIndex:
         if k is not None and k != f.k:
             last = f.stages[-1]
             try:
-                f = Funnel(f.stages[:-1] + (Stage(last.dim, k, last.precision, last.kind),))
+                f = Funnel(f.stages[:-1] + (Stage(last.dim, k, last.precision, last.kind, last.ef),))
             except FunnelError as exc:
                 raise FunnelError(f"k={k} does not fit the funnel {f} ({exc}); pass funnel=... with enough candidates, or retune for this k.") from exc
         if f.k > self.count:
@@ -224,7 +233,7 @@ class MatryoshkaIndex:
         f = self._resolve(k, funnel)
         s0 = f.first
         fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
-        rows = fs.search(q, s0.k, ef_search=ef_search)
+        rows = fs.search(q, s0.k, ef_search=ef_search or s0.ef)
         scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit)
         ids_all = self._ids[0] if len(self._ids) == 1 else self.ids
         out_ids = np.where(out_rows >= 0, ids_all[np.maximum(out_rows, 0)], -1)
@@ -247,6 +256,7 @@ class MatryoshkaIndex:
         B = q.shape[0]
         stats = SearchStats(queries=B)
         stats.flops = stats.flops_without_early_exit = f.flops(self.count) * B
+        stats.rerank_flops_without_early_exit = float(sum(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * B)
         if batch_size is None:
             per_query = max(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * 4 if len(f.stages) > 1 else s0.k * s0.dim * 4
             batch_size = int(np.clip((32 << 20) // per_query, 8, 4096))
