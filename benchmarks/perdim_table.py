@@ -83,7 +83,8 @@ def step_times(base: TrainConfig, batch: int, repeats: int, threads: int) -> dic
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = Path(args.out)
     data = load_fashion_mnist(args.data_root)
-    base = TrainConfig(epochs=args.epochs, data_root=args.data_root, device=args.device, threads=args.threads, progress=args.progress)
+    extra = {"precision": args.precision} if args.precision else {}
+    base = TrainConfig(epochs=args.epochs, data_root=args.data_root, device=args.device, threads=args.threads, progress=args.progress, **extra)
     records: list[dict[str, Any]] = []
     budget = args.max_new_runs
     for name, changes, seed in plan(args.seeds, args.extra_ff_seeds):
@@ -142,6 +143,7 @@ def main() -> None:
     p.add_argument("--extra-ff-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0], help="seeds for FF-8 ... FF-256")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default=None, help="fp32 / bf16 / auto (CUDA only; the table uses fp32 for CPU-comparable numerics)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--skip-step-time", action="store_true")
@@ -169,7 +171,7 @@ def main() -> None:
         "## Per-dimension quality on Fashion-MNIST (issue: foundation)",
         "",
         f"Command: `{cmd.strip()}` (this invocation: {elapsed / 60:.1f} min wall-clock, runs already present were reused).",
-        f"Machine: {platform.machine()} CPU, {args.threads} threads, device {args.device}. Backbone: small ResNet (width 16), D = 512, dims 2…512, "
+        f"Machine: {platform.machine()}, {args.threads} CPU threads, device {args.device}{' (' + torch.cuda.get_device_name() + ', ' + (args.precision or 'auto') + ')' if args.device.startswith('cuda') else ''}. Backbone: small ResNet (width 16), D = 512, dims 2…512, "
         f"{args.epochs} epochs, SGD + Nesterov, cosine schedule, label smoothing 0.1, batch 256, horizontal flips. Train = 55k images, validation = 5k (held out), test = 10k.",
         "Protocol: head top-1 on the test split (PCA / Random: a linear probe fit on the train split); retrieval with database = train split, queries = test split, relevant = same label, exact L2 search (FAISS) on the prefix; mAP@10 with AP normalised by k as in the paper.",
         "Rows: MRL, MRL-E (sliced shared head), FF (a separate model per d, a single head reading only x[:, :d]), PCA of FF-512 embeddings to d, a random d-subset of FF-512. "
