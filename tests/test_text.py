@@ -111,3 +111,16 @@ def test_embed_text_cli(tuned, tmp_path):
     assert e.shape == (2, 32) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     res = CliRunner().invoke(app, ["embed-text", str(out), "--input", str(src), "--out", str(tmp_path / "f.npy"), "--truncate-dim", "1000"])
     assert res.exit_code == 2 and "truncate_dim" in res.output
+
+
+def test_eval_text_cli_and_report(tuned, tmp_path, wordnet_dir):  # noqa: F811
+    out, _ = tuned
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval-text", str(out), "all-MiniLM-L6-v2", "--out", str(tmp_path / "r.json"), "--dims", "8,64,384", "--data-root", str(wordnet_dir), "--max-queries", "4", "--cache-dir", str(tmp_path / "c"), "--pca-fit-pairs", "30", "--max-seq-length", "32"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["method"] for r in doc["runs"]] == ["MRL fine-tuned", "Base (truncated)", "Base + PCA"]
+    assert doc["runs"][0]["dims"] == [8, 64, 384]
+    res = runner.invoke(app, ["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "nDCG@10" in (tmp_path / "rep" / "report.md").read_text()

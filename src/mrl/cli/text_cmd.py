@@ -1,5 +1,5 @@
 """Text commands: the ``task: text`` branch of ``mrl train``, ``mrl adapt``, ``mrl embed-text``,
-``mrl apply-adaptor`` and ``mrl eval-text``.
+``mrl apply-adaptor`` (also ``mrl embed --adaptor``) and ``mrl eval-text``.
 
 Registered on :data:`mrl.cli.app.app` by one import line in ``mrl/cli/app.py``.
 """
@@ -146,3 +146,60 @@ def run_adaptor(adaptor: Path, input: Path, out: Path, overwrite: bool) -> None:
     y = model.transform(load_npy(input))
     save_npy(out, y)
     console.print(f"wrote {out} {y.shape}")
+
+
+@app.command("eval-text")
+@friendly
+def eval_text(
+    models: list[str] = typer.Argument(..., help="Sentence-transformers folders (or 'all-MiniLM-L6-v2') to evaluate."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSON (schema mrl.eval/1; render with `mrl report`)."),
+    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Also evaluate the first model's embeddings through this adaptor."),
+    pca_fit_pairs: int = typer.Option(0, "--pca-fit-pairs", help="Also evaluate PCA of the first model, fit on this many training pairs (0: skip)."),
+    dims: str = typer.Option("8,16,...,384", help="Prefix sizes to evaluate."),
+    data_root: Optional[Path] = typer.Option(None, help="Folder with WordNet's data.noun."),
+    max_queries: int = typer.Option(2000, help="Test queries sampled from the test synsets."),
+    cache_dir: Path = typer.Option(Path("runs/embedding-cache"), help="Where encoded embeddings are cached."),
+    max_seq_length: int = typer.Option(128),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Per-dim nDCG@10, recall@10/100, MRR@10 on the WordNet test split (cosine, truncate then normalise)."""
+    import numpy as np
+
+    from mrl.data.wordnet import load_wordnet
+    from mrl.evaluate.ir import cached_encode, ir_record, pca_transform
+    from mrl.io import guard_output, write_json
+    from mrl.models.adaptor import load_adaptor
+    from mrl.models.text import read_matryoshka_dims, resolve_model_path
+    from mrl.nesting import parse_dims
+
+    guard_output(out, overwrite)
+    wanted = parse_dims(dims)
+    data = load_wordnet(data_root, max_queries=max_queries)
+    test = data.test
+    records = []
+    first: tuple[str, np.ndarray, np.ndarray, Path] | None = None
+    for name in models:
+        path = resolve_model_path(name)
+        q = cached_encode(path, test.queries, cache_dir, max_seq_length=max_seq_length)
+        c = cached_encode(path, test.corpus, cache_dir, max_seq_length=max_seq_length)
+        tuned = read_matryoshka_dims(path) is not None
+        records.append(ir_record("MRL fine-tuned" if tuned else "Base (truncated)", "mrl-ft" if tuned else "truncate", q, c, test.qrels, wanted, model=str(name)))
+        first = first or (name, q, c, path)
+        console.print(f"{name}: nDCG@10 " + ", ".join(f"{d}: {100 * v['ndcg@10']:.1f}" for d, v in records[-1]["per_dim"].items()))
+    assert first is not None
+    name, q, c, path = first
+    if adaptor is not None:
+        model = load_adaptor(adaptor)
+        records.append(ir_record("Base + adaptor", "adaptor", model.transform(q), model.transform(c), test.qrels, wanted, model=str(adaptor)))
+    if pca_fit_pairs:
+        fit = data.train.subset(range(min(pca_fit_pairs, len(data.train))))
+        x = np.concatenate([cached_encode(path, fit.anchor, cache_dir, max_seq_length=max_seq_length), cached_encode(path, fit.positive, cache_dir, max_seq_length=max_seq_length)])
+        pq, pc = pca_transform(x, q, c)
+        pca_dims = [d for d in wanted if d <= pq.shape[1]]
+        if len(pca_dims) < len(wanted):
+            console.print(f"PCA of {x.shape[0]} rows has {pq.shape[1]} components: evaluated at dims {pca_dims} only; raise --pca-fit-pairs.")
+        if not pca_dims:
+            raise MRLError(f"PCA of {x.shape[0]} rows has only {pq.shape[1]} components, below every requested dim; raise --pca-fit-pairs.")
+        records.append(ir_record("Base + PCA", "pca", pq, pc, test.qrels, pca_dims, model=str(name), fit_rows=int(x.shape[0])))
+    write_json(out, {"schema": "mrl.eval/1", "runs": records})
+    console.print(f"wrote {out} ({len(records)} records)")
