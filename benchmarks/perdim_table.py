@@ -12,6 +12,7 @@ the same process, writes a report under ``--out/report`` and the ``perdim`` sect
 from __future__ import annotations
 
 import argparse
+import csv
 import platform
 import shutil
 import statistics
@@ -80,6 +81,17 @@ def step_times(base: TrainConfig, batch: int, repeats: int, threads: int) -> dic
     return {"mrl_s": med["mrl"], "ff512_s": med["ff-512"], "ratio": med["mrl"] / med["ff-512"], "batch": batch, "repeats": repeats, "threads": threads}
 
 
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    """Where the runs were trained: read from ``OUT/machine.json``, written by the first training call."""
+    path = Path(args.out) / "machine.json"
+    if path.exists():
+        return read_json(path)
+    cuda = args.device.startswith("cuda")
+    info = {"arch": platform.machine(), "device": args.device, "device_name": torch.cuda.get_device_name() if cuda else "CPU", "threads": args.threads, "precision": (args.precision or "auto") if cuda else "fp32", "torch": torch.__version__}
+    write_json(path, info)
+    return info
+
+
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = Path(args.out)
     data = load_fashion_mnist(args.data_root)
@@ -95,6 +107,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 continue
             budget = None if budget is None else budget - 1
             if not (run_dir / "model.safetensors").exists():
+                machine(args)
                 print(f"[train] {run_dir.name}", flush=True)
                 resume = (run_dir / "checkpoint.safetensors").exists()
                 result = train(base.replace(seed=seed, **changes), run_dir, resume=resume, overwrite=not resume)
@@ -131,7 +144,7 @@ def targets(agg: dict[str, Any], steps: dict[str, float] | None) -> list[str]:
         worst_e = max(gaps_e, key=lambda t: abs(t[1]))
         lines.append(f"- MRL-E within 1 point of MRL for d >= 4: {'met' if abs(worst_e[1]) <= 1 else 'MISSED'}; largest |MRL-E - MRL| is {worst_e[1]:+.2f} at d={worst_e[0]}.")
     if steps:
-        lines.append(f"- MRL step <= 1.05x FF-512 step: {'met' if steps['ratio'] <= 1.05 else 'MISSED'}: {1000 * steps['mrl_s']:.1f} ms vs {1000 * steps['ff512_s']:.1f} ms = {steps['ratio']:.3f}x (median of {steps['repeats']} interleaved steps, batch {steps['batch']}, {steps['threads']} threads).")
+        lines.append(f"- MRL step <= 1.05x FF-512 step: {'met' if steps['ratio'] <= 1.05 else 'MISSED'}: {1000 * steps['mrl_s']:.1f} ms vs {1000 * steps['ff512_s']:.1f} ms = {steps['ratio']:.3f}x (on the 2-core CPU machine: median of {steps['repeats']} interleaved steps, batch {steps['batch']}, {steps['threads']} threads).")
     return lines
 
 
@@ -161,17 +174,19 @@ def main() -> None:
     if steps is None and step_path.exists():
         steps = read_json(step_path)
     records = run_all(args)
+    mach = machine(args)
     agg = aggregate(records)
     paths = write_report(records, Path(args.out) / "report", title="Fashion-MNIST per-dimension table", overwrite=True)
     shutil.copyfile(paths["png"], Path(__file__).resolve().parent / "perdim.png")
     elapsed = time.perf_counter() - t0
     cmd = "python benchmarks/perdim_table.py " + " ".join(sys.argv[1:])
+    train_secs = [sum(float(row["seconds"]) for row in csv.DictReader(open(p))) for p in sorted(Path(args.out).glob("*/metrics.csv"))]
     counts = {fam: max(v["top1"]["n"] if "top1" in v else v["1nn"]["n"] for v in per.values()) for fam, per in agg.items()}
     body = [
         "## Per-dimension quality on Fashion-MNIST (issue: foundation)",
         "",
-        f"Command: `{cmd.strip()}` (this invocation: {elapsed / 60:.1f} min wall-clock, runs already present were reused).",
-        f"Machine: {platform.machine()}, {args.threads} CPU threads, device {args.device}{' (' + torch.cuda.get_device_name() + ', ' + (args.precision or 'auto') + ')' if args.device.startswith('cuda') else ''}. Backbone: small ResNet (width 16), D = 512, dims 2…512, "
+        f"Command: `{cmd.strip()}`. Training time summed over the {len(train_secs)} runs (from their metrics.csv): {sum(train_secs) / 60:.1f} min.",
+        f"Trained on: {mach['device_name']} ({mach['arch']}, torch {mach['torch']}, {mach['threads']} CPU threads, {mach['precision']}); evaluation (FAISS, probes) on the same machine's CPU. Backbone: small ResNet (width 16), D = 512, dims 2…512, "
         f"{args.epochs} epochs, SGD + Nesterov, cosine schedule, label smoothing 0.1, batch 256, horizontal flips. Train = 55k images, validation = 5k (held out), test = 10k.",
         "Protocol: head top-1 on the test split (PCA / Random: a linear probe fit on the train split); retrieval with database = train split, queries = test split, relevant = same label, exact L2 search (FAISS) on the prefix; mAP@10 with AP normalised by k as in the paper.",
         "Rows: MRL, MRL-E (sliced shared head), FF (a separate model per d, a single head reading only x[:, :d]), PCA of FF-512 embeddings to d, a random d-subset of FF-512. "
