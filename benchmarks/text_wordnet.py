@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--eval-seq-len", type=int, default=128)
     ap.add_argument("--encode-batch", type=int, default=128)
     ap.add_argument("--max-queries", type=int, default=2000)
+    ap.add_argument("--cpu-cost-steps", type=int, default=0, help="When the fine-tune ran on a GPU: time this many steps of the same recipe on the CPU.")
     ap.add_argument("--dims", default=None, help="Evaluation dims (default 8,16,...,384); for smoke runs on tiny data.")
     ap.add_argument("--no-results", action="store_true", help="Do not touch benchmarks/RESULTS.md.")
     args = ap.parse_args()
@@ -132,6 +133,22 @@ def main() -> None:
         adaptor = load_adaptor(folder)
         records.append(ir_record(label, name, adaptor.transform(bq), adaptor.transform(bc), test.qrels, DIMS, model=str(folder), fit_rows=int(fit_x.shape[0])))
     records.append(ir_record("MRL fine-tuned", "mrl-ft", mq, mc, test.qrels, DIMS, model=str(tuned), steps=info["steps"]))
+    long_run = args.out / "mrl-minilm-long"  # optional longer fine-tune (e.g. made on a GPU)
+    if (long_run / "matryoshka.json").is_file():
+        linfo = read_json(long_run / "matryoshka.json")
+        lq = encode(long_run, test.queries, args, timings, "mrl-long/test-queries")
+        lc = encode(long_run, test.corpus, args, timings, "mrl-long/test-corpus")
+        label = f"MRL fine-tuned ({linfo['steps']} steps x {linfo['config']['batch_size']})"
+        records.append(ir_record(label, "mrl-ft-long", lq, lc, test.qrels, DIMS, model=str(long_run), steps=linfo["steps"]))
+        timings["long_run"] = {"steps": linfo["steps"], "seconds": linfo["seconds"], "steps_per_s": linfo["steps_per_s"], "device": linfo["device"], "batch_size": linfo["config"]["batch_size"]}
+    if info["device"] != "cpu" and args.cpu_cost_steps and "cpu_finetune" not in timings:
+        import tempfile
+
+        log(f"timing {args.cpu_cost_steps} CPU steps of the same recipe")
+        with tempfile.TemporaryDirectory() as tmp:
+            cpu_cfg = load_text_config(args.config, args.overrides + [f"max_steps={args.cpu_cost_steps}", "device=cpu", "warmup_ratio=0.0"])
+            r = train_text(cpu_cfg, Path(tmp) / "m")
+        timings["cpu_finetune"] = {"steps": r.steps, "seconds": r.seconds, "steps_per_s": r.steps_per_s, "threads": torch.get_num_threads()}
     write_json(args.out / "timings.json", timings)
     write_json(args.out / "results.json", {"schema": "mrl.eval/1", "runs": records})
     notes = f"WordNet 3.0 nouns, test split: {len(test.queries)} queries, {len(test.corpus)} documents; cosine (truncate then L2-normalise), exact FAISS search."
@@ -154,8 +171,7 @@ def write_results(records: list[dict], info: dict, timings: dict, data_info: dic
 
     by = {r["mode"]: r for r in records}
     nd = {m: {d: r["per_dim"][str(d)]["ndcg@10"] for d in DIMS} for m, r in by.items()}
-    mrl, base, pca = nd["mrl-ft"], nd["truncate"], nd["pca"]
-    retain = mrl[64] / mrl[384]
+    base, pca = nd["truncate"], nd["pca"]
     cmd = "flock /tmp/mrl-cpu.lock .venv/bin/python benchmarks/text_wordnet.py" + "".join(f" --set {o}" for o in args.overrides)
     body = [
         "## Text: Matryoshka fine-tuning and post-hoc adaptor (WordNet)",
@@ -170,6 +186,7 @@ def write_results(records: list[dict], info: dict, timings: dict, data_info: dic
         "Command:",
         "",
         "```",
+        *([f"flock /tmp/mrl-cpu.lock .venv/bin/mrl train --config configs/wordnet_minilm.yaml --out {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}/mrl-minilm-long --set max_steps={timings['long_run']['steps']} --set device=cpu  # optional longer run, evaluated when present"] if "long_run" in timings and timings["long_run"]["device"] == "cpu" else []),
         cmd,
         "```",
         "",
@@ -181,15 +198,26 @@ def write_results(records: list[dict], info: dict, timings: dict, data_info: dic
     for metric, title in (("recall@10", "Recall@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10")):
         body += [f"### {title} (%) per dim", "", *table(records, metric), ""]
     body += ["### Targets", ""]
-    beat = mrl[64] - base[64]
-    body.append(f"- MRL fine-tuned at d=64 keeps {100 * retain:.1f}% of its own 384-d nDCG@10 ({100 * mrl[64]:.1f} vs {100 * mrl[384]:.1f}; target >= 95%: {'met' if retain >= 0.95 else 'MISSED'}), and beats the base model truncated to 64 by {100 * beat:+.1f} points ({100 * base[64]:.1f}).")
+    for mode in ("mrl-ft", "mrl-ft-long"):
+        if mode not in nd:
+            continue
+        m = nd[mode]
+        retain, beat = m[64] / m[384], m[64] - base[64]
+        body.append(f"- {by[mode]['method']} at d=64 keeps {100 * retain:.1f}% of its own 384-d nDCG@10 ({100 * m[64]:.1f} vs {100 * m[384]:.1f}; target >= 95%: {'met' if retain >= 0.95 else 'MISSED'}), and beats the base model truncated to 64 by {100 * beat:+.1f} points ({100 * base[64]:.1f}).")
     for mode in ("adaptor-unsup", "adaptor-sup"):
         a = nd[mode]
         vs_pca = [d for d in DIMS if d <= 64 and a[d] <= pca[d]]
         vs_trunc = [d for d in DIMS if d < 384 and a[d] <= base[d]]
         body.append(f"- {by[mode]['method']}: beats PCA at every d <= 64: {'met' if not vs_pca else 'MISSED at d=' + ','.join(map(str, vs_pca))}; beats truncation at every d < 384: {'met' if not vs_trunc else 'MISSED at d=' + ','.join(map(str, vs_trunc))}.")
-    body += ["", "### Cost (2-core CPU)", "", "| what | value |", "|---|---|"]
-    body.append(f"| fine-tune ({info['steps']} steps x batch {info['config']['batch_size']} pairs) | {info['seconds']:.0f} s wall-clock, {info['steps_per_s']:.3f} steps/s ({info['steps_per_s'] * info['config']['batch_size']:.1f} pairs/s), {info['threads']} threads |")
+    body += ["", "### Cost", "", "| what | value |", "|---|---|"]
+    where = "2-core CPU" if info["device"] == "cpu" else f"{info['device']} (GPU machine)"
+    body.append(f"| fine-tune ({info['steps']} steps x batch {info['config']['batch_size']} pairs) on {where} | {info['seconds']:.0f} s wall-clock, {info['steps_per_s']:.3f} steps/s ({info['steps_per_s'] * info['config']['batch_size']:.1f} pairs/s) |")
+    if "cpu_finetune" in timings:
+        c = timings["cpu_finetune"]
+        body.append(f"| the same recipe on the 2-core CPU ({c['steps']} steps timed, {c['threads']} threads) | {c['steps_per_s']:.3f} steps/s; {info['steps']} steps would take ~{info['steps'] / c['steps_per_s'] / 60:.0f} min |")
+    if "long_run" in timings:
+        lr_ = timings["long_run"]
+        body.append(f"| longer fine-tune ({lr_['steps']} steps x batch {lr_['batch_size']}) on {lr_['device']} | {lr_['seconds']:.0f} s, {lr_['steps_per_s']:.2f} steps/s |")
     t = timings["encode_throughput"]
     body.append(f"| encode throughput (MiniLM-L6, 1024 test definitions, batch {args.encode_batch}, max_seq_length {args.eval_seq_len}) | median of 3: {t['seconds']:.2f} s = {t['texts_per_s']:.0f} texts/s |")
     for key in ("pca_fit_s", "adaptor-unsup_fit_s", "adaptor-sup_fit_s"):

@@ -172,7 +172,10 @@ class _GeometryLoss:
 
 @dataclass
 class AdaptorResult:
-    out_dir: Path
+    """The trained ``model``, its folder (``out_dir``; None when not saved), wall-clock and loss history."""
+
+    model: MatryoshkaAdaptor
+    out_dir: Path | None
     seconds: float
     steps: int
     history: list[dict[str, float]]
@@ -200,7 +203,7 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
         overwrite: replace an existing adaptor folder.
 
     Returns:
-        :class:`AdaptorResult`; the trained module is at ``result.model``.
+        :class:`AdaptorResult` with the trained module at ``result.model``.
     """
     cfg = config
     check_matrix(x, "embeddings")
@@ -274,8 +277,7 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
             history.append({"step": step + 1, "loss": float(total.item()), **{f"loss@{m}": float(v) for m, v in zip(dims, res.per_dim.tolist())}})
     seconds = time.perf_counter() - t0
     model.eval()
-    result = AdaptorResult(out_dir=out if out is not None else Path(), seconds=seconds, steps=cfg.steps, history=history)
-    result.model = model  # type: ignore[attr-defined]
+    result = AdaptorResult(model=model, out_dir=out, seconds=seconds, steps=cfg.steps, history=history)
     if out is not None:
         save_adaptor(model, cfg, out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "history": history})
     return result
