@@ -124,3 +124,15 @@ def test_eval_text_cli_and_report(tuned, tmp_path, wordnet_dir):  # noqa: F811
     res = runner.invoke(app, ["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     assert "nDCG@10" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_pair_file_with_negatives_trains_and_resume_is_refused(tmp_path):
+    from mrl.models.text import load_text_config, read_matryoshka_dims, train_text
+
+    rows = [("red boat", "a boat painted red", "a green lamp"), ("blue cup", "a cup painted blue", "a black drum"), ("white coat", "a coat painted white", "a purple fish")]
+    (tmp_path / "p.tsv").write_text("anchor\tpositive\tnegative\n" + "".join("\t".join(r) + "\n" for r in rows))
+    cfg = load_text_config(None, {"dataset": str(tmp_path / "p.tsv"), "matryoshka_dims": "32,64,...,384", "batch_size": 2, "max_steps": 1, "max_seq_length": 16, "progress": False, "device": "cpu"})
+    res = train_text(cfg, tmp_path / "m")
+    assert res.steps == 1 and read_matryoshka_dims(tmp_path / "m") == (32, 64, 128, 256, 384)
+    out = CliRunner().invoke(app, ["train", "--config", "configs/wordnet_minilm.yaml", "--out", str(tmp_path / "r"), "--resume"])
+    assert out.exit_code == 2 and "--resume is not supported" in out.output
