@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval_corpus import OUT, build  # noqa: E402
 
-from mrl.adaptive.tune import apply, recall_at_k, tune  # noqa: E402
+from mrl.adaptive.tune import apply, default_space, recall_at_k, tune  # noqa: E402
 from mrl.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from mrl.evaluate.metrics import retrieval_metrics  # noqa: E402
 from mrl.index import Funnel, MatryoshkaIndex  # noqa: E402
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", help="Storage of the funnel's full vectors.")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--subset", type=int, default=None, help="Smoke test: use only the first N corpus vectors.")
+    ap.add_argument("--hnsw-prefix-dims", default="32", help="Prefix dims whose HNSW graph the tuner may use as stage 1.")
     a = ap.parse_args()
     faiss.omp_set_num_threads(a.threads)
     T = a.threads
@@ -108,9 +109,11 @@ def main() -> None:
     print(f"hnsw: build {t_build:.1f}s", flush=True)
     for ef in [int(e) for e in a.hnsw_ef.split(",")]:
         h.efSearch = max(ef, k)
+        faiss.cvar.hnsw_stats.reset()
         t, (_, ids) = timed(lambda: hnsw.search(qn, k))
         r = recall_at_k(ids, gt)
-        res["hnsw"]["sweep"].append({"efSearch": ef, "qps": queries.shape[0] / t, "recall": r})
+        macs = faiss.cvar.hnsw_stats.ndis / queries.shape[0] * D
+        res["hnsw"]["sweep"].append({"efSearch": ef, "qps": queries.shape[0] / t, "recall": r, "macs_per_query": macs})
         print(f"  hnsw ef={ef}: recall {r:.4f}, {queries.shape[0] / t:.0f} QPS", flush=True)
     del hnsw
     gc.collect()
@@ -129,7 +132,9 @@ def main() -> None:
     gc.collect()
     t_load, idx = timed(lambda: MatryoshkaIndex.load(folder))
     print(f"funnel store: written in {t_store:.1f}s, loaded (checksums verified) in {t_load:.1f}s", flush=True)
-    t_tune, tr = timed(lambda: tune(idx, queries=tuneq, k=k, target_recall=a.target_recall, sample=a.tune_sample, threads=T, repeats=3, log=lambda m: print("  " + m, flush=True)))
+    space = default_space(D, N, k)
+    space["first"] = [f for f in space["first"] if f[2] != "hnsw"] + [(int(d), "float32", "hnsw") for d in a.hnsw_prefix_dims.split(",")]
+    t_tune, tr = timed(lambda: tune(idx, queries=tuneq, k=k, target_recall=a.target_recall, sample=a.tune_sample, space=space, threads=T, repeats=3, log=lambda m: print("  " + m, flush=True)))
     if tr.funnel is None:
         raise SystemExit("tuning found no funnel meeting the target; see the frontier")
     apply(idx, tr)

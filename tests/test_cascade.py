@@ -162,3 +162,13 @@ def test_cli_fit_eval_end_to_end(tiny_config, fmnist_dir, tmp_path) -> None:
     assert res.exit_code == 2 and "disjoint" in res.output
     res = runner.invoke(app, ["cascade", "fit", str(run), "--data-root", str(fmnist_dir)])
     assert res.exit_code == 2 and "overwrite" in res.output
+
+
+def test_confidence_level_is_more_conservative() -> None:
+    logits, labels = synthetic_logits()
+    plain = fit_cascade(logits, labels, DIMS, max_drop=0.002)
+    safe = fit_cascade(logits, labels, DIMS, max_drop=0.002, confidence_level=0.95)
+    assert safe.calibration["expected_cost"] >= plain.calibration["expected_cost"]
+    assert safe.calibration["accuracy"] >= plain.calibration["accuracy"]
+    with pytest.raises(MRLError, match="confidence_level"):
+        fit_cascade(logits, labels, DIMS, confidence_level=1.0)

@@ -113,9 +113,11 @@ def test_approximate_first_stages_reach_high_recall() -> None:
     index.add(x)
     _, exact = index.search(q, 10)
     for spec in ("16/int8:400 -> 64:10", "32/binary:1500 -> 64:10", "16/hnsw:400 -> 64:10"):
-        _, ids = index.search(q, funnel=spec, ef_search=400)
+        _, ids, st = index.search(q, funnel=spec, ef_search=400, return_stats=True)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
         assert recall > 0.8, (spec, recall)
+        flat_cost = Funnel.parse(spec).flops(index.count) * len(q)
+        assert (st.flops < flat_cost) if "hnsw" in spec else (st.flops == flat_cost)  # HNSW: measured distances
 
 
 def test_early_exit_saves_work_when_prefixes_agree() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -160,7 +161,7 @@ def _stage_candidates(conf_g: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([[-np.inf], mids, [np.inf]])
 
 
-def _best_for_stage(g: int, cand: np.ndarray, thresholds: np.ndarray, conf: np.ndarray, correct: np.ndarray, cost_of: np.ndarray, min_correct: int) -> tuple[float, float, int]:
+def _best_for_stage(g: int, cand: np.ndarray, thresholds: np.ndarray, conf: np.ndarray, correct: np.ndarray, cost_of: np.ndarray, feasible_fn: Any) -> tuple[float, float, int]:
     """Try every candidate threshold at stage ``g`` with the others fixed; all candidates at once.
 
     Returns (threshold, mean cost, number correct) of the cheapest feasible candidate (ties: more correct).
@@ -174,9 +175,10 @@ def _best_for_stage(g: int, cand: np.ndarray, thresholds: np.ndarray, conf: np.n
     take_g = conf[g][None, :] >= cand[:, None]  # [K, N]
     ex = np.where(before[None, :], first_before[None, :], np.where(take_g, g, after[None, :]))  # [K, N]
     cols = np.arange(N)[None, :]
-    n_correct = correct[ex, cols].sum(axis=1)
+    hit = correct[ex, cols]
+    n_correct = hit.sum(axis=1)
     cost = cost_of[ex].mean(axis=1)
-    feasible = n_correct >= min_correct
+    feasible = feasible_fn(n_correct, (hit != correct[-1][None, :]).sum(axis=1))
     if not feasible.any():
         return float(thresholds[g]), np.inf, -1
     order = np.lexsort((-n_correct, cost))  # cheapest first, then most correct
@@ -184,7 +186,7 @@ def _best_for_stage(g: int, cand: np.ndarray, thresholds: np.ndarray, conf: np.n
     return float(cand[best]), float(cost[best]), int(n_correct[best])
 
 
-def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, max_drop: float = 0.001, score: str = "maxprob", objective: str = "cumulative", n_candidates: int = 200, max_passes: int = 10) -> Cascade:
+def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, max_drop: float = 0.001, score: str = "maxprob", objective: str = "cumulative", confidence_level: float | None = None, n_candidates: int = 200, max_passes: int = 10) -> Cascade:
     """Learn per-stage thresholds on a calibration split.
 
     Args:
@@ -194,6 +196,10 @@ def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, 
         max_drop: allowed accuracy loss vs the last (full-D) head, as a fraction (0.001 = 0.1 points).
         score: ``"maxprob"`` (max softmax) or ``"margin"`` (top-1 minus top-2 probability).
         objective: minimise ``"cumulative"`` cost (sum of dims evaluated) or the ``"final"`` exit dim.
+        confidence_level: if given (e.g. 0.95), require the *one-sided lower confidence bound* of the
+            paired accuracy difference (cascade minus full head, per sample in {-1, 0, 1}) to stay
+            above ``-max_drop`` instead of the point estimate: thresholds then hold on new data with
+            that probability (normal approximation) instead of only on the calibration split.
         n_candidates: quantiles of each stage's confidence tried as thresholds.
 
     Returns:
@@ -210,17 +216,26 @@ def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, 
     G, N = conf.shape
     cost_of = cumulative_dims(dims).astype(np.float64) if objective == "cumulative" else np.asarray(dims, dtype=np.float64)
     full_correct = int(correct[-1].sum())
-    min_correct = int(np.ceil(full_correct - max_drop * N - 1e-9))
+    if confidence_level is not None and not 0.5 <= confidence_level < 1.0:
+        raise MRLError(f"confidence_level must be in [0.5, 1), e.g. 0.95; got {confidence_level}.")
+    z = NormalDist().inv_cdf(confidence_level) if confidence_level is not None else 0.0
 
-    def evaluate(th: np.ndarray) -> tuple[float, int]:
+    def feasible_fn(n_correct: np.ndarray, n_disagree: np.ndarray) -> np.ndarray:
+        diff = (np.asarray(n_correct, dtype=np.float64) - full_correct) / N  # mean paired difference
+        se = np.sqrt(np.maximum(np.asarray(n_disagree, dtype=np.float64) / N - diff**2, 0.0) / N)
+        return diff - z * se >= -max_drop - 1e-12
+
+    def evaluate(th: np.ndarray) -> tuple[float, int, bool]:
         ex = exit_stages(conf, th)
-        return float(cost_of[ex].mean()), int(correct[ex, np.arange(N)].sum())
+        hit = correct[ex, np.arange(N)]
+        return float(cost_of[ex].mean()), int(hit.sum()), bool(feasible_fn(hit.sum(), (hit != correct[-1]).sum()))
 
     # Start 1: one threshold shared by every stage (a 1-D scan, all candidates at once).
     shared = _stage_candidates(conf[:-1].ravel(), n_candidates)
     passes = conf[None, :-1, :] >= shared[:, None, None]  # [K, G-1, N]
     ex = np.where(passes.any(axis=1), passes.argmax(axis=1), G - 1)
-    ok = correct[ex, np.arange(N)[None, :]].sum(axis=1) >= min_correct
+    hit = correct[ex, np.arange(N)[None, :]]
+    ok = feasible_fn(hit.sum(axis=1), (hit != correct[-1][None, :]).sum(axis=1))
     costs = np.where(ok, cost_of[ex].mean(axis=1), np.inf)
     t_shared = shared[int(np.argmin(costs))] if ok.any() else np.inf
     starts = [np.full(G, np.inf), np.full(G, t_shared)]
@@ -229,21 +244,21 @@ def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, 
     for th in starts:
         th = th.copy()
         th[-1] = -np.inf
-        cur_cost, _ = evaluate(th)
+        cur_cost, _, _ = evaluate(th)
         for _ in range(max_passes):
             improved = False
             for g in range(G - 1):
-                t, c, _ = _best_for_stage(g, cands[g], th, conf, correct, cost_of, min_correct)
+                t, c, _ = _best_for_stage(g, cands[g], th, conf, correct, cost_of, feasible_fn)
                 if c < cur_cost - 1e-12:
                     th[g], cur_cost, improved = t, c, True
             if not improved:
                 break
-        c, nc = evaluate(th)
-        if nc >= min_correct and c < best_cost:
+        c, nc, ok_ = evaluate(th)
+        if ok_ and c < best_cost:
             best_th, best_cost = th, c
     assert best_th is not None  # all-inf (always full D) is always feasible
-    c, nc = evaluate(best_th)
-    calib = {"n": N, "full_accuracy": full_correct / N, "accuracy": nc / N, "expected_cost": c, "objective": objective}
+    c, nc, _ = evaluate(best_th)
+    calib = {"n": N, "full_accuracy": full_correct / N, "accuracy": nc / N, "expected_cost": c, "objective": objective, "confidence_level": confidence_level}
     return Cascade(dims=dims, thresholds=tuple(best_th), score=score, objective=objective, max_drop=max_drop, calibration=calib)
 
 

@@ -287,7 +287,7 @@ def tune(
                     continue
                 if repeats > 1:
                     t1 = float(np.median([t1, *(_median_time(lambda k1=k1, ef=ef: fs.search(q, k1, ef_search=ef), 1)[0] for _ in range(repeats - 1))]))
-                best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log)
+                best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log, fs.last_distances)
         keep = _stage_key(best.funnel) if best is not None else None
         for key in {fs.key, *(st.key for st in index.first_stages())} - prebuilt - {keep}:
             index.drop_first_stage(key)  # free memory: only the best structure so far stays built
@@ -295,16 +295,16 @@ def tune(
     if best is not None:
         f = Funnel.parse(best.funnel)
         index.build_first_stage(f.first, persist=False)
-        secs, (_, ids) = _median_time(lambda: index.search(q, funnel=f, threads=threads), repeats)
+        secs, (_, ids, st) = _median_time(lambda: index.search(q, funnel=f, threads=threads, return_stats=True), repeats)
         truth_ids = index.ids[truth_rows] if len(index.ids) else truth_rows
         result.funnel, result.recall = f, recall_at_k(ids, truth_ids)
         result.ms_per_query = 1000.0 * secs / q.shape[0]
-        result.qps, result.flops = q.shape[0] / secs, f.flops(index.count)
+        result.qps, result.flops = q.shape[0] / secs, st.flops / q.shape[0]  # measured HNSW distances
     result.seconds = time.perf_counter() - t_start
     return result
 
 
-def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, cand: np.ndarray, t1: float, shapes: list, done: set, ef_f: Any, first: Stage, k: int, target: float, res_bytes: float, threads: int, repeats: int, points: list[TunePoint], best: TunePoint | None, log: Callable[[str], None]) -> TunePoint | None:
+def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, cand: np.ndarray, t1: float, shapes: list, done: set, ef_f: Any, first: Stage, k: int, target: float, res_bytes: float, threads: int, repeats: int, points: list[TunePoint], best: TunePoint | None, log: Callable[[str], None], first_distances: float | None = None) -> TunePoint | None:
     """Rerank one stage-1 candidate set with every rerank shape not yet satisfied; record the points."""
     k1 = first.k
     for si, shape in enumerate(shapes):
@@ -321,7 +321,7 @@ def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, c
             continue
         t2, (_, found) = _median_time(lambda f=f: index.rerank_candidates(q, cand, f, threads=threads), repeats)
         rec = recall_at_k(found, truth_rows)
-        pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count), res_bytes, rec >= target)
+        pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count, first_distances), res_bytes, rec >= target)
         points.append(pt)
         if pt.feasible:
             done.add((ef_f, si))  # a larger shortlist is only slower

@@ -43,6 +43,7 @@ def cascade_fit(
     max_drop: float = typer.Option(0.1, "--max-drop", help="Allowed accuracy loss vs the full-D head, in percentage points."),
     score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
     objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", help="Hold the loss bound at this one-sided confidence (e.g. 0.95) instead of on the calibration split only."),
     split: str = typer.Option("val", help="Calibration split."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Thresholds JSON (default: cascade.json next to the model)."),
     data_root: Optional[Path] = typer.Option(None),
@@ -58,7 +59,7 @@ def cascade_fit(
         raise MRLError(f"--max-drop is in percentage points, in [0, 100); got {max_drop}.")
     logits, labels, dims = _split_logits(model, split, data_root)
     scores = ("maxprob", "margin") if score == "best" else (score,)
-    fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective) for s in scores]
+    fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
     best = min(fits, key=lambda c: c.calibration["expected_cost"])
     for c in fits:
         console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")

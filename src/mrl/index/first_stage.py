@@ -39,6 +39,7 @@ class FirstStage:
         self.dim, self.precision, self.kind, self.metric, self.hnsw_m = dim, precision, kind, metric, hnsw_m
         self.center = center
         self.index = index if index is not None else self._new()
+        self.last_distances: float | None = None
 
     @property
     def key(self) -> str:
@@ -78,9 +79,13 @@ class FirstStage:
         self.index.add(codes)
 
     def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None) -> np.ndarray:
+        """Row numbers of the ``k`` best prefixes per query. For HNSW, ``self.last_distances`` then holds
+        the measured distance computations per query (FAISS's ``hnsw_stats.ndis``)."""
         if self.kind == "hnsw":
             self.index.hnsw.efSearch = max(k, ef_search or 0, 16)
+            faiss.cvar.hnsw_stats.reset()
         _, rows = self.index.search(self._encode(queries), k)
+        self.last_distances = faiss.cvar.hnsw_stats.ndis / max(len(queries), 1) if self.kind == "hnsw" else None
         return rows.astype(np.int64, copy=False)
 
     def resident_bytes(self) -> int:

@@ -163,12 +163,14 @@ class Funnel:
         if self.first.k > count:
             raise FunnelError(f"funnel {self} keeps k={self.first.k} in stage 1 but the index holds only {count} vectors; use k <= {count}.")
 
-    def flops(self, corpus_size: int) -> float:
-        """Multiply-adds per query over ``corpus_size`` vectors: ``N * d_1`` for stage 1 (``N * d_1 / 64``
-        for binary codes: one 64-bit XOR+popcount per 64 dims) plus ``k_{i-1} * d_i`` per rerank stage.
-        Exact search at ``D`` costs ``N * D``."""
+    def flops(self, corpus_size: int, first_distances: float | None = None) -> float:
+        """Multiply-adds per query over ``corpus_size`` vectors: ``N * d_1`` for a flat stage 1
+        (``N * d_1 / 64`` for binary codes: one 64-bit XOR+popcount per 64 dims; for HNSW pass the
+        measured distance computations per query as ``first_distances``, else ``N`` is assumed) plus
+        ``k_{i-1} * d_i`` per rerank stage. Exact search at ``D`` costs ``N * D``."""
         s0 = self.first
-        first = corpus_size * (s0.dim / 64.0 if s0.precision == "binary" else s0.dim)
+        n1 = corpus_size if first_distances is None else first_distances
+        first = n1 * (s0.dim / 64.0 if s0.precision == "binary" else s0.dim)
         return float(first + sum(a.k * b.dim for a, b in zip(self.stages, self.stages[1:])))
 
 

@@ -234,7 +234,7 @@ class MatryoshkaIndex:
         s0 = f.first
         fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
         rows = fs.search(q, s0.k, ef_search=ef_search or s0.ef)
-        scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit)
+        scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit, first_distances=fs.last_distances)
         ids_all = self._ids[0] if len(self._ids) == 1 else self.ids
         out_ids = np.where(out_rows >= 0, ids_all[np.maximum(out_rows, 0)], -1)
         stats.seconds = time.perf_counter() - t0
@@ -251,11 +251,11 @@ class MatryoshkaIndex:
         scores, out_rows, _ = self._rerank_all(q, np.ascontiguousarray(rows[:, : f.first.k]), f, threads=threads, early_exit=early_exit)
         return scores, out_rows
 
-    def _rerank_all(self, q: np.ndarray, rows: np.ndarray, f: Funnel, *, batch_size: int | None = None, threads: int = 1, early_exit: bool = False) -> tuple[np.ndarray, np.ndarray, SearchStats]:
+    def _rerank_all(self, q: np.ndarray, rows: np.ndarray, f: Funnel, *, batch_size: int | None = None, threads: int = 1, early_exit: bool = False, first_distances: float | None = None) -> tuple[np.ndarray, np.ndarray, SearchStats]:
         s0 = f.first
         B = q.shape[0]
         stats = SearchStats(queries=B)
-        stats.flops = stats.flops_without_early_exit = f.flops(self.count) * B
+        stats.flops = stats.flops_without_early_exit = f.flops(self.count, first_distances) * B
         stats.rerank_flops_without_early_exit = float(sum(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * B)
         if batch_size is None:
             per_query = max(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * 4 if len(f.stages) > 1 else s0.k * s0.dim * 4
