@@ -14,6 +14,11 @@ torchrun (:func:`init_distributed`). The contract:
   (:func:`shard_batch`, a ``DistributedSampler`` that keeps the single-process batches), so the
   data order does not depend on the world size; only batch-norm statistics (per rank) do.
 * gloo on CPU, NCCL on CUDA (one GPU per rank, ``cuda:LOCAL_RANK``).
+* seeding: torch's global generator gets the same seed on every rank (model initialisation and the
+  dims sampled by ``n_dims_per_step`` must agree), python's and numpy's get ``seed + rank``.
+* a learned weighting's parameters are averaged over ranks after backward; adaptive statistics
+  (per-step losses, epoch means) are all-reduced first, so every rank holds the same weights.
+* a checkpoint records the world size; resuming with another one works (same global batches).
 * rank 0 alone writes checkpoints, metrics and the model; metrics are all-reduced first.
 """
 
