@@ -100,6 +100,9 @@ def test_cli_build_tune_search_info(tmp_path) -> None:
     res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--out", str(tmp_path / "ids.npy")])
     assert res.exit_code == 0, res.output
     assert np.load(tmp_path / "ids.npy").shape == (50, 10)
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "idx2"), "--vectors", str(tmp_path / "x.npy"), "--target-recall", "0.9", "--queries", str(tmp_path / "q.npy"), "--sample", "50", "--confidence", "0.9"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "idx2" / "manifest.json").read_text())["funnel"]
     res = runner.invoke(app, ["index", "info", str(tmp_path / "idx")])
     assert res.exit_code == 0 and json.loads(res.output)["count"] == 3000
     save_npy(tmp_path / "q16.npy", q[:, :16])
@@ -107,3 +110,16 @@ def test_cli_build_tune_search_info(tmp_path) -> None:
     assert res.exit_code == 2 and "dim 16" in res.output
     res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--funnel", "16:10 -> 8:5"])
     assert res.exit_code == 2 and "increase" in res.output
+
+
+def test_confidence_level_demands_more_recall(index_and_queries) -> None:
+    index, q, _ = index_and_queries
+    plain = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1)
+    safe = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1, confidence_level=0.99)
+    p_safe = next(p for p in safe.points if p.funnel == str(safe.funnel))
+    assert plain.funnel is not None and safe.funnel is not None and p_safe.recall > 0.95
+    plain_recall = {p.funnel: p.recall for p in plain.points}
+    assert all(plain_recall.get(p.funnel, 1.0) >= 0.95 for p in safe.points if p.feasible)  # qualifying under the bound implies under the mean
+    assert all(p.feasible <= (p.recall >= 0.95) for p in safe.points)  # the bound is stricter than the mean
+    with pytest.raises(MRLError, match="confidence_level"):
+        tune(index, queries=q, confidence_level=0.2)

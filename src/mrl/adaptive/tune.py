@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from statistics import NormalDist
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,15 @@ def check_target(target_recall: float) -> float:
     return float(target_recall)
 
 
+def per_query_recall(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``|found_q ∩ truth_q| / k`` per query. Shape: ``[B, k]``, ``[B, k]`` ids -> ``[B]``."""
+    hits = (found[:, :, None] == truth[:, None, :]).any(axis=2) & (found >= 0)
+    return hits.sum(axis=1) / truth.shape[1]
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean over queries of ``|found_q ∩ truth_q| / k``. Shape: ``[B, k]``, ``[B, k]`` ids."""
-    hits = (found[:, :, None] == truth[:, None, :]).any(axis=2) & (found >= 0)
-    return float(hits.sum(axis=1).mean() / truth.shape[1])
+    return float(per_query_recall(found, truth).mean())
 
 
 def exact_neighbors(index: MatryoshkaIndex, queries: np.ndarray, k: int, *, chunk: int = 1 << 15) -> np.ndarray:
@@ -215,6 +221,7 @@ def tune(
     space: dict[str, Any] | None = None,
     threads: int = 1,
     repeats: int = 3,
+    confidence_level: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Find the lowest-latency funnel with recall@k >= ``target_recall`` (see module docstring).
@@ -229,9 +236,15 @@ def tune(
         space: override :func:`default_space` (keys ``first``, ``k1``, ``mid_factors``, ``mid_ratios``).
         threads: rerank threads (set FAISS's with ``faiss.omp_set_num_threads``), as when serving.
         repeats: timing repeats (median).
+        confidence_level: if given (e.g. 0.95), a funnel qualifies only when the one-sided lower
+            confidence bound of its mean recall over the sample queries (normal approximation)
+            reaches the target, so the choice holds on new queries with that probability.
     """
     t_start = time.perf_counter()
     target = check_target(target_recall)
+    if confidence_level is not None and not 0.5 <= confidence_level < 1.0:
+        raise MRLError(f"confidence_level must be in [0.5, 1), e.g. 0.95; got {confidence_level}.")
+    z = NormalDist().inv_cdf(confidence_level) if confidence_level is not None else 0.0
     log = log or (lambda _m: None)
     if index.count == 0:
         raise MRLError("cannot tune an empty index; add vectors first.")
@@ -287,7 +300,7 @@ def tune(
                     continue
                 if repeats > 1:
                     t1 = float(np.median([t1, *(_median_time(lambda k1=k1, ef=ef: fs.search(q, k1, ef_search=ef), 1)[0] for _ in range(repeats - 1))]))
-                best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log, fs.last_distances)
+                best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log, fs.last_distances, z)
         keep = _stage_key(best.funnel) if best is not None else None
         for key in {fs.key, *(st.key for st in index.first_stages())} - prebuilt - {keep}:
             index.drop_first_stage(key)  # free memory: only the best structure so far stays built
@@ -304,7 +317,7 @@ def tune(
     return result
 
 
-def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, cand: np.ndarray, t1: float, shapes: list, done: set, ef_f: Any, first: Stage, k: int, target: float, res_bytes: float, threads: int, repeats: int, points: list[TunePoint], best: TunePoint | None, log: Callable[[str], None], first_distances: float | None = None) -> TunePoint | None:
+def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, cand: np.ndarray, t1: float, shapes: list, done: set, ef_f: Any, first: Stage, k: int, target: float, res_bytes: float, threads: int, repeats: int, points: list[TunePoint], best: TunePoint | None, log: Callable[[str], None], first_distances: float | None = None, z: float = 0.0) -> TunePoint | None:
     """Rerank one stage-1 candidate set with every rerank shape not yet satisfied; record the points."""
     k1 = first.k
     for si, shape in enumerate(shapes):
@@ -320,8 +333,10 @@ def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, c
         except MRLError:
             continue
         t2, (_, found) = _median_time(lambda f=f: index.rerank_candidates(q, cand, f, threads=threads), repeats)
-        rec = recall_at_k(found, truth_rows)
-        pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count, first_distances), res_bytes, rec >= target)
+        per_q = per_query_recall(found, truth_rows)
+        rec = float(per_q.mean())
+        bound = rec - z * float(per_q.std()) / np.sqrt(len(per_q))
+        pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count, first_distances), res_bytes, bool(bound >= target))
         points.append(pt)
         if pt.feasible:
             done.add((ef_f, si))  # a larger shortlist is only slower

@@ -109,7 +109,7 @@ def _load_matrix(path: Path, name: str) -> np.ndarray:
     return arr
 
 
-def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int) -> None:
+def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None) -> None:
     import faiss
 
     from mrl.adaptive.tune import apply, check_target, tune
@@ -118,7 +118,7 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
     check_target(target_recall)
     faiss.omp_set_num_threads(threads)
     q = np.ascontiguousarray(_load_matrix(queries, "queries"), dtype=np.float32) if queries else None
-    result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, log=console.print)
+    result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, log=console.print)
     apply(index, result)
     index.save(folder)
     atomic_write(folder / "tuning.md", (f"# Funnel auto-tuning\n\nTarget recall@{k} >= {target_recall}; chosen `{result.funnel}` "
@@ -144,6 +144,7 @@ def index_build(
     k: int = typer.Option(10, help="k for tuning."),
     sample: int = typer.Option(1000, help="Tuning queries used."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank)."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", help="Tuning: require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Build a Matryoshka index from an embeddings file (optionally auto-tuned)."""
@@ -171,7 +172,7 @@ def index_build(
     index.save(folder)
     console.print(f"wrote {folder}: {index.count} x {index.dim} {dtype} vectors, first stages {[fs.key for fs in index.first_stages()]}")
     if target_recall is not None:
-        _tune_and_report(index, folder, queries, k, target_recall, sample, threads)
+        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
 
 
 @index_app.command("search")
@@ -201,7 +202,7 @@ def index_search(
     q = np.ascontiguousarray(_load_matrix(queries, "queries"), dtype=np.float32)
     scores, ids, stats = index.search(q, k, funnel=funnel, early_exit=early_exit, threads=threads, return_stats=True)
     used = funnel or (str(index.funnel) if index.funnel else f"{index.dim}:{k}")
-    console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages')")
+    console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)")
     if out is not None:
         save_npy(out, ids)
         save_npy(out.with_suffix(".scores.npy"), scores)
@@ -229,6 +230,7 @@ def tune_cmd(
     target_recall: float = typer.Option(0.99, "--target-recall", help="Required recall@k vs exact full-D, in (0, 1]."),
     sample: int = typer.Option(1000, help="Tuning queries used."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank), as when serving."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", help="Require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
 ) -> None:
     """Pick the fastest funnel meeting the recall target; store it in the index; write the frontier."""
     from mrl.adaptive.tune import check_target
@@ -236,4 +238,4 @@ def tune_cmd(
 
     check_target(target_recall)
     index = MatryoshkaIndex.load(folder)
-    _tune_and_report(index, folder, queries, k, target_recall, sample, threads)
+    _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
