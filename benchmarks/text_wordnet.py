@@ -118,7 +118,7 @@ def main() -> None:
     t0 = time.perf_counter()
     pq, pc = pca_transform(fit_x, bq, bc)
     timings["pca_fit_s"] = time.perf_counter() - t0
-    records.append(ir_record("Base + PCA", "pca", pq, pc, test.qrels, DIMS, model=str(cfg.model), fit_rows=int(fit_x.shape[0])))
+    records.append(ir_record("Base + PCA", "pca-text", pq, pc, test.qrels, DIMS, model=str(cfg.model), fit_rows=int(fit_x.shape[0])))
     variants = {
         # kind/steps/supervised_weight chosen on the validation split (linear beat the residual MLP there)
         "adaptor-unsup": ("Base + adaptor (unsupervised)", dict(kind="linear"), None),
@@ -172,7 +172,7 @@ def write_results(records: list[dict], info: dict, timings: dict, data_info: dic
 
     by = {r["mode"]: r for r in records}
     nd = {m: {d: r["per_dim"][str(d)]["ndcg@10"] for d in DIMS} for m, r in by.items()}
-    base, pca = nd["truncate"], nd["pca"]
+    base, pca = nd["truncate"], nd["pca-text"]
     cmd = "flock /tmp/mrl-cpu.lock .venv/bin/python benchmarks/text_wordnet.py" + "".join(f" --set {o}" for o in args.overrides)
     body = [
         "## Text: Matryoshka fine-tuning and post-hoc adaptor (WordNet)",

@@ -57,7 +57,7 @@ def test_report_renders_ir_records(tmp_path):
     c = rng.normal(size=(40, 8)).astype(np.float32)
     q = c[:6] + 0.1 * rng.normal(size=(6, 8)).astype(np.float32)
     recs = [ir_record("Base (truncated)", "truncate", q, c, [(i,) for i in range(6)], [2, 4, 8])]
-    assert record_metrics(recs) == ("ndcg@10", "mrr@10", "recall@10", "recall@100")
+    assert record_metrics(recs) == ("ndcg@10", "recall@10", "recall@100", "mrr@10")
     paths = write_report(recs, tmp_path / "r", title="text")
     md = paths["md"].read_text()
     assert "## nDCG@10 (%)" in md and "Base (truncated)" in md and "| method | d=2 | d=4 | d=8 |" in md

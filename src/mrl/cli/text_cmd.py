@@ -153,8 +153,8 @@ def run_adaptor(adaptor: Path, input: Path, out: Path, overwrite: bool) -> None:
 def eval_text(
     models: list[str] = typer.Argument(..., help="Sentence-transformers folders (or 'all-MiniLM-L6-v2') to evaluate."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON (schema mrl.eval/1; render with `mrl report`)."),
-    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Also evaluate the first model's embeddings through this adaptor."),
-    pca_fit_pairs: int = typer.Option(0, "--pca-fit-pairs", help="Also evaluate PCA of the first model, fit on this many training pairs (0: skip)."),
+    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Also evaluate the FIRST model's embeddings through this adaptor (fit on that model's vectors)."),
+    pca_fit_pairs: int = typer.Option(0, "--pca-fit-pairs", help="Also evaluate PCA of the FIRST model's embeddings, fit on this many training pairs (0: skip)."),
     dims: str = typer.Option("8,16,...,384", help="Prefix sizes to evaluate."),
     data_root: Optional[Path] = typer.Option(None, help="Folder with WordNet's data.noun."),
     max_queries: int = typer.Option(2000, help="Test queries sampled from the test synsets."),
@@ -177,20 +177,20 @@ def eval_text(
     data = load_wordnet(data_root, max_queries=max_queries)
     test = data.test
     records = []
-    first: tuple[str, np.ndarray, np.ndarray, Path] | None = None
+    first: tuple[str, np.ndarray, np.ndarray, Path] | None = None  # (record label, queries, corpus, path)
     for name in models:
         path = resolve_model_path(name)
         q = cached_encode(path, test.queries, cache_dir, max_seq_length=max_seq_length)
         c = cached_encode(path, test.corpus, cache_dir, max_seq_length=max_seq_length)
         tuned = read_matryoshka_dims(path) is not None
         records.append(ir_record("MRL fine-tuned" if tuned else "Base (truncated)", "mrl-ft" if tuned else "truncate", q, c, test.qrels, wanted, model=str(name)))
-        first = first or (name, q, c, path)
+        first = first or (records[-1]["method"].replace(" (truncated)", ""), q, c, path)
         console.print(f"{name}: nDCG@10 " + ", ".join(f"{d}: {100 * v['ndcg@10']:.1f}" for d, v in records[-1]["per_dim"].items()))
     assert first is not None
-    name, q, c, path = first
+    label, q, c, path = first
     if adaptor is not None:
         model = load_adaptor(adaptor)
-        records.append(ir_record("Base + adaptor", "adaptor", model.transform(q), model.transform(c), test.qrels, wanted, model=str(adaptor)))
+        records.append(ir_record(f"{label} + adaptor", "adaptor", model.transform(q), model.transform(c), test.qrels, wanted, model=str(adaptor)))
     if pca_fit_pairs:
         fit = data.train.subset(range(min(pca_fit_pairs, len(data.train))))
         x = np.concatenate([cached_encode(path, fit.anchor, cache_dir, max_seq_length=max_seq_length), cached_encode(path, fit.positive, cache_dir, max_seq_length=max_seq_length)])
@@ -200,6 +200,6 @@ def eval_text(
             console.print(f"PCA of {x.shape[0]} rows has {pq.shape[1]} components: evaluated at dims {pca_dims} only; raise --pca-fit-pairs.")
         if not pca_dims:
             raise MRLError(f"PCA of {x.shape[0]} rows has only {pq.shape[1]} components, below every requested dim; raise --pca-fit-pairs.")
-        records.append(ir_record("Base + PCA", "pca", pq, pc, test.qrels, pca_dims, model=str(name), fit_rows=int(x.shape[0])))
+        records.append(ir_record(f"{label} + PCA", "pca-text", pq, pc, test.qrels, pca_dims, model=str(path), fit_rows=int(x.shape[0])))
     write_json(out, {"schema": "mrl.eval/1", "runs": records})
     console.print(f"wrote {out} ({len(records)} records)")

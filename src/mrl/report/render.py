@@ -33,7 +33,8 @@ def record_metrics(records: list[dict[str, Any]]) -> tuple[str, ...]:
         for metrics in rec.get("per_dim", {}).values():
             seen.update(dict.fromkeys(metrics))
     image = tuple(m for m in METRIC_TITLES if m in seen)
-    return image or tuple(seen)
+    known = tuple(m for m in EXTRA_TITLES if m in seen)  # canonical order (JSON files sort their keys)
+    return image or known + tuple(m for m in seen if m not in known)
 
 
 def _cell(stats: dict[str, float] | None) -> str:
