@@ -164,7 +164,6 @@ def main() -> None:
     p.add_argument("--max-new-runs", type=int, default=None, help="train/evaluate at most this many missing runs, then report (lets a shell loop release the CPU between runs)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
     steps = None
     step_path = Path(args.out) / "steptime.json"
     if not args.skip_step_time and not step_path.exists():
@@ -178,7 +177,6 @@ def main() -> None:
     agg = aggregate(records)
     paths = write_report(records, Path(args.out) / "report", title="Fashion-MNIST per-dimension table", overwrite=True)
     shutil.copyfile(paths["png"], Path(__file__).resolve().parent / "perdim.png")
-    elapsed = time.perf_counter() - t0
     cmd = "python benchmarks/perdim_table.py " + " ".join(sys.argv[1:])
     train_secs = [sum(float(row["seconds"]) for row in csv.DictReader(open(p))) for p in sorted(Path(args.out).glob("*/metrics.csv"))]
     counts = {fam: max(v["top1"]["n"] if "top1" in v else v["1nn"]["n"] for v in per.values()) for fam, per in agg.items()}

@@ -308,3 +308,12 @@ def create_weighting(name: str, num_dims: int, **kwargs: Any) -> Weighting:
         hint = " (set matryoshka_weights: [...], one per dim)" if name == "fixed" else ""
         raise MRLError(f"weighting {name!r} needs {missing}{hint}.")
     return factory(num_dims, **kwargs)
+
+
+def weighting_from_config(num_dims: int, name: str = "uniform", options: dict[str, Any] | None = None, matryoshka_weights: Sequence[float] | None = None) -> Weighting:
+    """The weighting a recipe asks for: ``matryoshka_weights`` implies ``fixed``, else strategy ``name``."""
+    if matryoshka_weights is not None:
+        if name not in ("uniform", "fixed"):
+            raise MRLError(f"matryoshka_weights is only used with weighting 'fixed', not {name!r}; drop one of them.")
+        return create_weighting("fixed", num_dims, weights=matryoshka_weights)
+    return create_weighting(name, num_dims, **(options or {}))

@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import functools
 import io
-import math
 import os
 import random
 import shutil
@@ -38,16 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from mrl.data.pairs import PairSet, load_pairs
 from mrl.data.wordnet import load_wordnet
+from mrl.config_io import from_mapping, read_config
 from mrl.errors import CheckpointError, MRLError, OutputExistsError
 from mrl.io import atomic_write, read_json, write_json
 from mrl.losses import MatryoshkaEmbeddingLoss, in_batch_negatives_loss
 from mrl.nesting import parse_dims, validate_dims
-from mrl.weighting import FixedWeighting, Weighting, create_weighting
+from mrl.weighting import Weighting, weighting_from_config
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -175,43 +174,17 @@ class TextTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextTrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MRLError(f"unknown text config keys {unknown}; valid keys are {sorted(known)}.")
-        return cls(**data)
+        return from_mapping(cls, data, "text config")
 
 
 def load_text_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TextTrainConfig:
     """Load a ``task: text`` YAML recipe and apply ``key=value`` overrides (values parsed as YAML)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise MRLError(f"config file {p} does not exist; see configs/wordnet_minilm.yaml.")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise MRLError(f"config file {p} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise MRLError(f"config file {p} must be a mapping of keys to values.")
-    if isinstance(overrides, dict):
-        data.update(overrides)
-    else:
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise MRLError(f"override {item!r} must look like key=value, e.g. max_steps=100.")
-            data[key.strip()] = yaml.safe_load(value)
-    return TextTrainConfig.from_dict(data)
+    return TextTrainConfig.from_dict(read_config(path, overrides, example="configs/wordnet_minilm.yaml"))
 
 
 def build_weighting(cfg: TextTrainConfig) -> Weighting:
     """The per-dim weighting of ``cfg``: fixed weights if given, else the named strategy."""
-    g = len(cfg.matryoshka_dims)
-    if cfg.matryoshka_weights is not None:
-        return FixedWeighting(g, cfg.matryoshka_weights)
-    return create_weighting(cfg.weighting, g, **cfg.weighting_kwargs)
+    return weighting_from_config(len(cfg.matryoshka_dims), cfg.weighting, cfg.weighting_kwargs, cfg.matryoshka_weights)
 
 
 def load_training_pairs(cfg: TextTrainConfig) -> PairSet:

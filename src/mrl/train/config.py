@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 
+from mrl.config_io import from_mapping, read_config
 from mrl.errors import MRLError
 from mrl.models.classifier import MODES
 from mrl.nesting import parse_dims, validate_dims
-from mrl.weighting import Weighting, create_weighting
+from mrl.weighting import Weighting, weighting_from_config
 
 # Fields that may differ between a checkpoint and the config that resumes it.
 RUNTIME_FIELDS = frozenset({"device", "threads", "progress", "epochs", "precision"})
@@ -90,23 +89,14 @@ class TrainConfig:
 
     def build_weighting(self) -> Weighting:
         """The loss weighting this config asks for (``matryoshka_weights`` implies ``fixed``)."""
-        g = len(self.matryoshka_dims)
-        if self.matryoshka_weights is not None:
-            if self.weighting not in ("uniform", "fixed"):
-                raise MRLError(f"matryoshka_weights is only used with weighting 'fixed', not {self.weighting!r}; drop one of them.")
-            return create_weighting("fixed", g, weights=self.matryoshka_weights)
-        return create_weighting(self.weighting, g, **self.weighting_kwargs)
+        return weighting_from_config(len(self.matryoshka_dims), self.weighting, self.weighting_kwargs, self.matryoshka_weights)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MRLError(f"unknown config keys {unknown}; valid keys are {sorted(known)}.")
-        return cls(**data)
+        return from_mapping(cls, data)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
@@ -122,24 +112,4 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
 
     Overrides are ``["epochs=5", "mode=mrl-e"]`` (values parsed as YAML) or a dict.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise MRLError(f"config file {p} does not exist; see configs/ for examples.")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise MRLError(f"config file {p} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise MRLError(f"config file {p} must hold a mapping of keys to values.")
-        data.update(loaded or {})
-    if isinstance(overrides, dict):
-        data.update(overrides)
-    else:
-        for item in overrides or []:
-            if "=" not in item:
-                raise MRLError(f"override {item!r} must look like key=value, e.g. epochs=5.")
-            key, value = item.split("=", 1)
-            data[key.strip().replace("-", "_")] = yaml.safe_load(value) if value.strip() else None
-    return TrainConfig.from_dict(data)
+    return TrainConfig.from_dict(read_config(path, overrides))
