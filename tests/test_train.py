@@ -77,3 +77,5 @@ def test_config_yaml_and_overrides(tmp_path):
         TrainConfig(matryoshka_dims=[8, 1024])
     with pytest.raises(MRLError, match="single dim"):
         TrainConfig(mode="ff", matryoshka_dims=[8, 512])
+    with pytest.raises(MRLError, match="task: text"):
+        TrainConfig(dataset="imagenet")

@@ -61,6 +61,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        if self.dataset != "fashion_mnist":
+            raise MRLError(f"dataset {self.dataset!r} is not an image dataset mrl trains on; use 'fashion_mnist', or `task: text` (see configs/wordnet_minilm.yaml) for sentence encoders.")
         if self.mode not in MODES:
             raise MRLError(f"mode must be one of {MODES}, got {self.mode!r}.")
         self.matryoshka_dims = list(parse_dims(self.matryoshka_dims) if isinstance(self.matryoshka_dims, str) else validate_dims(self.matryoshka_dims))
