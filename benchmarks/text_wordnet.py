@@ -32,7 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from mrl.data.wordnet import load_wordnet  # noqa: E402
-from mrl.evaluate.ir import cached_encode, ir_record, pca_transform  # noqa: E402
+from mrl.evaluate.baselines import pca_transform  # noqa: E402
+from mrl.evaluate.ir import cached_encode, ir_record  # noqa: E402
 from mrl.io import read_json, write_json  # noqa: E402
 from mrl.models.adaptor import AdaptorConfig, fit_adaptor, load_adaptor  # noqa: E402
 from mrl.models.text import load_sentence_transformer, load_text_config, resolve_model_path, train_text  # noqa: E402

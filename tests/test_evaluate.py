@@ -69,3 +69,21 @@ def test_probe_and_baselines():
     x[0, 0] = np.inf
     with pytest.raises(MRLError, match="NaN/Inf"):
         fit_linear_probe(x, y)
+
+
+def test_pca_reductions_fit_once_and_equal_a_d_component_pca():
+    from sklearn.decomposition import PCA
+
+    from mrl.evaluate.baselines import reductions
+
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(200, 5)) @ rng.normal(size=(5, 16)) + 0.1 * rng.normal(size=(200, 16))).astype(np.float32)
+    out = list(reductions("pca", x[:150], [x[150:]], [2, 8]))
+    assert [d for d, _, _ in out] == [2, 8]
+    for d, tr, (te,) in out:
+        ref = PCA(n_components=d, svd_solver="full").fit(x[:150])
+        np.testing.assert_allclose(tr, ref.transform(x[:150]), atol=1e-4)
+        np.testing.assert_allclose(te, ref.transform(x[150:]), atol=1e-4)
+        assert tr.flags["C_CONTIGUOUS"]
+    with pytest.raises(MRLError, match="d must be in"):
+        list(reductions("pca", x, [], [0]))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from mrl.errors import MRLError
-from mrl.evaluate.ir import ir_metrics, ir_record, pca_transform, per_dim_ir
+from mrl.evaluate.baselines import pca_transform
+from mrl.evaluate.ir import ir_metrics, ir_record, per_dim_ir
 from mrl.report.render import record_metrics, write_report
 
 

@@ -166,7 +166,8 @@ def eval_text(
     import numpy as np
 
     from mrl.data.wordnet import load_wordnet
-    from mrl.evaluate.ir import cached_encode, ir_record, pca_transform
+    from mrl.evaluate.baselines import pca_transform
+    from mrl.evaluate.ir import cached_encode, ir_record
     from mrl.io import guard_output, write_json
     from mrl.models.adaptor import load_adaptor
     from mrl.models.text import read_matryoshka_dims, resolve_model_path

@@ -163,19 +163,3 @@ def ir_record(method: str, mode: str, queries: np.ndarray, corpus: np.ndarray, q
     """A run record (the :mod:`mrl.evaluate.perdim` shape) with IR metrics per dim."""
     per_dim = per_dim_ir(queries, corpus, qrels, dims, ks)
     return {"method": method, "mode": mode, "seed": seed, "model": model, "dims": [int(d) for d in dims], "metric": "cosine", "per_dim": {str(d): v for d, v in per_dim.items()}, **extra}
-
-
-def pca_transform(fit_on: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
-    """Project ``arrays`` onto all principal components of ``fit_on`` (centred, ordered by variance).
-
-    PCA components are nested, so one full fit serves every prefix ``d`` (truncating the projection
-    to ``d`` equals a ``d``-component PCA); this is scikit-learn's PCA, fit once.
-    Shape: fit_on ``[N, D]``, each array ``[M, D]`` -> ``[M, min(N, D)]`` float32.
-    """
-    from sklearn.decomposition import PCA
-
-    check_matrix(fit_on, "PCA training embeddings")
-    for a in arrays:
-        check_matrix(a, "embeddings", cols=fit_on.shape[1])
-    pca = PCA(n_components=min(fit_on.shape), svd_solver="full").fit(fit_on)
-    return [pca.transform(a).astype(np.float32) for a in arrays]

@@ -21,7 +21,7 @@ import torch
 
 from mrl.data.fashion_mnist import FashionMNIST, to_tensor
 from mrl.errors import MRLError
-from mrl.evaluate.baselines import reduce_embeddings
+from mrl.evaluate.baselines import reductions
 from mrl.evaluate.metrics import per_dim_retrieval, topk_accuracy
 from mrl.evaluate.probe import fit_linear_probe
 from mrl.models.classifier import MatryoshkaClassifier, encode
@@ -95,8 +95,7 @@ def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence
     """
     per_dim: dict[str, dict[str, float]] = {}
     num_classes = int(max(train.labels.max(), test.labels.max()) + 1)
-    for d in dims:
-        tr, (te,) = reduce_embeddings(method, train.embeddings, [test.embeddings], d, seed=seed)
+    for d, tr, (te,) in reductions(method, train.embeddings, [test.embeddings], dims, seed=seed):
         probe = fit_linear_probe(tr, train.labels, num_classes=num_classes, seed=seed)
         logits = probe.predict_logits(te)
         row = {"top1": topk_accuracy(logits, test.labels, 1), "top5": topk_accuracy(logits, test.labels, min(5, num_classes))}
