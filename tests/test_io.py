@@ -36,3 +36,28 @@ def test_guard_output(tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         guard_output(tmp_path / "full", overwrite=False)
     guard_output(tmp_path / "full", overwrite=True)
+
+
+def test_atomic_folder_swaps_whole_folders_and_keeps_the_old_on_failure(tmp_path):
+    from mrl.io import atomic_folder
+
+    target = tmp_path / "model"
+    with atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("v1")
+    assert (target / "a.txt").read_text() == "v1"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("crash mid-save")
+    assert (target / "a.txt").read_text() == "v1"
+    with atomic_folder(target) as tmp:
+        (tmp / "b.txt").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old folders left
+
+
+def test_write_csv_unions_columns(tmp_path):
+    from mrl.io import write_csv
+
+    write_csv(tmp_path / "m.csv", [{"epoch": 1, "a": 0.5}, {"epoch": 2, "a": 0.4, "b": 1}])
+    assert (tmp_path / "m.csv").read_text().splitlines() == ["epoch,a,b", "1,0.5,", "2,0.4,1"]

@@ -8,9 +8,11 @@ point leaves either the old file or the new one, never a torn file.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +53,40 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Fill a temporary sibling folder; on success it replaces ``path`` as a whole.
+
+    The previous folder is moved aside first and deleted only after the new one is in place; on
+    failure the temporary folder is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    """Rows of dicts as CSV (columns: every key, in first-seen order), written atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue().encode())
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:

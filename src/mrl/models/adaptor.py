@@ -31,8 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +44,7 @@ from tqdm.auto import tqdm
 
 from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError, OutputExistsError
-from mrl.io import load_safetensors, read_json, save_safetensors, write_json
+from mrl.io import atomic_folder, load_safetensors, read_json, save_safetensors, write_json
 from mrl.losses import MatryoshkaEmbeddingLoss
 from mrl.nesting import validate_dims
 from mrl.weighting import create_weighting
@@ -293,21 +291,9 @@ def save_adaptor(model: MatryoshkaAdaptor, config: AdaptorConfig, out_dir: str |
     """Write the adaptor folder atomically (temporary sibling folder, then rename)."""
     out = Path(out_dir)
     meta = {"format": "mrl.adaptor/1", "dim": model.dim, "kind": model.kind, "hidden": model.hidden, "config": config.to_dict(), **(extra or {})}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         save_safetensors(tmp / WEIGHTS_FILE, model.state_dict(), metadata={"adaptor": json.dumps({k: meta[k] for k in ("format", "dim", "kind", "hidden")}), "config": json.dumps(config.to_dict())})
         write_json(tmp / CONFIG_FILE, meta)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

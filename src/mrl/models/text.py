@@ -22,14 +22,10 @@ Nothing is downloaded: models load with ``HF_HUB_OFFLINE=1`` from local folders 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import io
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +39,7 @@ from mrl.data.pairs import PairSet, load_pairs
 from mrl.data.wordnet import load_wordnet
 from mrl.config_io import from_mapping, read_config
 from mrl.errors import CheckpointError, MRLError, OutputExistsError
-from mrl.io import atomic_write, read_json, write_json
+from mrl.io import atomic_folder, read_json, write_csv, write_json
 from mrl.losses import MatryoshkaEmbeddingLoss, in_batch_negatives_loss
 from mrl.nesting import parse_dims, validate_dims
 from mrl.weighting import Weighting, weighting_from_config
@@ -220,17 +216,6 @@ def _embed(model: SentenceTransformer, texts: list[str], device: torch.device) -
     return model(features)["sentence_embedding"]
 
 
-def _write_folder(tmp: Path, target: Path) -> None:
-    """Swap a fully written folder ``tmp`` into ``target`` (the old one is removed only afterwards)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> TextTrainResult:
     """Fine-tune a sentence-transformers model with the Matryoshka in-batch-negatives loss.
 
@@ -320,9 +305,7 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
     seconds = time.perf_counter() - t0
     model.eval()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         model.save(str(tmp))
         info = {
             "matryoshka_dims": list(dims), "embedding_dim": dim, "base_model": str(cfg.model), "truncate_then_normalize": True,
@@ -332,15 +315,7 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
         }
         write_json(tmp / MATRYOSHKA_FILE, info)
         if history:
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-            atomic_write(tmp / "metrics.csv", buf.getvalue().encode())
-        _write_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            write_csv(tmp / "metrics.csv", history)
     return TextTrainResult(out_dir=out, steps=step, seconds=seconds, steps_per_s=step / seconds if seconds else float("nan"), history=history)
 
 

@@ -20,8 +20,6 @@ with ``non_blocking=True``.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import random
 import time
@@ -36,7 +34,7 @@ from tqdm.auto import tqdm
 
 from mrl.data.fashion_mnist import load_fashion_mnist, to_tensor
 from mrl.errors import CheckpointError, MRLError
-from mrl.io import atomic_write, guard_output, write_json
+from mrl.io import guard_output, write_csv, write_json
 from mrl.losses import MatryoshkaLoss, MatryoshkaLossOutput
 from mrl.models.classifier import MatryoshkaClassifier, build_classifier, encode
 from mrl.train import distributed as ddp
@@ -166,15 +164,6 @@ def evaluate_heads(model: MatryoshkaClassifier, inputs: torch.Tensor, labels: to
     correct = (logits.argmax(-1) == labels[lo:hi]).sum(dim=1).double()
     correct = ddp.all_reduce_sum(correct, ctx)
     return {f"val_top1@{d}": float(c) / max(n, 1) for d, c in zip(model.matryoshka_dims, correct.tolist())}
-
-
-def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write(path, buf.getvalue().encode())
 
 
 def _output_holds_run(p: Path) -> bool:
@@ -309,7 +298,7 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
             if config.progress:
                 accs = " ".join(f"{d}:{row[f'val_top1@{d}']:.3f}" for d in dims)
                 tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val top-1 per dim {accs}  ({row['seconds']:.0f}s)")
-            _write_metrics(out / "metrics.csv", history)
+            write_csv(out / "metrics.csv", history)
             save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, weighting=weighting, epoch=epoch + 1, config=config.to_dict(), history=history, extra={"world_size": ctx.world_size})
         ddp.barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
