@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval_corpus import OUT, build  # noqa: E402
 
-from mrl.adaptive.tune import apply, default_space, recall_at_k, tune  # noqa: E402
+from mrl.index.tune import apply, default_space, recall_at_k, tune  # noqa: E402
 from mrl.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from mrl.evaluate.metrics import retrieval_metrics  # noqa: E402
 from mrl.index import Funnel, MatryoshkaIndex  # noqa: E402

@@ -35,8 +35,10 @@ from mrl.data.wordnet import load_wordnet  # noqa: E402
 from mrl.evaluate.baselines import pca_transform  # noqa: E402
 from mrl.evaluate.ir import cached_encode, ir_record  # noqa: E402
 from mrl.io import read_json, write_json  # noqa: E402
-from mrl.models.adaptor import AdaptorConfig, fit_adaptor, load_adaptor  # noqa: E402
-from mrl.models.text import load_sentence_transformer, load_text_config, resolve_model_path, train_text  # noqa: E402
+from mrl.models.adaptor import load_adaptor  # noqa: E402
+from mrl.train.adaptor import AdaptorConfig, fit_adaptor  # noqa: E402
+from mrl.models.text import load_sentence_transformer, resolve_model_path  # noqa: E402
+from mrl.train.text import load_text_config, train_text  # noqa: E402
 from mrl.report import write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from mrl.cli.app import app
 from mrl.errors import CheckpointError, MRLError, OutputExistsError
 from mrl.evaluate.ir import per_dim_ir
-from mrl.models.adaptor import AdaptorConfig, MatryoshkaAdaptor, fit_adaptor, load_adaptor
+from mrl.models.adaptor import MatryoshkaAdaptor, load_adaptor
+from mrl.train.adaptor import AdaptorConfig, fit_adaptor
 
 DIMS = [2, 4, 8, 16, 32]
 

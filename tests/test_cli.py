@@ -55,3 +55,28 @@ def test_demo_refuses_a_folder_with_results(tmp_path):
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
     assert r.exit_code == 2 and "--overwrite" in r.output
     assert (tmp_path / "demo" / "report" / "report.md").read_text() == "old"
+
+
+def test_version_and_short_help():
+    import mrl
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"mrl {mrl.__version__}"
+    r = runner.invoke(app, ["train", "-h"])
+    assert r.exit_code == 0 and "--out" in r.output
+
+
+def test_errors_with_brackets_are_printed_verbatim(tmp_path):
+    # A path with [...] must not be parsed as rich markup (it used to raise MarkupError).
+    bad = tmp_path / "[bold]x[/]" / "missing.yaml"
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "o"), "--config", str(bad)])
+    assert r.exit_code == 2 and "[bold]x[/]" in r.output and "Traceback" not in r.output
+
+
+def test_public_api_lazy_exports():
+    import mrl
+
+    assert mrl.parse_dims("8,16,...,64") == (8, 16, 32, 64)
+    assert set(mrl.__all__) >= {"MatryoshkaIndex", "TrainConfig", "fit_adaptor", "__version__"}
+    for name in mrl.__all__[1:]:
+        assert getattr(mrl, name) is not None

@@ -3,7 +3,8 @@ import pytest
 
 from mrl.errors import MRLError
 from mrl.evaluate.baselines import reduce_embeddings
-from mrl.evaluate.metrics import knn_search, per_dim_retrieval, retrieval_metrics, topk_accuracy
+from mrl.evaluate.metrics import per_dim_retrieval, retrieval_metrics, topk_accuracy
+from mrl.knn import knn_search
 from mrl.evaluate.probe import fit_linear_probe
 
 

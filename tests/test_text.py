@@ -41,7 +41,8 @@ def test_saved_model_loads_with_truncate_dim(tuned):
 
 
 def test_existing_output_and_bad_models(tuned, tmp_path):
-    from mrl.models.text import load_sentence_transformer, load_text_config, train_text
+    from mrl.models.text import load_sentence_transformer
+    from mrl.train.text import load_text_config, train_text
 
     out, cfg = tuned
     with pytest.raises(OutputExistsError):
@@ -59,9 +60,9 @@ def test_existing_output_and_bad_models(tuned, tmp_path):
 
 
 def test_config_validation(tmp_path):
-    from mrl.models.text import load_text_config
+    from mrl.train.text import load_text_config
 
-    with pytest.raises(MRLError, match="unknown text config keys"):
+    with pytest.raises(MRLError, match="unknown text recipe keys"):
         load_text_config(None, ["epoch=3"])
     with pytest.raises(MRLError, match="batch_size must be >= 2"):
         load_text_config(None, ["batch_size=1"])
@@ -72,7 +73,7 @@ def test_config_validation(tmp_path):
 
 
 def test_dims_above_model_width_are_refused(tmp_path, wordnet_dir):  # noqa: F811
-    from mrl.models.text import load_text_config, train_text
+    from mrl.train.text import load_text_config, train_text
 
     cfg = load_text_config(None, {"data_root": str(wordnet_dir), "matryoshka_dims": [8, 512], "max_steps": 1, "batch_size": 2, "progress": False, "device": "cpu"})
     with pytest.raises(MRLError, match="larger than the embedding dim 384"):
@@ -129,7 +130,8 @@ def test_eval_text_cli_and_report(tuned, tmp_path, wordnet_dir):  # noqa: F811
 
 
 def test_pair_file_with_negatives_trains_and_resume_is_refused(tmp_path):
-    from mrl.models.text import load_text_config, read_matryoshka_dims, train_text
+    from mrl.models.text import read_matryoshka_dims
+    from mrl.train.text import load_text_config, train_text
 
     rows = [("red boat", "a boat painted red", "a green lamp"), ("blue cup", "a cup painted blue", "a black drum"), ("white coat", "a coat painted white", "a purple fish")]
     (tmp_path / "p.tsv").write_text("anchor\tpositive\tnegative\n" + "".join("\t".join(r) + "\n" for r in rows))

@@ -67,7 +67,7 @@ def test_config_yaml_and_overrides(tmp_path):
     p.write_text("epochs: 4\nmode: mrl-e\nmatryoshka_dims: '8,16,...,512'\n")
     cfg = load_config(p, ["epochs=2", "lr=0.01"])
     assert cfg.epochs == 2 and cfg.mode == "mrl-e" and cfg.lr == 0.01 and cfg.matryoshka_dims[0] == 8
-    with pytest.raises(MRLError, match="unknown config keys"):
+    with pytest.raises(MRLError, match="unknown image recipe keys"):
         load_config(None, ["epoch=2"])
     with pytest.raises(MRLError, match="key=value"):
         load_config(None, ["epochs"])

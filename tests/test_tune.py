@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mrl.adaptive.tune import TunePoint, apply, exact_neighbors, pareto, recall_at_k, tune
+from mrl.index.tune import TunePoint, apply, exact_neighbors, pareto, recall_at_k, tune
 from mrl.errors import MRLError
 from mrl.index import MatryoshkaIndex
 

@@ -29,7 +29,7 @@ import numpy as np
 from mrl.checks import check_matrix
 from mrl.embeddings import truncate
 from mrl.errors import MRLError
-from mrl.evaluate.metrics import knn_search
+from mrl.knn import knn_search
 from mrl.io import load_npy, save_npy
 
 if TYPE_CHECKING:

@@ -40,7 +40,6 @@ from mrl.models.classifier import MatryoshkaClassifier, build_classifier, encode
 from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint, save_model
 from mrl.train.config import TrainConfig
-from mrl.weighting import Weighting
 
 
 @dataclass
@@ -79,11 +78,6 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed)
-
-
-def build_weighting(config: TrainConfig) -> Weighting:
-    """The run's loss weighting (see :meth:`TrainConfig.build_weighting`)."""
-    return config.build_weighting()
 
 
 def build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter], total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -227,7 +221,7 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     amp_dtype = resolve_precision(config.precision, device)
-    weighting = build_weighting(config).to(device)
+    weighting = config.build_weighting().to(device)
     if ctx.enabled:
         weighting.sync = lambda t: ddp.all_reduce_mean(t, ctx)
     loss_fn = MatryoshkaLoss(config.matryoshka_dims, weighting=weighting, n_dims_per_step=config.n_dims_per_step, label_smoothing=config.label_smoothing)

@@ -1,4 +1,4 @@
-"""``mrl cascade fit|eval``, ``mrl index build|search|info`` and ``mrl tune``: adaptive inference."""
+"""``mrl index build|search|info`` and ``mrl tune``: the Matryoshka retrieval index and its funnel tuner."""
 
 from __future__ import annotations
 
@@ -8,116 +8,22 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from mrl.cli.app import app, console, friendly
+from mrl.cli.console import console, friendly, load_matrix
 from mrl.errors import MRLError
 
-cascade_app = typer.Typer(no_args_is_help=True, help="Adaptive classification: stop at the smallest confident prefix.")
-index_app = typer.Typer(no_args_is_help=True, help="Persistent Matryoshka retrieval index with funnel search.")
-app.add_typer(cascade_app, name="cascade")
-app.add_typer(index_app, name="index")
-
-
-def _split_logits(model: Path, split: str, data_root: Optional[Path]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    from mrl.data.fashion_mnist import load_fashion_mnist
-    from mrl.evaluate.perdim import encode_split
-    from mrl.train.checkpoint import load_model
-
-    if split not in ("train", "val", "test"):
-        raise MRLError(f"split must be train, val or test, got {split!r}.")
-    net, cfg = load_model(model)
-    data = getattr(load_fashion_mnist(data_root, val_size=cfg["val_size"]), split)
-    if len(data) == 0:
-        raise MRLError(f"the {split} split is empty (the model was trained with val_size={cfg['val_size']}); calibrate on a non-empty split.")
-    enc = encode_split(net, data.images, data.labels)
-    return enc.logits, enc.labels, tuple(net.matryoshka_dims)
-
-
-def _model_dir(model: Path) -> Path:
-    return model if model.is_dir() else model.parent
-
-
-@cascade_app.command("fit")
-@friendly
-def cascade_fit(
-    model: Path = typer.Argument(..., help="Run folder (or model.safetensors) of a Matryoshka classifier."),
-    max_drop: float = typer.Option(0.1, "--max-drop", help="Allowed accuracy loss vs the full-D head, in percentage points."),
-    score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
-    objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
-    confidence: Optional[float] = typer.Option(None, "--confidence", help="Hold the loss bound at this one-sided confidence (e.g. 0.95) instead of on the calibration split only."),
-    split: str = typer.Option("val", help="Calibration split."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Thresholds JSON (default: cascade.json next to the model)."),
-    data_root: Optional[Path] = typer.Option(None),
-    overwrite: bool = typer.Option(False, "--overwrite"),
-) -> None:
-    """Learn per-stage confidence thresholds on the calibration split and save them as JSON."""
-    from mrl.adaptive.cascade import CASCADE_NAME, fit_cascade
-    from mrl.io import guard_output
-
-    out = out or _model_dir(model) / CASCADE_NAME
-    guard_output(out, overwrite)
-    if not 0 <= max_drop < 100:
-        raise MRLError(f"--max-drop is in percentage points, in [0, 100); got {max_drop}.")
-    logits, labels, dims = _split_logits(model, split, data_root)
-    scores = ("maxprob", "margin") if score == "best" else (score,)
-    fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
-    best = min(fits, key=lambda c: c.calibration["expected_cost"])
-    for c in fits:
-        console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
-    best.calibration["split"] = split
-    best.save(out)
-    console.print(f"wrote {out} (score={best.score})")
-
-
-@cascade_app.command("eval")
-@friendly
-def cascade_eval(
-    model: Path = typer.Argument(..., help="Run folder (or model.safetensors)."),
-    cascade: Optional[Path] = typer.Option(None, help="Thresholds JSON (default: cascade.json next to the model)."),
-    split: str = typer.Option("test", help="Report split (disjoint from the calibration split)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
-    data_root: Optional[Path] = typer.Option(None),
-    overwrite: bool = typer.Option(False, "--overwrite"),
-) -> None:
-    """Accuracy, expected dims, cumulative cost, oracle bound and best fixed prefix on a split."""
-    from mrl.adaptive.cascade import CASCADE_NAME, Cascade, evaluate_cascade
-    from mrl.io import guard_output, write_json
-
-    if out is not None:
-        guard_output(out, overwrite)
-    casc = Cascade.load(cascade or _model_dir(model) / CASCADE_NAME)
-    if casc.calibration.get("split") == split:
-        raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
-    logits, labels, _ = _split_logits(model, split, data_root)
-    rep = evaluate_cascade(casc, logits, labels)
-    console.print(
-        f"{split}: accuracy {100 * rep['accuracy']:.2f} vs full-D {100 * rep['full_accuracy']:.2f} (drop {rep['drop_points']:.2f} points); "
-        f"expected dim {rep['expected_dim']:.1f} (D/{rep['ratio_to_full']:.1f}), cumulative cost {rep['expected_cost']:.1f}; "
-        f"smallest fixed prefix as accurate: {rep['fixed_dim']} ({rep['ratio_final'] or float('nan'):.2f}x the expected dim); "
-        f"oracle: {100 * rep['oracle']['accuracy']:.2f}% at {rep['oracle']['expected_dim_when_right']:.1f} dims"
-    )
-    if out is not None:
-        write_json(out, rep)
-        console.print(f"wrote {out}")
-
-
-def _load_matrix(path: Path, name: str) -> np.ndarray:
-    from mrl.io import load_npy
-
-    arr = load_npy(path, mmap=True)
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-        raise MRLError(f"{name} {path} must be a 2-D float array [N, D] (e.g. from `mrl embed`), got {arr.dtype} {arr.shape}.")
-    return arr
+app = typer.Typer(no_args_is_help=True, help="Persistent Matryoshka retrieval index with funnel search.")
+tune_app = typer.Typer()
 
 
 def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None) -> None:
     import faiss
 
-    from mrl.adaptive.tune import apply, check_target, tune
+    from mrl.index.tune import apply, check_target, tune
     from mrl.io import atomic_write
 
     check_target(target_recall)
     faiss.omp_set_num_threads(threads)
-    q = np.ascontiguousarray(_load_matrix(queries, "queries"), dtype=np.float32) if queries else None
+    q = np.ascontiguousarray(load_matrix(queries, "queries"), dtype=np.float32) if queries else None
     result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, log=console.print)
     apply(index, result)
     index.save(folder)
@@ -129,7 +35,7 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
                   f"{result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer MACs than exact; frontier: {folder / 'tuning.md'}, {folder / 'tuning.png'}")
 
 
-@index_app.command("build")
+@app.command("build")
 @friendly
 def index_build(
     folder: Path = typer.Argument(..., help="Index folder to write."),
@@ -148,14 +54,14 @@ def index_build(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Build a Matryoshka index from an embeddings file (optionally auto-tuned)."""
-    from mrl.adaptive.tune import check_target
+    from mrl.index.tune import check_target
     from mrl.index import Funnel, MatryoshkaIndex
     from mrl.io import guard_output, load_npy
 
     guard_output(folder, overwrite)
     if target_recall is not None:
         check_target(target_recall)  # fail before the (long) build
-    x = _load_matrix(vectors, "vectors")
+    x = load_matrix(vectors, "vectors")
     id_arr = load_npy(ids) if ids else None
     if id_arr is not None and id_arr.shape != (x.shape[0],):
         raise MRLError(f"--ids holds {id_arr.shape}, expected ({x.shape[0]},): one id per vector.")
@@ -175,7 +81,7 @@ def index_build(
         _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
 
 
-@index_app.command("search")
+@app.command("search")
 @friendly
 def index_search(
     folder: Path = typer.Argument(..., help="Index folder."),
@@ -199,7 +105,7 @@ def index_search(
         guard_output(out, overwrite)
     faiss.omp_set_num_threads(threads)
     index = MatryoshkaIndex.load(folder)
-    q = np.ascontiguousarray(_load_matrix(queries, "queries"), dtype=np.float32)
+    q = np.ascontiguousarray(load_matrix(queries, "queries"), dtype=np.float32)
     scores, ids, stats = index.search(q, k, funnel=funnel, early_exit=early_exit, threads=threads, return_stats=True)
     used = funnel or (str(index.funnel) if index.funnel else f"{index.dim}:{k}")
     console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)")
@@ -209,7 +115,7 @@ def index_search(
         console.print(f"wrote {out}")
 
 
-@index_app.command("info")
+@app.command("info")
 @friendly
 def index_info(folder: Path = typer.Argument(..., help="Index folder."), verify: bool = typer.Option(True, help="Check SHA-256 checksums.")) -> None:
     """Print the manifest summary (count, dim, dtype, funnel, tuning, resident bytes per vector)."""
@@ -221,7 +127,7 @@ def index_info(folder: Path = typer.Argument(..., help="Index folder."), verify:
     typer.echo(json.dumps(info, indent=2))
 
 
-@app.command("tune")
+@tune_app.command("tune")
 @friendly
 def tune_cmd(
     folder: Path = typer.Argument(..., help="Index folder (tuned in place: manifest + chosen first stage)."),
@@ -233,7 +139,7 @@ def tune_cmd(
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
 ) -> None:
     """Pick the fastest funnel meeting the recall target; store it in the index; write the frontier."""
-    from mrl.adaptive.tune import check_target
+    from mrl.index.tune import check_target
     from mrl.index import MatryoshkaIndex
 
     check_target(target_recall)

@@ -1,0 +1,97 @@
+"""``mrl cascade fit|eval``: adaptive classification that stops at the smallest confident prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from mrl.cli.console import console, friendly
+from mrl.errors import MRLError
+
+app = typer.Typer(no_args_is_help=True, help="Adaptive classification: stop at the smallest confident prefix.")
+
+
+def _split_logits(model: Path, split: str, data_root: Optional[Path]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    from mrl.data.fashion_mnist import load_fashion_mnist
+    from mrl.evaluate.perdim import encode_split
+    from mrl.train.checkpoint import load_model
+
+    if split not in ("train", "val", "test"):
+        raise MRLError(f"split must be train, val or test, got {split!r}.")
+    net, cfg = load_model(model)
+    data = getattr(load_fashion_mnist(data_root, val_size=cfg["val_size"]), split)
+    if len(data) == 0:
+        raise MRLError(f"the {split} split is empty (the model was trained with val_size={cfg['val_size']}); calibrate on a non-empty split.")
+    enc = encode_split(net, data.images, data.labels)
+    return enc.logits, enc.labels, tuple(net.matryoshka_dims)
+
+
+def _model_dir(model: Path) -> Path:
+    return model if model.is_dir() else model.parent
+
+
+@app.command("fit")
+@friendly
+def cascade_fit(
+    model: Path = typer.Argument(..., help="Run folder (or model.safetensors) of a Matryoshka classifier."),
+    max_drop: float = typer.Option(0.1, "--max-drop", help="Allowed accuracy loss vs the full-D head, in percentage points."),
+    score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
+    objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", help="Hold the loss bound at this one-sided confidence (e.g. 0.95) instead of on the calibration split only."),
+    split: str = typer.Option("val", help="Calibration split."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Thresholds JSON (default: cascade.json next to the model)."),
+    data_root: Optional[Path] = typer.Option(None),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Learn per-stage confidence thresholds on the calibration split and save them as JSON."""
+    from mrl.adaptive.cascade import CASCADE_NAME, fit_cascade
+    from mrl.io import guard_output
+
+    out = out or _model_dir(model) / CASCADE_NAME
+    guard_output(out, overwrite)
+    if not 0 <= max_drop < 100:
+        raise MRLError(f"--max-drop is in percentage points, in [0, 100); got {max_drop}.")
+    logits, labels, dims = _split_logits(model, split, data_root)
+    scores = ("maxprob", "margin") if score == "best" else (score,)
+    fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
+    best = min(fits, key=lambda c: c.calibration["expected_cost"])
+    for c in fits:
+        console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
+    best.calibration["split"] = split
+    best.save(out)
+    console.print(f"wrote {out} (score={best.score})")
+
+
+@app.command("eval")
+@friendly
+def cascade_eval(
+    model: Path = typer.Argument(..., help="Run folder (or model.safetensors)."),
+    cascade: Optional[Path] = typer.Option(None, help="Thresholds JSON (default: cascade.json next to the model)."),
+    split: str = typer.Option("test", help="Report split (disjoint from the calibration split)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
+    data_root: Optional[Path] = typer.Option(None),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Accuracy, expected dims, cumulative cost, oracle bound and best fixed prefix on a split."""
+    from mrl.adaptive.cascade import CASCADE_NAME, Cascade, evaluate_cascade
+    from mrl.io import guard_output, write_json
+
+    if out is not None:
+        guard_output(out, overwrite)
+    casc = Cascade.load(cascade or _model_dir(model) / CASCADE_NAME)
+    if casc.calibration.get("split") == split:
+        raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
+    logits, labels, _ = _split_logits(model, split, data_root)
+    rep = evaluate_cascade(casc, logits, labels)
+    console.print(
+        f"{split}: accuracy {100 * rep['accuracy']:.2f} vs full-D {100 * rep['full_accuracy']:.2f} (drop {rep['drop_points']:.2f} points); "
+        f"expected dim {rep['expected_dim']:.1f} (D/{rep['ratio_to_full']:.1f}), cumulative cost {rep['expected_cost']:.1f}; "
+        f"smallest fixed prefix as accurate: {rep['fixed_dim']} ({rep['ratio_final'] or float('nan'):.2f}x the expected dim); "
+        f"oracle: {100 * rep['oracle']['accuracy']:.2f}% at {rep['oracle']['expected_dim_when_right']:.1f} dims"
+    )
+    if out is not None:
+        write_json(out, rep)
+        console.print(f"wrote {out}")

@@ -1,0 +1,119 @@
+"""``mrl embed`` (image runs, or frozen vectors through an adaptor), ``mrl embed-text`` and ``mrl apply-adaptor``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mrl.cli.console import console, friendly
+from mrl.errors import MRLError
+
+app = typer.Typer()
+
+
+@app.command()
+@friendly
+def embed(
+    model: Optional[Path] = typer.Argument(None, help="Run folder or model.safetensors (not with --adaptor)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (a .json sidecar is written beside it)."),
+    split: str = typer.Option("test", help="train, val or test."),
+    data_root: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Apply this `mrl adapt` folder to --input vectors instead of running a model."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor."),
+) -> None:
+    """Write the embeddings of a split as float32 .npy with a JSON sidecar (dims, model, split).
+
+    With ``--adaptor DIR --input x.npy`` it maps frozen embeddings through a post-hoc adaptor instead.
+    """
+    if adaptor is not None or input is not None:
+        if adaptor is None or input is None or model is not None:
+            raise MRLError("use either MODEL (image run folder) or --adaptor DIR --input x.npy, not a mix.")
+        return run_adaptor(adaptor, input, out, overwrite)
+    if model is None:
+        raise MRLError("give a run folder (MODEL) to embed, or --adaptor DIR --input x.npy.")
+    from mrl.data.fashion_mnist import load_fashion_mnist
+    from mrl.evaluate.perdim import encode_split
+    from mrl.io import guard_output, save_npy, write_json
+    from mrl.train.checkpoint import load_model
+
+    if split not in ("train", "val", "test"):
+        raise MRLError(f"split must be train, val or test, got {split!r}.")
+    if out.suffix != ".npy":
+        raise MRLError(f"--out must end in .npy, got {out}.")
+    guard_output(out, overwrite)
+    net, cfg = load_model(model)
+    data = getattr(load_fashion_mnist(data_root if data_root is not None else cfg.get("data_root"), val_size=cfg["val_size"]), split)
+    enc = encode_split(net, data.images, data.labels)
+    save_npy(out, enc.embeddings)
+    save_npy(out.with_suffix(".labels.npy"), enc.labels)
+    sidecar = {
+        "model": str(model), "split": split, "count": int(enc.embeddings.shape[0]), "dim": int(enc.embeddings.shape[1]),
+        "matryoshka_dims": cfg["matryoshka_dims"], "mode": cfg["mode"], "dtype": "float32",
+        "sha256": hashlib.sha256(enc.embeddings.tobytes()).hexdigest(), "labels": out.with_suffix(".labels.npy").name,
+    }
+    write_json(out.with_suffix(".json"), sidecar)
+    console.print(f"wrote {out} {enc.embeddings.shape}")
+
+
+@app.command("embed-text")
+@friendly
+def embed_text(
+    model: str = typer.Argument(..., help="Sentence-transformers folder or 'all-MiniLM-L6-v2'."),
+    input: Path = typer.Option(..., "--input", "-i", help="Text file, one text per line (UTF-8)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (float32, full width)."),
+    truncate_dim: Optional[int] = typer.Option(None, help="Keep the first d dims (then L2-normalise)."),
+    batch_size: int = typer.Option(128),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Encode texts with a sentence encoder into a .npy (truncate-then-normalise when --truncate-dim)."""
+    from mrl.embeddings import l2_normalize
+    from mrl.evaluate.ir import encode_texts
+    from mrl.io import guard_output, save_npy
+    from mrl.models.text import load_sentence_transformer
+
+    if out.suffix != ".npy":
+        raise MRLError(f"--out must end in .npy, got {out}.")
+    guard_output(out, overwrite)
+    if not input.is_file():
+        raise MRLError(f"{input} does not exist; give a UTF-8 text file with one text per line.")
+    try:
+        texts = [t for t in input.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except UnicodeDecodeError as exc:
+        raise MRLError(f"{input} is not UTF-8 text; re-save it as UTF-8.") from exc
+    if not texts:
+        raise MRLError(f"{input} holds no text lines.")
+    st = load_sentence_transformer(model, truncate_dim=truncate_dim)
+    emb = encode_texts(st, texts, batch_size=batch_size)
+    if truncate_dim:
+        emb = l2_normalize(emb[:, :truncate_dim])
+    save_npy(out, emb)
+    console.print(f"wrote {out} {emb.shape}")
+
+
+@app.command("apply-adaptor")
+@friendly
+def apply_adaptor_cmd(
+    adaptor: Path = typer.Argument(..., help="Adaptor folder from `mrl adapt`."),
+    input: Path = typer.Option(..., "--input", "-i", help="Embeddings .npy [N, D]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy [N, D] (Matryoshka: truncate then normalise)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Apply an adaptor to frozen embeddings (same as `mrl embed --adaptor DIR --input x.npy`)."""
+    run_adaptor(adaptor, input, out, overwrite)
+
+
+def run_adaptor(adaptor: Path, input: Path, out: Path, overwrite: bool) -> None:
+    from mrl.io import guard_output, load_npy, save_npy
+    from mrl.models.adaptor import load_adaptor
+
+    if out.suffix != ".npy":
+        raise MRLError(f"--out must end in .npy, got {out}.")
+    guard_output(out, overwrite)
+    model = load_adaptor(adaptor)
+    y = model.transform(load_npy(input))
+    save_npy(out, y)
+    console.print(f"wrote {out} {y.shape}")

@@ -1,0 +1,77 @@
+"""``mrl train``: run a recipe (``task: image`` classifier or ``task: text`` sentence encoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mrl.cli.console import console, friendly
+from mrl.errors import MRLError
+
+app = typer.Typer()
+
+
+def _run_image(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:  # noqa: ANN001 - TrainConfig
+    from mrl.train import train as run_train
+
+    if nproc != 1:
+        from mrl.train.distributed import check_nproc, launch
+        from mrl.train.loop import check_run_folder, resolve_device
+
+        check_nproc(nproc, force=force, use_cuda=resolve_device(cfg.device).type == "cuda")
+        check_run_folder(out, resume=resume, overwrite=overwrite)
+        if cfg.batch_size % nproc:
+            raise MRLError(f"batch_size={cfg.batch_size} is the global batch and must be divisible by --nproc {nproc}.")
+        args = ["--out", str(out), *(["--config", str(config)] if config else []), *[a for item in overrides for a in ("--set", item)]]
+        args += ["--resume"] * resume + ["--overwrite"] * overwrite
+        code = launch(nproc, args)
+        if code != 0:
+            raise MRLError(f"distributed training failed (torchrun exit code {code}); the rank errors are printed above.")
+        console.print(f"model: {out / 'model.safetensors'}")
+        return
+    result = run_train(cfg, out, resume=resume, overwrite=overwrite)
+    last = result.final
+    accs = ", ".join(f"{d}: {100 * last[f'val_top1@{d}']:.1f}" for d in cfg.matryoshka_dims)
+    console.print(f"trained {cfg.mode} in {result.seconds:.0f}s; validation top-1 per dim: {accs}")
+    console.print(f"model: {out / 'model.safetensors'}")
+
+
+def _run_text(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:  # noqa: ANN001 - TextTrainConfig
+    from mrl.train.text import train_text
+
+    if resume:
+        raise MRLError("--resume is not supported for text fine-tuning (the model is saved once at the end); rerun with --overwrite.")
+    if nproc != 1:
+        raise MRLError("--nproc is not supported for text fine-tuning; run it in one process.")
+    result = train_text(cfg, out, overwrite=overwrite)
+    last = result.history[-1] if result.history else {}
+    losses = ", ".join(f"{d}: {last[f'loss@{d}']:.3f}" for d in cfg.matryoshka_dims if f"loss@{d}" in last)
+    console.print(f"fine-tuned {cfg.model} for {result.steps} steps in {result.seconds:.0f}s ({result.steps_per_s:.2f} steps/s); last loss per dim: {losses}")
+    console.print(f"model: {out} (load with SentenceTransformer('{out}', truncate_dim=d), then normalise)")
+
+
+# task -> how `mrl train` runs it (a registry, so a new task is one line here and one recipe class).
+RUNNERS: dict[str, Callable[..., None]] = {"image": _run_image, "text": _run_text}
+
+
+@app.command()
+@friendly
+def train(
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoint, metrics and model."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe (see configs/); its `task:` picks the trainer."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set epochs=5 --set mode=mrl-e."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.safetensors."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in OUT."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes for distributed data-parallel training (torchrun; gloo on CPU, NCCL on GPU)."),
+    force: bool = typer.Option(False, "--force", help="Allow --nproc above the number of CPU cores."),
+) -> None:
+    """Train a Matryoshka model: a classifier (mrl, mrl-e, ff) or a sentence encoder (task: text)."""
+    from mrl.train.recipe import load_recipe
+
+    if nproc < 1:
+        raise MRLError(f"--nproc must be >= 1, got {nproc}.")
+    cfg = load_recipe(config, set_)
+    RUNNERS[cfg.task](cfg, config, set_, out, resume=resume, overwrite=overwrite, nproc=nproc, force=force)

@@ -1,0 +1,223 @@
+"""Fitting the post-hoc Matryoshka adaptor (:class:`mrl.models.adaptor.MatryoshkaAdaptor`).
+
+``W`` starts as the PCA rotation of the training vectors, so training starts exactly at the PCA
+baseline and moves away only where the objective improves.
+
+Unsupervised objective, at each prefix ``m`` (combined over prefixes by a :mod:`mrl.weighting`
+strategy through :class:`mrl.losses.MatryoshkaEmbeddingLoss`), on a batch made of random anchors and
+their true nearest neighbours (so local neighbourhoods are present in every batch):
+
+* **similarity matching**: mean ``|S_m - S|`` over pairs, ``S`` = cosine similarities of the original
+  full vectors, ``S_m`` = cosine similarities of the adapted prefixes;
+* **neighbour ranking**: KL(softmax(S / tau) || softmax(S_m / tau)) per row, a listwise
+  distillation that makes each row's top-k neighbours rank the same way at every prefix;
+
+plus, when query/document pairs are given, the supervised in-batch-negatives ranking loss on
+``(f(q)[:, :m], f(d)[:, :m])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mrl.checks import check_matrix
+from mrl.errors import MRLError, OutputExistsError
+from mrl.losses import MatryoshkaEmbeddingLoss
+from mrl.models.adaptor import KINDS, MatryoshkaAdaptor, save_adaptor
+from mrl.nesting import validate_dims
+from mrl.weighting import create_weighting
+
+
+@dataclass
+class AdaptorConfig:
+    """Hyper-parameters of :func:`fit_adaptor`. ``matryoshka_dims`` must end at the input width."""
+
+    matryoshka_dims: list[int]
+    kind: str = "linear"
+    hidden: int | None = None
+    steps: int = 1000
+    batch_size: int = 512
+    neighbours: int = 7
+    lr: float = 1e-3
+    tau: float = 0.05
+    sim_weight: float = 1.0
+    rank_weight: float = 1.0
+    supervised_weight: float = 0.0
+    scale: float = 20.0
+    weighting: str = "uniform"
+    weighting_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    threads: int | None = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.matryoshka_dims = list(validate_dims(self.matryoshka_dims))
+        if self.kind not in KINDS:
+            raise MRLError(f"adaptor kind must be one of {KINDS}, got {self.kind!r}.")
+        for name in ("steps", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise MRLError(f"{name} must be a positive integer, got {v!r}.")
+        if self.neighbours < 0 or self.neighbours >= self.batch_size:
+            raise MRLError(f"neighbours must be in [0, batch_size), got {self.neighbours}.")
+        if min(self.sim_weight, self.rank_weight, self.supervised_weight) < 0 or not self.lr > 0 or not self.tau > 0:
+            raise MRLError("loss weights must be >= 0, lr > 0 and tau > 0.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _GeometryLoss:
+    """Base loss for one prefix: similarity matching + neighbour ranking against ``self.target``.
+
+    ``target`` (``[B, B]`` cosine similarities of the original vectors) is set once per batch.
+    """
+
+    def __init__(self, cfg: AdaptorConfig) -> None:
+        self.cfg = cfg
+        self.target: torch.Tensor | None = None
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        assert self.target is not None
+        s = y @ y.T  # [B, B]; y is already truncated and normalised by MatryoshkaEmbeddingLoss
+        b = s.shape[0]
+        off = ~torch.eye(b, dtype=torch.bool, device=s.device)
+        loss = self.cfg.sim_weight * (s - self.target).abs()[off].mean()
+        if self.cfg.rank_weight:
+            mask = torch.where(off, 0.0, float("-inf"))
+            teacher = F.softmax(self.target / self.cfg.tau + mask, dim=1)
+            student = F.log_softmax(s / self.cfg.tau + mask, dim=1)
+            kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).masked_fill(~off, 0.0).sum(1).mean()
+            loss = loss + self.cfg.rank_weight * kl
+        return loss
+
+
+@dataclass
+class AdaptorResult:
+    """The trained ``model``, its folder (``out_dir``; None when not saved), wall-clock and loss history."""
+
+    model: MatryoshkaAdaptor
+    out_dir: Path | None
+    seconds: float
+    steps: int
+    history: list[dict[str, float]]
+
+
+def _neighbour_table(x: np.ndarray, k: int) -> np.ndarray:
+    """Ids ``[N, k]`` of each row's nearest neighbours by cosine (self excluded), via FAISS."""
+    from mrl.embeddings import l2_normalize
+    from mrl.knn import knn_search  # the same exact FAISS search the evaluation uses
+
+    xn = l2_normalize(x)
+    _, ids = knn_search(xn, xn, min(k + 1, x.shape[0]), metric="ip")
+    return ids[:, 1:]
+
+
+def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike[str] | None = None, *, pairs: tuple[np.ndarray, np.ndarray] | None = None, overwrite: bool = False) -> AdaptorResult:
+    """Train a :class:`MatryoshkaAdaptor` on frozen embeddings and save it to ``out_dir``.
+
+    Args:
+        x: frozen embeddings ``[N, D]`` (e.g. corpus + queries, or an API's vectors).
+        config: :class:`AdaptorConfig`; ``matryoshka_dims[-1]`` must equal ``D``.
+        out_dir: folder for ``adaptor.safetensors`` + ``adaptor.json`` (None: do not save).
+        pairs: optional ``(queries [P, D], documents [P, D])``, row ``i`` relevant to row ``i``,
+            for the supervised ranking term (weight ``config.supervised_weight``).
+        overwrite: replace an existing adaptor folder.
+
+    Returns:
+        :class:`AdaptorResult` with the trained module at ``result.model``.
+    """
+    cfg = config
+    check_matrix(x, "embeddings")
+    n, dim = x.shape
+    dims = validate_dims(cfg.matryoshka_dims, dim)
+    if pairs is not None:
+        q, d = pairs
+        check_matrix(q, "query embeddings", cols=dim)
+        check_matrix(d, "document embeddings", cols=dim)
+        if q.shape[0] != d.shape[0] or q.shape[0] < 2:
+            raise MRLError(f"query and document embeddings must pair row for row (>= 2 rows), got {q.shape[0]} and {d.shape[0]}.")
+    if cfg.supervised_weight and pairs is None:
+        raise MRLError("supervised_weight > 0 needs query/document pairs; pass pairs=(queries, docs) or set it to 0.")
+    if n < 2:
+        raise MRLError("need at least 2 embeddings to fit an adaptor.")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} already holds results; pass --overwrite (overwrite=True) to replace them, or choose another output.")
+
+    # The per-step tensors are small ([B, B] with B <= a few hundred): one thread is faster than
+    # several, and on a shared machine several OpenMP threads can be 10x slower (spin-waiting).
+    saved_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(x, cfg, dims, out, pairs)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None) -> AdaptorResult:
+    n, dim = x.shape
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    model = MatryoshkaAdaptor(dim, cfg.kind, cfg.hidden)
+    model.init_pca(xt)
+    g = len(dims)
+    geometry = _GeometryLoss(cfg)
+    unsup = MatryoshkaEmbeddingLoss(dims, geometry, weighting=create_weighting(cfg.weighting, g, **cfg.weighting_kwargs))
+    sup = MatryoshkaEmbeddingLoss(dims, lambda a, p: _in_batch(a, p, cfg.scale)) if pairs is not None and cfg.supervised_weight else None
+    params = list(model.parameters()) + list(unsup.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
+
+    per_anchor = cfg.neighbours + 1
+    n_anchor = max(1, cfg.batch_size // per_anchor)
+    neigh = _neighbour_table(x, cfg.neighbours) if cfg.neighbours else np.zeros((n, 0), dtype=np.int64)
+    xn_full = F.normalize(xt, dim=1)
+    pq = pd = None
+    if sup is not None and pairs is not None:
+        pq, pd = (torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in pairs)
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    model.train()
+    for step in tqdm(range(cfg.steps), desc="adaptor", unit="step", disable=not cfg.progress):
+        anchors = rng.choice(n, size=min(n_anchor, n), replace=False)
+        idx = np.unique(np.concatenate([anchors, neigh[anchors].ravel()]))
+        idx = idx[idx >= 0]
+        geometry.target = xn_full[idx] @ xn_full[idx].T
+        res = unsup(model(xt[idx]))
+        total = res.total
+        if sup is not None and pq is not None and pd is not None:
+            j = rng.choice(pq.shape[0], size=min(cfg.batch_size // 2, pq.shape[0]), replace=False)
+            total = total + cfg.supervised_weight * sup(model(pq[j]), model(pd[j])).total
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
+            history.append({"step": step + 1, "loss": float(total.item()), **{f"loss@{m}": float(v) for m, v in zip(dims, res.per_dim.tolist())}})
+    seconds = time.perf_counter() - t0
+    model.eval()
+    result = AdaptorResult(model=model, out_dir=out, seconds=seconds, steps=cfg.steps, history=history)
+    if out is not None:
+        save_adaptor(model, cfg.to_dict(), out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "history": history})
+    return result
+
+
+def _in_batch(a: torch.Tensor, p: torch.Tensor, scale: float) -> torch.Tensor:
+    from mrl.losses import in_batch_negatives_loss
+
+    return in_batch_negatives_loss(a, p, scale=scale)
+
+
