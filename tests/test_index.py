@@ -12,7 +12,7 @@ from mrl.errors import MRLError
 from mrl.index import FunnelError, MatryoshkaIndex
 from mrl.index.store import IndexFormatError
 
-from tests.test_funnel import matryoshka_like
+from test_funnel import matryoshka_like
 
 SPEC = "8:200 -> 16:50 -> 32:10"
 

@@ -23,7 +23,7 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
 
     check_target(target_recall)
     faiss.omp_set_num_threads(threads)
-    q = np.ascontiguousarray(load_matrix(queries, "queries"), dtype=np.float32) if queries else None
+    q = load_queries(queries) if queries else None
     result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, log=console.print)
     apply(index, result)
     index.save(folder)
@@ -35,11 +35,31 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
                   f"{result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer MACs than exact; frontier: {folder / 'tuning.md'}, {folder / 'tuning.png'}")
 
 
+def vector_blocks(path: Path) -> tuple[Any, int, int]:
+    """Memory-mapped row blocks of a .npy or of a shard folder from `mrl encode`, plus ``(rows, dim)``."""
+    from mrl.encode import is_shard_folder, open_shards
+
+    if is_shard_folder(path):
+        reader = open_shards(path)
+        return reader.chunks(), reader.rows, reader.dim
+    x = load_matrix(path, "vectors")
+    step = 1 << 17
+    return (x[s : s + step] for s in range(0, x.shape[0], step)), int(x.shape[0]), int(x.shape[1])
+
+
+def load_queries(path: Path) -> np.ndarray:
+    """Query vectors from a .npy or a shard folder, as one contiguous float32 array [B, D]."""
+    from mrl.encode import is_shard_folder, open_shards
+
+    x = open_shards(path).array() if is_shard_folder(path) else load_matrix(path, "queries")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 @app.command("build")
 @friendly
 def index_build(
     folder: Path = typer.Argument(..., help="Index folder to write."),
-    vectors: Path = typer.Option(..., "--vectors", help="Full-D embeddings .npy [N, D] (e.g. `mrl embed RUN --split train`)."),
+    vectors: Path = typer.Option(..., "--vectors", help="Full-D embeddings: a .npy [N, D] (e.g. `mrl embed RUN --split train`) or a shard folder / its manifest.json from `mrl encode`."),
     ids: Optional[Path] = typer.Option(None, "--ids", help="int64 ids .npy [N] (default 0..N-1)."),
     metric: str = typer.Option("cosine", help="cosine or l2."),
     dtype: str = typer.Option("float32", help="Storage of the full vectors: float32 or float16."),
@@ -61,14 +81,15 @@ def index_build(
     guard_output(folder, overwrite)
     if target_recall is not None:
         check_target(target_recall)  # fail before the (long) build
-    x = load_matrix(vectors, "vectors")
+    blocks, n, d = vector_blocks(vectors)
     id_arr = load_npy(ids) if ids else None
-    if id_arr is not None and id_arr.shape != (x.shape[0],):
-        raise MRLError(f"--ids holds {id_arr.shape}, expected ({x.shape[0]},): one id per vector.")
-    index = MatryoshkaIndex(int(x.shape[1]), metric=metric, dtype=dtype)
-    step = 1 << 17
-    for start in range(0, x.shape[0], step):
-        index.add(np.asarray(x[start : start + step]), None if id_arr is None else id_arr[start : start + step])
+    if id_arr is not None and id_arr.shape != (n,):
+        raise MRLError(f"--ids holds {id_arr.shape}, expected ({n},): one id per vector.")
+    index = MatryoshkaIndex(d, metric=metric, dtype=dtype)
+    start = 0
+    for block in blocks:  # streamed: shards (or 128k-row slices) of memory-mapped vectors
+        index.add(block, None if id_arr is None else id_arr[start : start + block.shape[0]])
+        start += block.shape[0]
     for spec in first_stage:
         index.build_first_stage(spec if ":" in spec else f"{spec}:1")
     if funnel:
@@ -105,7 +126,7 @@ def index_search(
         guard_output(out, overwrite)
     faiss.omp_set_num_threads(threads)
     index = MatryoshkaIndex.load(folder)
-    q = np.ascontiguousarray(load_matrix(queries, "queries"), dtype=np.float32)
+    q = load_queries(queries)
     scores, ids, stats = index.search(q, k, funnel=funnel, early_exit=early_exit, threads=threads, return_stats=True)
     used = funnel or (str(index.funnel) if index.funnel else f"{index.dim}:{k}")
     console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)")

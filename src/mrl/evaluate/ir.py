@@ -31,6 +31,7 @@ from mrl.embeddings import truncate
 from mrl.errors import MRLError
 from mrl.knn import knn_search
 from mrl.io import load_npy, save_npy
+from mrl.models.text import model_hash
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -57,21 +58,6 @@ def texts_hash(texts: Sequence[str]) -> str:
     for t in texts:
         h.update(t.encode())
         h.update(b"\0")
-    return h.hexdigest()
-
-
-def model_hash(model_path: str | os.PathLike[str], max_seq_length: int | None = None) -> str:
-    """sha256 of every weight/config file in a model folder (+ the sequence length used)."""
-    root = Path(model_path)
-    h = hashlib.sha256(f"max_seq_length={max_seq_length}".encode())
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt") and p.name not in ("metrics.csv",))
-    if not files:
-        raise MRLError(f"{root} holds no model files to fingerprint.")
-    for p in files:
-        h.update(str(p.relative_to(root)).encode())
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
-                h.update(chunk)
     return h.hexdigest()
 
 

@@ -121,8 +121,11 @@ class MatryoshkaIndex:
             if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
                 raise MRLError(f"ids must be {n} integers (one per vector), got {ids.dtype} {ids.shape}.")
             ids = ids.astype(np.int64)
-        with np.errstate(over="ignore"):
-            stored = np.array(vectors, dtype=self.dtype, copy=True)
+        if isinstance(vectors, np.memmap) and not vectors.flags.writeable and vectors.dtype == np.dtype(self.dtype) and vectors.flags.c_contiguous:
+            stored = vectors  # a read-only file mapping (e.g. an encoded shard): kept by reference, streamed on save
+        else:
+            with np.errstate(over="ignore"):
+                stored = np.array(vectors, dtype=self.dtype, copy=True)
         if not np.isfinite(stored).all():
             raise MRLError(f"vectors overflow {self.dtype} (|x| > {np.finfo(self.dtype).max:.0f}); store them as float32 or rescale them.")
         if n == 0:

@@ -7,6 +7,7 @@ lives in :mod:`mrl.train.text`; this module only finds, loads and describes mode
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,3 +86,16 @@ def read_matryoshka_dims(path: str | os.PathLike[str]) -> tuple[int, ...] | None
     return tuple(read_json(p)["matryoshka_dims"]) if p.is_file() else None
 
 
+def model_hash(model_path: str | os.PathLike[str], max_seq_length: int | None = None) -> str:
+    """sha256 of every weight/config file in a model folder (+ the sequence length used)."""
+    root = Path(model_path)
+    h = hashlib.sha256(f"max_seq_length={max_seq_length}".encode())
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt") and p.name not in ("metrics.csv",))
+    if not files:
+        raise MRLError(f"{root} holds no model files to fingerprint.")
+    for p in files:
+        h.update(str(p.relative_to(root)).encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,266 @@
+"""Resumable sharded encoding of a text corpus with a sentence-transformers model.
+
+    >>> reader = encode_corpus("all-MiniLM-L6-v2", ["corpus/"], "enc/base", bf16=True)
+    >>> for block in reader.chunks(): ...        # [rows_per_shard, 384] memory maps, row order
+
+Inputs are JSONL files (``.jsonl`` or ``.jsonl.gz``; one object per line with a text field and an
+optional id field, BEIR's ``_id``/``text`` by default), plain text files (one text per line, ``.txt``)
+or folders of JSONL files (read in name order). Rows keep the input order; shard ``i`` holds rows
+``[i * rows_per_shard, (i + 1) * rows_per_shard)`` (see :mod:`mrl.encode.shards`).
+
+The cache key is the model's content hash (every weight/config file plus ``max_seq_length``), the
+input files' SHA-256 and the settings that change the numbers (bf16 or fp32, storage dtype): a
+rerun with the same key resumes and encodes only missing shards; anything else is refused.
+
+Speed: texts within a shard are sorted by length and encoded in that order (little padding), then
+put back in row order. ``bf16=True`` runs the model under ``torch.autocast("cpu", torch.bfloat16)``:
+on CPUs with AVX-512 BF16 (e.g. AMD Zen 4) MiniLM runs ~1.75x faster; the run measures the cosine
+between bf16 and fp32 embeddings on a sample (full width and a few prefixes) and records it in the
+manifest (``fidelity``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mrl.encode.shards import ShardReader, ShardSet, open_shards, source_entry, write_shard
+from mrl.errors import DataError, MRLError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+FIDELITY_SAMPLE = 256
+_LENGTH_CHUNK = 1024  # texts per model.encode call inside a shard (progress granularity)
+
+
+def input_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand folders into their ``*.jsonl``/``*.jsonl.gz`` files (name order); keep files as given."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.name.endswith((".jsonl", ".jsonl.gz")))
+            if not found:
+                raise DataError(f"{p} holds no .jsonl or .jsonl.gz files; pass JSONL shards or a text file with one text per line.")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"input {p} does not exist; pass JSONL files, a folder of them, or a text file.")
+    if not files:
+        raise DataError("no input files given; pass JSONL files, a folder of them, or a text file.")
+    return files
+
+
+def _open_text(path: Path) -> Any:
+    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
+
+
+def iter_records(path: Path, text_field: str = "text", id_field: str | None = "_id") -> Iterator[tuple[str | None, str]]:
+    """``(id, text)`` per record of one input file (id ``None`` for text files or without the field)."""
+    is_jsonl = path.name.endswith((".jsonl", ".jsonl.gz"))
+    try:
+        with _open_text(path) as fh:
+            for n, line in enumerate(fh, 1):
+                if not is_jsonl:
+                    text = line.rstrip("\n")
+                    if text.strip():
+                        yield None, text
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    text = rec[text_field]
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise DataError(f"{path}:{n} is not a JSON object with a {text_field!r} field ({exc}); fix the line or pass --text-field.") from exc
+                if not isinstance(text, str):
+                    raise DataError(f"{path}:{n}: {text_field!r} must be a string, got {type(text).__name__}.")
+                rid = rec.get(id_field) if id_field else None
+                yield (None if rid is None else str(rid)), text
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc}); re-save it as UTF-8.") from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path} ({exc}); the file is truncated or not gzip/UTF-8 text.") from exc
+
+
+def scan_inputs(files: Sequence[Path], text_field: str, id_field: str | None, limit: int | None) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """One pass over the inputs: per-file entries (path, size, SHA-256, rows used) and the ids."""
+    sources, ids, any_id, total = [], [], False, 0
+    for f in files:
+        rows = 0
+        for rid, _ in iter_records(f, text_field, id_field):
+            if limit is not None and total >= limit:
+                break
+            ids.append(rid if rid is not None else str(total))
+            any_id |= rid is not None
+            rows += 1
+            total += 1
+        sources.append(source_entry(f, rows))
+    if total == 0:
+        raise DataError(f"the inputs {[str(f) for f in files]} hold no texts.")
+    return sources, (ids if any_id else None)
+
+
+def iter_shard_texts(files: Sequence[Path], rows_per_shard: int, text_field: str, id_field: str | None, total: int) -> Iterator[tuple[int, list[str]]]:
+    """``(shard index, texts)`` in row order over all inputs, ``rows_per_shard`` texts per shard."""
+    buf: list[str] = []
+    index = seen = 0
+    for f in files:
+        for _, text in iter_records(f, text_field, id_field):
+            if seen >= total:
+                break
+            buf.append(text)
+            seen += 1
+            if len(buf) == rows_per_shard:
+                yield index, buf
+                buf, index = [], index + 1
+    if buf:
+        yield index, buf
+
+
+def _autocast(bf16: bool) -> Any:
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def encode_texts_sorted(model: SentenceTransformer, texts: Sequence[str], *, batch_size: int = 128, bf16: bool = False, on_progress: Any = None) -> np.ndarray:
+    """Encode ``texts`` longest first (batches of similar length), returned in input order.
+
+    This is the unit of work every executor runs on one shard.
+
+    Shape: ``n`` strings -> ``[n, D]`` float32 (the model's full width, as it outputs them).
+    """
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out: np.ndarray | None = None
+    for s in range(0, len(order), _LENGTH_CHUNK):
+        idx = order[s : s + _LENGTH_CHUNK]
+        with _autocast(bf16):
+            emb = model.encode([texts[i] for i in idx], batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=False)
+        emb = np.asarray(emb, dtype=np.float32)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        out[idx] = emb
+        if on_progress is not None:
+            on_progress(len(idx))
+    assert out is not None
+    return out
+
+
+def bf16_fidelity(model: SentenceTransformer, texts: Sequence[str], *, batch_size: int = 128, dims: Sequence[int] = (32, 64, 128)) -> dict[str, Any]:
+    """Cosine between bf16-autocast and fp32 embeddings of ``texts``, at full width and at prefixes.
+
+    Returns ``{"sample", "full": {"min", "mean"}, "prefix": {d: {"min", "mean"}}}``.
+    """
+    from mrl.embeddings import l2_normalize
+
+    a = encode_texts_sorted(model, texts, batch_size=batch_size, bf16=False)
+    b = encode_texts_sorted(model, texts, batch_size=batch_size, bf16=True)
+
+    def cos(d: int) -> dict[str, float]:
+        c = (l2_normalize(a[:, :d]) * l2_normalize(b[:, :d])).sum(axis=1)
+        return {"min": float(c.min()), "mean": float(c.mean())}
+
+    return {"sample": len(texts), "full": cos(a.shape[1]), "prefix": {str(d): cos(d) for d in dims if d < a.shape[1]}}
+
+
+def _bar(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="text", desc="encode", disable=not enabled, mininterval=1.0 if tty else 30.0, smoothing=0.05)
+
+
+def encode_corpus(
+    model: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    text_field: str = "text",
+    id_field: str | None = "_id",
+    rows_per_shard: int = 16384,
+    batch_size: int = 128,
+    dtype: str = "float32",
+    bf16: bool = False,
+    max_seq_length: int | None = None,
+    limit: int | None = None,
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Any = None,
+) -> ShardReader:
+    """Encode a corpus into ``out`` as fixed-size ``.npy`` shards plus a manifest; resume if possible.
+
+    Args:
+        model: a local sentence-transformers folder or ``all-MiniLM-L6-v2``.
+        inputs: JSONL files, folders of JSONL files, or text files (one text per line).
+        out: the shard folder (created; resumed when it holds the same encoding).
+        text_field / id_field: JSONL keys of the text and of the record id (``None``: no ids).
+        rows_per_shard: rows per shard (the unit of resume and of parallel work).
+        dtype: shard storage, ``float32`` or ``float16`` (full model width either way).
+        bf16: run the model under bf16 autocast (measured fidelity goes into the manifest).
+        max_seq_length: tokens per text (default: the model's).
+        limit: encode only the first ``limit`` rows of the inputs.
+        threads: torch intra-op threads (default: torch's).
+
+    Returns:
+        The finished shards, memory-mapped (:class:`~mrl.encode.shards.ShardReader`).
+    """
+    from mrl.models.text import load_sentence_transformer, model_dim, model_hash, resolve_model_path
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise MRLError(f"limit must be a positive integer, got {limit!r}.")
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise MRLError(f"rows_per_shard must be a positive integer, got {rows_per_shard!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise MRLError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    log = log or (lambda _m: None)
+    files = input_files(inputs)
+    path = resolve_model_path(model)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    st = load_sentence_transformer(model)
+    if max_seq_length is not None:
+        st.max_seq_length = int(max_seq_length)
+    dim = model_dim(st)
+    sources, ids = scan_inputs(files, text_field, id_field, limit)
+    rows = sum(s["rows"] for s in sources)
+    header = {
+        "model": {"name": str(model), "path": str(path.resolve()), "sha256": model_hash(path, st.max_seq_length)},
+        "dim": dim, "dtype": dtype, "rows": rows, "rows_per_shard": rows_per_shard, "sources": sources,
+        "settings": {"precision": "bf16-autocast" if bf16 else "fp32", "max_seq_length": int(st.max_seq_length), "text_field": text_field, "id_field": id_field, "normalize": False},
+    }
+    shards = ShardSet.create_or_resume(out, header, overwrite=overwrite, ids=ids)
+    pending = set(shards.pending())
+    done_rows = rows - sum(shards.shard_rows(i)[1] - shards.shard_rows(i)[0] for i in pending)
+    log(f"{rows} texts in {shards.num_shards} shards of {rows_per_shard}: {len(pending)} to encode ({done_rows} rows already done)")
+    bar = _bar(rows, done_rows, progress)
+    try:
+        for index, texts in iter_shard_texts(files, rows_per_shard, text_field, id_field, rows):
+            if index not in pending:
+                continue
+            if bf16 and "fidelity" not in shards.manifest:
+                rng = np.random.default_rng(0)
+                sample = [texts[i] for i in np.sort(rng.choice(len(texts), size=min(FIDELITY_SAMPLE, len(texts)), replace=False))]
+                shards.update(fidelity=bf16_fidelity(st, sample, batch_size=batch_size))
+                log(f"bf16 vs fp32 cosine on {len(sample)} texts: {shards.manifest['fidelity']['full']}")
+            t0 = time.perf_counter()
+            emb = encode_texts_sorted(st, texts, batch_size=batch_size, bf16=bf16, on_progress=bar.update)
+            entry = write_shard(shards.folder, index, shards.shard_rows(index)[0], emb, dtype)
+            shards.record({**entry, "seconds": round(time.perf_counter() - t0, 3)})
+    finally:
+        bar.close()
+    return open_shards(shards.folder)

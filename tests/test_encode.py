@@ -1,0 +1,161 @@
+"""Sharded text encoding: shards match a direct encode, resume after a kill re-encodes nothing finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from text_fixtures import minilm_path  # noqa: F401
+
+from mrl.encode import ShardSet, open_shards, write_shard
+from mrl.encode.shards import ShardFormatError
+from mrl.errors import DataError, OutputExistsError
+
+WORDS = "the index graph shortlist prefix dimension model corpus passage query nearest neighbour cosine vector".split()
+
+
+def write_corpus(path: Path, n: int = 40) -> list[str]:
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 30)))) for _ in range(n)]
+    path.write_text("".join(json.dumps({"_id": f"doc{i}", "text": t, "source": "test"}) + "\n" for i, t in enumerate(texts)))
+    return texts
+
+
+@pytest.fixture(scope="module")
+def st_model(minilm_path):  # noqa: F811
+    from mrl.models.text import load_sentence_transformer
+
+    return load_sentence_transformer(minilm_path)
+
+
+def test_shards_match_direct_encode_and_keep_row_order(tmp_path, minilm_path, st_model):  # noqa: F811
+    from mrl.encode.text import encode_corpus
+
+    texts = write_corpus(tmp_path / "c.jsonl")
+    reader = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=16, batch_size=8, progress=False)
+    assert [a.shape[0] for a in reader.arrays] == [16, 16, 8]
+    assert reader.manifest["complete"] and reader.ids() == [f"doc{i}" for i in range(40)]
+    direct = st_model.encode(texts, batch_size=8, convert_to_numpy=True)
+    np.testing.assert_allclose(reader.array(), direct, atol=2e-5)
+    assert reader.manifest["sources"][0]["rows"] == 40 and len(reader.manifest["model"]["sha256"]) == 64
+
+
+def test_resume_after_interrupt_encodes_only_missing_shards(tmp_path, minilm_path, monkeypatch):  # noqa: F811
+    import mrl.encode.text as enc
+
+    write_corpus(tmp_path / "c.jsonl")
+    calls: list[int] = []
+    real = enc.encode_texts_sorted
+
+    def dies_on_third(model, texts, **kw):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process is stopped between shards
+        return real(model, texts, **kw)
+
+    monkeypatch.setattr(enc, "encode_texts_sorted", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        enc.encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=10, progress=False)
+    man = json.loads((tmp_path / "enc/manifest.json").read_text())
+    assert [s["index"] for s in man["shards"]] == [0, 1] and not man["complete"]
+    with pytest.raises(ShardFormatError, match="unfinished"):
+        open_shards(tmp_path / "enc")
+    first = (tmp_path / "enc/shard-00000.npy").stat().st_mtime_ns
+    calls.clear()
+    monkeypatch.setattr(enc, "encode_texts_sorted", lambda model, texts, **kw: calls.append(len(texts)) or real(model, texts, **kw))
+    reader = enc.encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=10, progress=False)
+    assert calls == [10, 10]  # shards 2 and 3 only
+    assert (tmp_path / "enc/shard-00000.npy").stat().st_mtime_ns == first
+    full = enc.encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "ref", rows_per_shard=10, progress=False)
+    np.testing.assert_allclose(reader.array(), full.array(), atol=1e-6)
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import mrl.encode.text as enc
+real = enc.write_shard
+def write_then_die(folder, index, start, vectors, dtype="float32"):
+    entry = real(folder, index, start, vectors, dtype)
+    if index == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # killed after the rename, before the manifest lists it
+    return entry
+enc.write_shard = write_then_die
+enc.encode_corpus(sys.argv[1], [sys.argv[2]], sys.argv[3], rows_per_shard=10, progress=False)
+"""
+
+
+def test_sigkill_leaves_no_shard_that_looks_complete(tmp_path, minilm_path):  # noqa: F811
+    from mrl.encode.text import encode_corpus
+
+    write_corpus(tmp_path / "c.jsonl")
+    out = tmp_path / "enc"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, minilm_path, str(tmp_path / "c.jsonl"), str(out)], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    man = json.loads((out / "manifest.json").read_text())
+    assert [s["index"] for s in man["shards"]] == [0]  # shard 1's file exists but is not listed
+    assert (out / "shard-00001.npy").is_file()
+    (out / ".shard-00002.npy.x.tmp").write_bytes(b"torn")  # what a kill inside a write leaves
+    reader = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], out, rows_per_shard=10, progress=False)
+    assert reader.manifest["complete"] and not list(out.glob("*.tmp"))
+    ref = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "ref", rows_per_shard=10, progress=False)
+    np.testing.assert_allclose(reader.array(), ref.array(), atol=1e-6)
+
+
+def test_bf16_records_fidelity(tmp_path, minilm_path):  # noqa: F811
+    from mrl.encode.text import encode_corpus
+
+    write_corpus(tmp_path / "c.jsonl", n=12)
+    reader = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", bf16=True, progress=False)
+    fid = reader.manifest["fidelity"]
+    assert fid["sample"] == 12 and 0.999 < fid["full"]["min"] <= fid["full"]["mean"] <= 1.0 + 1e-6
+    assert reader.manifest["settings"]["precision"] == "bf16-autocast"
+
+
+def test_refuses_other_encoding_bad_input_and_foreign_folder(tmp_path, minilm_path):  # noqa: F811
+    from mrl.encode.text import encode_corpus
+
+    write_corpus(tmp_path / "c.jsonl", n=6)
+    encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", progress=False)
+    with pytest.raises(OutputExistsError, match="different encoding"):
+        encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", dtype="float16", progress=False)
+    r = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", dtype="float16", overwrite=True, progress=False)
+    assert r.dtype == "float16" and sorted(p.name for p in (tmp_path / "enc").iterdir()) == [".manifest.lock", "ids.txt", "manifest.json", "shard-00000.npy"]
+    (tmp_path / "bad.jsonl").write_text('{"_id": 1, "text": "ok"}\n{"_id": 2, "body": "no text"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2"):
+        encode_corpus(minilm_path, [tmp_path / "bad.jsonl"], tmp_path / "e2", progress=False)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign/notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "foreign", progress=False)
+    assert (tmp_path / "foreign/notes.txt").read_text() == "mine"
+
+
+def test_any_executor_records_shards_and_index_builds_from_manifest(tmp_path):
+    """Shards written out of order by independent writers; `mrl index build --vectors MANIFEST` streams them."""
+    from typer.testing import CliRunner
+
+    from mrl.cli import app  # noqa: F401 - imported for the CLI
+    from mrl.cli.app import app as cli
+    from mrl.index import MatryoshkaIndex
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 16)).astype(np.float32)
+    header = {"model": {"name": "m", "sha256": "0" * 64}, "dim": 16, "dtype": "float32", "rows": 50, "rows_per_shard": 20, "sources": [], "settings": {}}
+    shards = ShardSet.create_or_resume(tmp_path / "enc", header)
+    for i in reversed(shards.pending()):
+        a, b = shards.shard_rows(i)
+        ShardSet.create_or_resume(tmp_path / "enc", header).record(write_shard(tmp_path / "enc", i, a, x[a:b]))
+    assert shards.pending() == [] and shards.manifest["complete"]
+    res = CliRunner().invoke(cli, ["index", "build", str(tmp_path / "ix"), "--vectors", str(tmp_path / "enc/manifest.json")])
+    assert res.exit_code == 0, res.output
+    ix = MatryoshkaIndex.load(tmp_path / "ix")
+    np.testing.assert_array_equal(ix.gather(np.arange(50), 16), x)
+    os.remove(tmp_path / "enc/shard-00001.npy")
+    res = CliRunner().invoke(cli, ["index", "build", str(tmp_path / "ix2"), "--vectors", str(tmp_path / "enc")])
+    assert res.exit_code == 2 and "missing" in res.output
