@@ -1,142 +1,205 @@
-"""Text fine-tuning end to end on a tiny synthetic WordNet (a few MiniLM steps on a tiny slice)."""
+"""Text training on the sentence-transformers Trainer, end to end on tiny data (a 2-layer toy model)."""
 
 import json
 
 import numpy as np
 import pytest
-from text_fixtures import minilm_path, wordnet_dir  # noqa: F401
+import torch
+from text_fixtures import minilm_path, toy_model, wordnet_dir  # noqa: F401
 from typer.testing import CliRunner
 
 from mrl.cli.app import app
 from mrl.errors import MRLError, OutputExistsError
 
 pytest.importorskip("sentence_transformers")
-DIMS = [8, 16, 32, 64, 128, 256, 384]
+DIMS = [8, 16, 32]
+
+
+def _cfg(toy, wordnet, **kw):
+    from mrl.train.text import load_text_config
+
+    base = {"model": str(toy), "dataset": "wordnet", "data_root": str(wordnet), "matryoshka_dims": DIMS, "batch_size": 8, "max_steps": 4, "max_seq_length": 16,
+            "log_every": 1, "save_steps": 2, "progress": False, "device": "cpu", "neighbours": 3, "init_steps": 20, "cache_dir": None}
+    return load_text_config(None, {**base, **kw})
 
 
 @pytest.fixture(scope="session")
-def tuned(tmp_path_factory, wordnet_dir):  # noqa: F811
-    """`mrl train --config <task: text>` for 3 steps of batch 4 on the synthetic WordNet."""
+def tuned(tmp_path_factory, toy_model, wordnet_dir):  # noqa: F811
+    """`mrl train` of the default (distill) recipe for 4 steps on the synthetic WordNet."""
     root = tmp_path_factory.mktemp("text-run")
     cfg = root / "text.yaml"
-    cfg.write_text(f"task: text\nmodel: all-MiniLM-L6-v2\ndataset: wordnet\ndata_root: {wordnet_dir}\nmatryoshka_dims: 8,16,...,384\nbatch_size: 4\nmax_steps: 3\nmax_seq_length: 16\nlog_every: 1\nprogress: false\ndevice: cpu\n")
+    cfg.write_text(f"task: text\nmodel: {toy_model}\ndataset: wordnet\ndata_root: {wordnet_dir}\nmatryoshka_dims: 8,16,32\nbatch_size: 8\nmax_steps: 4\nmax_seq_length: 16\nlog_every: 1\nprogress: false\ndevice: cpu\ncache_dir: {root / 'cache'}\n")
     out = root / "model"
-    res = CliRunner().invoke(app, ["train", "--config", str(cfg), "--out", str(out), "--set", "weighting=fixed", "--set", "weighting_kwargs={weights: [2, 1, 1, 1, 1, 1, 1]}"])
+    res = CliRunner().invoke(app, ["train", "--config", str(cfg), "--out", str(out), "--set", "weighting=fixed", "--set", "weighting_kwargs={weights: [2, 1, 1]}"])
     assert res.exit_code == 0, res.output
     return out, cfg
 
 
-def test_saved_model_loads_with_truncate_dim(tuned):
+def test_saved_model_is_a_matryoshka_sentence_transformer(tuned):
     from sentence_transformers import SentenceTransformer
 
     out, _ = tuned
     info = json.loads((out / "matryoshka.json").read_text())
-    assert info["matryoshka_dims"] == DIMS and info["steps"] == 3 and info["loss"]["weighting"] == "fixed"
-    assert info["steps_per_s"] > 0
+    assert info["matryoshka_dims"] == DIMS and info["steps"] == 4 and info["loss"]["weighting"] == "fixed" and info["loss"]["loss"] == "PrefixDistillLoss"
+    assert set(info["files"]) >= {"model.safetensors", "modules.json", "README.md", "matryoshka.json"} and not (out / "checkpoints").exists()
+    for name in ("config_sentence_transformers.json", "config.json"):
+        cfg = json.loads((out / name).read_text())
+        assert cfg["is_matryoshka"] is True and cfg["matryoshka_dimensions"] == DIMS
+    card = (out / "README.md").read_text()
+    assert card.startswith("---") and "**Matryoshka dimensions:** 8, 16, 32" in card and "`wordnet`" in card and "normalize_embeddings=True" in card
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 4 and "loss@8" in rows[0]
+    assert len(rows) == 5 and "loss@8" in rows[0]
     model = SentenceTransformer(str(out), truncate_dim=16, device="cpu")
-    emb = model.encode(["a red boat"])
-    assert emb.shape == (1, 16) and np.isfinite(emb).all()
+    assert [type(m).__name__ for m in model][-2:] == ["Dense", "Normalize"]
+    emb = model.encode(["a red boat"], normalize_embeddings=True)
+    assert emb.shape == (1, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 
-def test_existing_output_and_bad_models(tuned, tmp_path):
+def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir, tmp_path):  # noqa: F811
+    """Before any step the student equals PCA of the teacher's vectors: W (x - mu), nested by variance."""
     from mrl.models.text import load_sentence_transformer
-    from mrl.train.text import load_text_config, train_text
+    from mrl.train.text import _projection_init
 
-    out, cfg = tuned
+    cfg = _cfg(toy_model, wordnet_dir)
+    st = load_sentence_transformer(toy_model)
+    x = st.encode(["a red boat", "a blue cup", "a green lamp", "a white coat", "a black drum"] * 4, convert_to_numpy=True)
+    x = x + np.random.default_rng(0).normal(scale=0.01, size=x.shape).astype(np.float32)
+    w, b = _projection_init(cfg, x, (8, 16, 32))
+    y = (torch.as_tensor(x) @ w.T + b).numpy()
+    var = y.var(axis=0)
+    assert np.all(np.diff(var) <= 1e-6) and np.allclose(y.mean(axis=0), 0, atol=1e-5)
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir, tmp_path, monkeypatch):  # noqa: F811
+    from mrl.train import text_trainer
+    from mrl.train.text import train_text
+
+    cfg = _cfg(toy_model, wordnet_dir, max_steps=6, save_steps=2, cache_dir=str(tmp_path / "cache"), weighting="focal")
+    full = train_text(cfg, tmp_path / "full")
+    original = text_trainer._MetricsCallback.on_step_end
+
+    def killed(self, args, state, control, **kw):
+        original(self, args, state, control, **kw)
+        if state.global_step == 5:
+            raise KeyboardInterrupt  # the process dies after step 5; checkpoint-4 is on disk
+
+    monkeypatch.setattr(text_trainer._MetricsCallback, "on_step_end", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_text(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-4").is_dir() and not (tmp_path / "run" / "matryoshka.json").exists()
+    monkeypatch.setattr(text_trainer._MetricsCallback, "on_step_end", original)
     with pytest.raises(OutputExistsError):
-        train_text(load_text_config(cfg), out)
-    with pytest.raises(MRLError, match="truncate_dim must be an integer in \\[1, 384\\]"):
-        load_sentence_transformer(out, truncate_dim=512)
-    (tmp_path / "hf").mkdir()
-    (tmp_path / "hf" / "config.json").write_text("{}")
-    with pytest.raises(MRLError, match="not a sentence-transformers model"):
-        load_sentence_transformer(tmp_path / "hf")
-    with pytest.raises(MRLError, match="does not exist"):
-        load_sentence_transformer(tmp_path / "nope")
-    res = CliRunner().invoke(app, ["train", "--config", str(cfg), "--out", str(tmp_path / "x"), "--set", "model=" + str(tmp_path / "hf")])
-    assert res.exit_code == 2 and "not a sentence-transformers model" in res.output
+        train_text(cfg, tmp_path / "run")
+    resumed = train_text(cfg, tmp_path / "run", resume=True)
+    assert resumed.steps == 2
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    with pytest.raises(MRLError, match="already holds a finished model"):
+        train_text(cfg, tmp_path / "run", resume=True)
+    with pytest.raises(MRLError, match="no checkpoint to resume"):
+        train_text(cfg, tmp_path / "empty", resume=True)
+    assert full.steps == 6
 
 
-def test_config_validation(tmp_path):
+def test_overwrite_removes_only_what_the_run_wrote(tuned, toy_model, wordnet_dir, tmp_path):  # noqa: F811
+    from mrl.train.text import train_text
+
+    cfg = _cfg(toy_model, wordnet_dir, max_steps=2, cache_dir=str(tmp_path / "cache"))
+    out = tmp_path / "m"
+    train_text(cfg, out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        train_text(cfg, out)
+    train_text(cfg, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "matryoshka.json").is_file()
+
+
+def test_pair_losses_and_weightings(toy_model, wordnet_dir, tmp_path):  # noqa: F811
+    from mrl.train.text import train_text
+
+    rows = [("red boat", "a boat painted red", "a green lamp"), ("blue cup", "a cup painted blue", "a black drum"), ("white coat", "a coat painted white", "a purple fish"), ("tall tree", "a big plant", "a small cup")]
+    (tmp_path / "p.tsv").write_text("anchor\tpositive\tnegative\n" + "".join("\t".join(r) + "\n" for r in rows))
+    res = train_text(_cfg(toy_model, wordnet_dir, loss="mnrl", projection="none", dataset=str(tmp_path / "p.tsv"), batch_size=2, max_steps=2), tmp_path / "mnrl")
+    assert res.steps == 2 and json.loads((tmp_path / "mnrl" / "matryoshka.json").read_text())["loss"]["loss"] == "MultipleNegativesRankingLoss"
+    res = train_text(_cfg(toy_model, wordnet_dir, loss="mnrl", projection="none", weighting="uncertainty", batch_size=4, max_steps=2), tmp_path / "unc")
+    assert "loss@8" in res.history[-1] and np.isfinite(res.history[-1]["loss@8"])
+    with pytest.raises(MRLError, match="cached_mnrl"):
+        train_text(_cfg(toy_model, wordnet_dir, loss="cached_mnrl", projection="none", weighting="focal", batch_size=4, max_steps=1), tmp_path / "c")
+    (tmp_path / "s.csv").write_text("anchor,positive,score\nred boat,a boat painted red,0.9\nblue cup,a green lamp,0.1\nwhite coat,a coat painted white,0.8\ntall tree,a small cup,0.0\n")
+    assert train_text(_cfg(toy_model, wordnet_dir, loss="cosent", projection="none", dataset=str(tmp_path / "s.csv"), batch_size=2, max_steps=1), tmp_path / "cos").steps == 1
+
+
+def test_teacher_of_another_width(toy_model, minilm_path, wordnet_dir, tmp_path):  # noqa: F811
+    """distill compares similarity matrices, so a 384-d teacher trains a 32-d student; mse_distill refuses."""
+    from mrl.train.text import train_text
+
+    res = train_text(_cfg(toy_model, wordnet_dir, teacher=minilm_path, max_steps=1, cache_dir=str(tmp_path / "cache")), tmp_path / "d")
+    assert res.steps == 1 and json.loads((tmp_path / "d" / "matryoshka.json").read_text())["teacher_dim"] == 384
+    with pytest.raises(MRLError, match="teacher is 384-d and the student 32-d"):
+        train_text(_cfg(toy_model, wordnet_dir, loss="mse_distill", projection="none", teacher=minilm_path, cache_dir=str(tmp_path / "cache")), tmp_path / "m")
+
+
+def test_non_finite_loss_stops_training():
+    from mrl.train.text_losses import PrefixDistillLoss
+
+    class Broken(torch.nn.Module):
+        def forward(self, features):
+            return {"sentence_embedding": torch.full((4, 16), float("nan"))}
+
+    loss = PrefixDistillLoss(Broken(), torch.randn(10, 24), [8, 16])
+    with pytest.raises(MRLError, match="non-finite"):
+        loss([{}], torch.arange(4))
+    with pytest.raises(MRLError, match="NaN"):
+        PrefixDistillLoss(Broken(), torch.full((10, 24), float("nan")), [8, 16])
+
+
+def test_config_validation_and_cli_refusals(tmp_path):
     from mrl.train.text import load_text_config
 
     with pytest.raises(MRLError, match="unknown text recipe keys"):
         load_text_config(None, ["epoch=3"])
     with pytest.raises(MRLError, match="batch_size must be >= 2"):
         load_text_config(None, ["batch_size=1"])
-    with pytest.raises(MRLError, match="strictly increasing"):
-        load_text_config(None, ["matryoshka_dims=[16, 8]"])
-    cfg = load_text_config("configs/wordnet_minilm.yaml")
-    assert cfg.matryoshka_dims == DIMS and cfg.task == "text"
+    with pytest.raises(MRLError, match="loss must be one of"):
+        load_text_config(None, ["loss=triplet"])
+    with pytest.raises(MRLError, match="general_fraction"):
+        load_text_config(None, ["general_fraction=0.5"])
+    default = load_text_config("configs/text_distill.yaml")
+    assert default.loss == "distill" and default.projection == "pca" and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
+    assert load_text_config("configs/wordnet_minilm.yaml").loss == "mnrl"
+    res = CliRunner().invoke(app, ["train", "--config", "configs/text_distill.yaml", "--out", str(tmp_path / "x"), "--nproc", "2"])
+    assert res.exit_code == 2 and "accelerate launch" in res.output
 
 
-def test_dims_above_model_width_are_refused(tmp_path, wordnet_dir):  # noqa: F811
-    from mrl.train.text import load_text_config, train_text
+def test_dims_above_model_width_are_refused(toy_model, wordnet_dir, tmp_path):  # noqa: F811
+    from mrl.train.text import train_text
 
-    cfg = load_text_config(None, {"data_root": str(wordnet_dir), "matryoshka_dims": [8, 512], "max_steps": 1, "batch_size": 2, "progress": False, "device": "cpu"})
-    with pytest.raises(MRLError, match="larger than the embedding dim 384"):
-        train_text(cfg, tmp_path / "o")
-    assert not (tmp_path / "o").exists()
+    with pytest.raises(MRLError, match="cannot add dimensions"):
+        train_text(_cfg(toy_model, wordnet_dir, matryoshka_dims=[8, 64], cache_dir=str(tmp_path / "c")), tmp_path / "o")
+    assert not (tmp_path / "o" / "matryoshka.json").exists()
 
 
-def test_encode_cache_and_ir_eval(tuned, tmp_path, wordnet_dir, monkeypatch):  # noqa: F811
-    import mrl.evaluate.ir as ir
+def test_encode_cache_and_eval_text_cli(tuned, toy_model, tmp_path, wordnet_dir, monkeypatch):  # noqa: F811
+    import mrl.models.text_encode as enc
     from mrl.data.wordnet import load_wordnet
 
     out, _ = tuned
     test = load_wordnet(wordnet_dir, test_fraction=0.25, max_queries=10).test
-    q = ir.cached_encode(out, test.queries, tmp_path / "cache", max_seq_length=32, progress=False)
-    c = ir.cached_encode(out, test.corpus, tmp_path / "cache", max_seq_length=32, progress=False)
-    assert q.shape == (10, 384) and c.shape == (20, 384) and len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    q = enc.cached_encode(out, test.queries, tmp_path / "cache", max_seq_length=32, progress=False)
+    assert q.shape == (10, 32) and len(list((tmp_path / "cache").glob("*.npy"))) == 1
 
     def boom(*a, **k):
         raise AssertionError("cache miss")
 
-    monkeypatch.setattr(ir, "encode_texts", boom)
-    np.testing.assert_array_equal(ir.cached_encode(out, test.queries, tmp_path / "cache", max_seq_length=32), q)
-    rec = ir.ir_record("MRL fine-tuned", "mrl-ft", q, c, test.qrels, DIMS, model=str(out))
-    assert set(rec["per_dim"]["384"]) == {"ndcg@10", "mrr@10", "recall@10", "recall@100"}
-    # synthetic glosses are easy: the full model finds most definitions
-    assert rec["per_dim"]["384"]["recall@10"] > 0.5
-
-
-def test_embed_text_cli(tuned, tmp_path):
-    out, _ = tuned
-    src = tmp_path / "t.txt"
-    src.write_text("a red boat\n\na blue lamp\n")
-    res = CliRunner().invoke(app, ["embed-text", str(out), "--input", str(src), "--out", str(tmp_path / "e.npy"), "--truncate-dim", "32"])
-    assert res.exit_code == 0, res.output
-    e = np.load(tmp_path / "e.npy")
-    assert e.shape == (2, 32) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
-    res = CliRunner().invoke(app, ["embed-text", str(out), "--input", str(src), "--out", str(tmp_path / "f.npy"), "--truncate-dim", "1000"])
-    assert res.exit_code == 2 and "truncate_dim" in res.output
-
-
-def test_eval_text_cli_and_report(tuned, tmp_path, wordnet_dir):  # noqa: F811
-    out, _ = tuned
-    runner = CliRunner()
-    res = runner.invoke(app, ["eval-text", str(out), "all-MiniLM-L6-v2", "--out", str(tmp_path / "r.json"), "--dims", "8,64,384", "--data-root", str(wordnet_dir), "--max-queries", "4", "--cache-dir", str(tmp_path / "c"), "--pca-fit-pairs", "30", "--max-seq-length", "32"])
+    monkeypatch.setattr(enc, "encode_texts", boom)
+    np.testing.assert_array_equal(enc.cached_encode(out, test.queries, tmp_path / "cache", max_seq_length=32), q)
+    monkeypatch.undo()
+    res = CliRunner().invoke(app, ["eval-text", str(out), f"toy={toy_model}", "--out", str(tmp_path / "r.json"), "--dims", "8,16,32", "--data-root", str(wordnet_dir), "--max-queries", "4", "--cache-dir", str(tmp_path / "c"), "--fit-texts", "60", "--max-seq-length", "32"])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert [r["method"] for r in doc["runs"]] == ["MRL fine-tuned", "Base (truncated)", "MRL fine-tuned + PCA"]
-    assert doc["runs"][0]["dims"] == [8, 64, 384]
-    res = runner.invoke(app, ["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")])
+    assert [r["method"] for r in doc["runs"]] == ["Label-free distilled", "toy", "Label-free distilled + PCA", "Label-free distilled + adaptor (unsupervised)"]
+    assert doc["runs"][0]["dims"] == [8, 16, 32] and len(doc["runs"][0]["per_dim"]["8"]) == 4
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert md.index("## nDCG@10") < md.index("## MRR@10")  # canonical order although JSON sorts keys
-    assert "MRL fine-tuned + PCA" in md
-
-
-def test_pair_file_with_negatives_trains_and_resume_is_refused(tmp_path):
-    from mrl.models.text import read_matryoshka_dims
-    from mrl.train.text import load_text_config, train_text
-
-    rows = [("red boat", "a boat painted red", "a green lamp"), ("blue cup", "a cup painted blue", "a black drum"), ("white coat", "a coat painted white", "a purple fish")]
-    (tmp_path / "p.tsv").write_text("anchor\tpositive\tnegative\n" + "".join("\t".join(r) + "\n" for r in rows))
-    cfg = load_text_config(None, {"dataset": str(tmp_path / "p.tsv"), "matryoshka_dims": "32,64,...,384", "batch_size": 2, "max_steps": 1, "max_seq_length": 16, "progress": False, "device": "cpu"})
-    res = train_text(cfg, tmp_path / "m")
-    assert res.steps == 1 and read_matryoshka_dims(tmp_path / "m") == (32, 64, 128, 256, 384)
-    out = CliRunner().invoke(app, ["train", "--config", "configs/wordnet_minilm.yaml", "--out", str(tmp_path / "r"), "--resume"])
-    assert out.exit_code == 2 and "--resume is not supported" in out.output

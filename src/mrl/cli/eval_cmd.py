@@ -51,57 +51,49 @@ def _data_for_runs(runs: list[Path], data_root: Path | None) -> Any:
 @app.command("eval-text")
 @friendly
 def eval_text(
-    models: list[str] = typer.Argument(..., help="Sentence-transformers folders (or 'all-MiniLM-L6-v2') to evaluate."),
+    models: list[str] = typer.Argument(..., help="Sentence-transformers folders (or 'all-MiniLM-L6-v2'); LABEL=PATH names a row."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON (schema mrl.eval/1; render with `mrl report`)."),
-    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Also evaluate the FIRST model's embeddings through this adaptor (fit on that model's vectors)."),
-    pca_fit_pairs: int = typer.Option(0, "--pca-fit-pairs", help="Also evaluate PCA of the FIRST model's embeddings, fit on this many training pairs (0: skip)."),
+    beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv[, unlabeled.jsonl]); default: the WordNet test split."),
+    split: str = typer.Option("test", help="BEIR qrels split to evaluate."),
+    max_queries: Optional[int] = typer.Option(2000, help="Evaluate a seeded sample of at most this many queries (sampled before encoding)."),
+    max_corpus: Optional[int] = typer.Option(None, help="Keep the kept queries' relevant documents plus a seeded sample of others, up to this many (before encoding)."),
+    baselines: str = typer.Option("pca,adaptor", help="Post-hoc baselines on the FIRST model, fit on unlabeled texts of the set: pca,adaptor ('' for none)."),
+    fit_texts: int = typer.Option(5000, help="Unlabeled texts that fit the baselines (a BEIR folder's unlabeled.jsonl; WordNet's training split)."),
+    adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Also evaluate the FIRST model's embeddings through this pre-fitted adaptor."),
     dims: str = typer.Option("8,16,...,384", help="Prefix sizes to evaluate."),
     data_root: Optional[Path] = typer.Option(None, help="Folder with WordNet's data.noun."),
-    max_queries: int = typer.Option(2000, help="Test queries sampled from the test synsets."),
-    cache_dir: Path = typer.Option(Path("runs/embedding-cache"), help="Where encoded embeddings are cached."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where encodings are cached (default $MRL_CACHE or ~/.cache/mrl/embeddings), keyed by model content + texts."),
     max_seq_length: int = typer.Option(128),
+    bf16: bool = typer.Option(False, "--bf16", help="Encode under bf16 autocast (fast on GPUs and AVX-512 BF16 CPUs; cosine >= 0.9999 to fp32)."),
+    seed: int = typer.Option(0, help="Seed of the query/corpus/fitting samples."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
-    """Per-dim nDCG@10, recall@10/100, MRR@10 on the WordNet test split (cosine, truncate then normalise)."""
-    import numpy as np
-
-    from mrl.data.wordnet import load_wordnet
-    from mrl.evaluate.baselines import pca_transform
-    from mrl.evaluate.ir import cached_encode, ir_record
+    """Per-dim nDCG@10, recall@10/100, MRR@10 (ir-measures; cosine, truncate then normalise) on a BEIR folder or WordNet."""
+    from mrl.evaluate.ir import ir_record
+    from mrl.evaluate.text_eval import evaluate_text, load_eval_set
     from mrl.io import guard_output, write_json
     from mrl.models.adaptor import load_adaptor
-    from mrl.models.text import read_matryoshka_dims, resolve_model_path
+    from mrl.models.text_encode import cached_encode
     from mrl.nesting import parse_dims
+    from mrl.progress import throttle_progress
 
     guard_output(out, overwrite)
-    wanted = parse_dims(dims)
-    data = load_wordnet(data_root, max_queries=max_queries)
-    test = data.test
-    records = []
-    first: tuple[str, np.ndarray, np.ndarray, Path] | None = None  # (record label, queries, corpus, path)
-    for name in models:
-        path = resolve_model_path(name)
-        q = cached_encode(path, test.queries, cache_dir, max_seq_length=max_seq_length)
-        c = cached_encode(path, test.corpus, cache_dir, max_seq_length=max_seq_length)
-        tuned = read_matryoshka_dims(path) is not None
-        records.append(ir_record("MRL fine-tuned" if tuned else "Base (truncated)", "mrl-ft" if tuned else "truncate", q, c, test.qrels, wanted, model=str(name)))
-        first = first or (records[-1]["method"].replace(" (truncated)", ""), q, c, path)
-        console.print(f"{name}: nDCG@10 " + ", ".join(f"{d}: {100 * v['ndcg@10']:.1f}" for d, v in records[-1]["per_dim"].items()))
-    assert first is not None
-    label, q, c, path = first
+    throttle_progress()
+    wanted = list(parse_dims(dims))
+    names, labels = [], []
+    for item in models:
+        label, sep, path = item.partition("=")
+        names.append(path if sep and label and not Path(item).exists() else item)
+        labels.append(label if sep and label and not Path(item).exists() else None)
+    chosen = parse_list(baselines)
+    data = load_eval_set(beir, split=split, max_queries=max_queries, max_corpus=max_corpus, fit_texts=fit_texts if chosen else 0, seed=seed, data_root=data_root)
+    console.print(f"{data.name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
+    records = evaluate_text(names, data, wanted, baselines=chosen, labels=labels, cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16, log=console.print)
     if adaptor is not None:
+        enc = dict(cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16)
+        q, c = cached_encode(names[0], data.queries, **enc), cached_encode(names[0], data.corpus, **enc)
         model = load_adaptor(adaptor)
-        records.append(ir_record(f"{label} + adaptor", "adaptor", model.transform(q), model.transform(c), test.qrels, wanted, model=str(adaptor)))
-    if pca_fit_pairs:
-        fit = data.train.subset(range(min(pca_fit_pairs, len(data.train))))
-        x = np.concatenate([cached_encode(path, fit.anchor, cache_dir, max_seq_length=max_seq_length), cached_encode(path, fit.positive, cache_dir, max_seq_length=max_seq_length)])
-        pq, pc = pca_transform(x, q, c)
-        pca_dims = [d for d in wanted if d <= pq.shape[1]]
-        if len(pca_dims) < len(wanted):
-            console.print(f"PCA of {x.shape[0]} rows has {pq.shape[1]} components: evaluated at dims {pca_dims} only; raise --pca-fit-pairs.")
-        if not pca_dims:
-            raise MRLError(f"PCA of {x.shape[0]} rows has only {pq.shape[1]} components, below every requested dim; raise --pca-fit-pairs.")
-        records.append(ir_record(f"{label} + PCA", "pca-text", pq, pc, test.qrels, pca_dims, model=str(path), fit_rows=int(x.shape[0])))
+        records.append(ir_record(f"{records[0]['method'].replace(' (truncated)', '')} + adaptor", "adaptor", model.transform(q), model.transform(c), data.qrels, wanted, model=str(adaptor), grades=data.grades, dataset=data.name))
     write_json(out, {"schema": "mrl.eval/1", "runs": records})
     console.print(f"wrote {out} ({len(records)} records)")
 

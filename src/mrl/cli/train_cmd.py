@@ -42,15 +42,13 @@ def _run_image(cfg, config: Path | None, overrides: list[str], out: Path, *, res
 def _run_text(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:  # noqa: ANN001 - TextTrainConfig
     from mrl.train.text import train_text
 
-    if resume:
-        raise MRLError("--resume is not supported for text fine-tuning (the model is saved once at the end); rerun with --overwrite.")
     if nproc != 1:
-        raise MRLError("--nproc is not supported for text fine-tuning; run it in one process.")
-    result = train_text(cfg, out, overwrite=overwrite)
+        raise MRLError(f"text training runs on several GPUs through the Trainer's launcher, not --nproc: `accelerate launch --num_processes {nproc} -m mrl train ...` (or `torchrun --nproc_per_node {nproc} -m mrl train ...`).")
+    result = train_text(cfg, out, overwrite=overwrite, resume=resume)
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{d}: {last[f'loss@{d}']:.3f}" for d in cfg.matryoshka_dims if f"loss@{d}" in last)
-    console.print(f"fine-tuned {cfg.model} for {result.steps} steps in {result.seconds:.0f}s ({result.steps_per_s:.2f} steps/s); last loss per dim: {losses}")
-    console.print(f"model: {out} (load with SentenceTransformer('{out}', truncate_dim=d), then normalise)")
+    console.print(f"trained {cfg.model} ({cfg.loss}) for {result.steps} steps in {result.seconds:.0f}s ({result.steps_per_s:.2f} steps/s); last loss per dim: {losses}")
+    console.print(f"model: {out} (load with SentenceTransformer('{out}', truncate_dim=d) and encode(..., normalize_embeddings=True))")
 
 
 # task -> how `mrl train` runs it (a registry, so a new task is one line here and one recipe class).
@@ -63,7 +61,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoint, metrics and model."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe (see configs/); its `task:` picks the trainer."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set epochs=5 --set mode=mrl-e."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.safetensors."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT (image: OUT/checkpoint.safetensors; text: OUT/checkpoints/)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in OUT."),
     nproc: int = typer.Option(1, "--nproc", help="Processes for distributed data-parallel training (torchrun; gloo on CPU, NCCL on GPU)."),
     force: bool = typer.Option(False, "--force", help="Allow --nproc above the number of CPU cores."),

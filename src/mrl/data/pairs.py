@@ -127,3 +127,36 @@ def load_pairs(path: str | os.PathLike[str], *, fmt: str | None = None) -> PairS
                 raise DataError(f"{p} line {lineno}: '{c}' is empty; drop the row or fill in the text.")
             cols[c].append(v.strip())
     return PairSet(tuple(cols["anchor"]), tuple(cols["positive"]), tuple(cols["negative"]) if has_neg else None)
+
+
+def load_scored_pairs(path: str | os.PathLike[str], *, fmt: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...], tuple[float, ...]]:
+    """Pairs with a similarity ``score`` (for CoSENT-style losses): columns ``anchor``, ``positive``
+    and ``score`` (a number, e.g. in [0, 1]).
+
+    Raises:
+        DataError: as :func:`load_pairs`, plus a missing or non-numeric ``score``.
+    """
+    p = Path(path)
+    kind = fmt or FORMATS.get(p.suffix.lower())
+    if kind not in ("jsonl", "csv", "tsv"):
+        raise DataError(f"cannot tell the format of {p}; use a .jsonl, .csv or .tsv suffix or pass fmt='jsonl'|'csv'|'tsv'.")
+    text = _read_text(p)
+    rows = _rows_jsonl(text, p) if kind == "jsonl" else _rows_delimited(text, p, "," if kind == "csv" else "\t")
+    if not rows:
+        raise DataError(f"{p} has a header but no rows; add anchor/positive/score rows.")
+    a, b, s = [], [], []
+    for lineno, obj in rows:
+        for c in ("anchor", "positive"):
+            v = obj.get(c)
+            if not isinstance(v, str) or not v.strip():
+                raise DataError(f"{p} line {lineno}: '{c}' is missing or empty; every row needs 'anchor', 'positive' and 'score'.")
+        try:
+            score = float(obj.get("score"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise DataError(f"{p} line {lineno}: 'score' must be a number, got {obj.get('score')!r}.") from None
+        if not np.isfinite(score):
+            raise DataError(f"{p} line {lineno}: 'score' must be finite, got {score}.")
+        a.append(str(obj["anchor"]).strip())
+        b.append(str(obj["positive"]).strip())
+        s.append(score)
+    return tuple(a), tuple(b), tuple(s)

@@ -1,28 +1,27 @@
 """Per-dimension IR evaluation of text embeddings: nDCG@10, recall@10/100, MRR@10.
 
 Protocol: each query is searched against the whole corpus by cosine similarity at prefix ``d``
-(truncate to ``d``, then L2-normalise, then exact inner-product search with FAISS). With ``qrels``
-(binary relevance):
+(truncate to ``d``, then L2-normalise, then exact inner-product search with FAISS). The metrics
+are computed by ``ir-measures`` (over ``pytrec_eval``, the trec_eval implementation BEIR uses), with
+graded relevance when the set has grades:
 
-* ``ndcg@10``: DCG@10 = sum_{i<=10} rel_i / log2(i + 1), divided by the ideal DCG@10;
+* ``ndcg@10``: DCG@10 = sum_{i<=10} gain_i / log2(i + 1) (gain = the grade), over the ideal DCG@10;
 * ``recall@k``: relevant documents in the top ``k`` / relevant documents (BEIR's definition);
 * ``mrr@10``: 1 / rank of the first relevant document in the top 10 (0 if none).
+
+:func:`ir_metrics` is our own vectorised numpy implementation of the same definitions; the test
+suite cross-checks the two on a fixture.
 
 Results use the run-record shape of :mod:`mrl.evaluate.perdim` (``method``, ``mode``, ``seed``,
 ``model``, ``dims``, ``per_dim{d: {metric: value}}``) so ``mrl report`` renders them.
 
-Encoding (:func:`cached_encode`) shows a progress bar and caches the float32 embeddings on disk as
-``.npy``, keyed by a hash of the model weights + settings and a hash of the texts (atomic writes:
-an interrupted encode never leaves a cache entry).
+Encoding lives in :mod:`mrl.models.text_encode` (``cached_encode``: content-keyed on-disk cache).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -30,59 +29,10 @@ from mrl.checks import check_matrix
 from mrl.embeddings import truncate
 from mrl.errors import MRLError
 from mrl.knn import knn_search
-from mrl.io import load_npy, save_npy
-from mrl.models.text import model_hash
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from mrl.models.text import model_hash  # noqa: F401 - re-exported
+from mrl.models.text_encode import cached_encode, default_cache_dir, encode_texts, texts_hash  # noqa: F401 - re-exported
 
 IR_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-
-
-def encode_texts(model: SentenceTransformer, texts: Sequence[str], *, batch_size: int = 128, progress: bool = True) -> np.ndarray:
-    """Full-width embeddings of ``texts`` (as the model outputs them).
-
-    Shape: ``N`` strings -> ``[N, D]`` float32.
-    """
-    if not texts:
-        raise MRLError("no texts to encode.")
-    emb = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True, normalize_embeddings=False, truncate_dim=None)
-    # ST applies the model's own truncate_dim when set; we always cache the full width.
-    emb = np.asarray(emb, dtype=np.float32)
-    check_matrix(emb, "encoded embeddings")
-    return emb
-
-
-def texts_hash(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def cached_encode(model_path: str | os.PathLike[str], texts: Sequence[str], cache_dir: str | os.PathLike[str], *, max_seq_length: int | None = None, batch_size: int = 128, progress: bool = True, model: SentenceTransformer | None = None) -> np.ndarray:
-    """:func:`encode_texts` with an on-disk cache ``cache_dir/<model-hash>-<texts-hash>.npy``.
-
-    ``model`` may be passed to avoid reloading it; it must be the model at ``model_path``.
-    Shape: ``N`` strings -> ``[N, D]`` float32.
-    """
-    from mrl.models.text import load_sentence_transformer, resolve_model_path
-
-    path = resolve_model_path(model_path)
-    key = f"{model_hash(path, max_seq_length)[:16]}-{texts_hash(texts)[:16]}"
-    cache = Path(cache_dir) / f"{key}.npy"
-    if cache.is_file():
-        emb = load_npy(cache)
-        if emb.shape[0] == len(texts):
-            return emb
-    if model is None:
-        model = load_sentence_transformer(path)
-    if max_seq_length:
-        model.max_seq_length = max_seq_length
-    emb = encode_texts(model, texts, batch_size=batch_size, progress=progress)
-    save_npy(cache, emb)
-    return emb
 
 
 def qrels_keys(qrels: Sequence[Sequence[int]], n_corpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,9 +50,10 @@ def qrels_keys(qrels: Sequence[Sequence[int]], n_corpus: int) -> tuple[np.ndarra
     return np.unique(q * n_corpus + d), counts
 
 
-def ir_metrics(ids: np.ndarray, qrels: Sequence[Sequence[int]], n_corpus: int, ks: Sequence[int] = (10, 100)) -> dict[str, float]:
-    """nDCG@10, MRR@10 and recall@k from ranked corpus ids.
+def ir_metrics(ids: np.ndarray, qrels: Sequence[Sequence[int]], n_corpus: int, ks: Sequence[int] = (10, 100), grades: Sequence[Sequence[int]] | None = None) -> dict[str, float]:
+    """nDCG@10, MRR@10 and recall@k from ranked corpus ids (our numpy implementation).
 
+    ``grades[i][j]`` is the grade of ``qrels[i][j]`` (gain in nDCG; default 1 for all).
     Shape: ids ``[Nq, K]`` (best first, ``K >= max(10, *ks)`` or the corpus size), qrels ``Nq`` lists.
     """
     keys, n_rel = qrels_keys(qrels, n_corpus)
@@ -112,8 +63,22 @@ def ir_metrics(ids: np.ndarray, qrels: Sequence[Sequence[int]], n_corpus: int, k
     rel = np.isin(flat, keys) & (ids >= 0)  # [Nq, K]; FAISS pads with -1 when K > corpus
     k10 = min(10, rel.shape[1])
     discounts = 1.0 / np.log2(np.arange(2, k10 + 2))
-    dcg = (rel[:, :k10] * discounts).sum(axis=1)
-    ideal = np.cumsum(discounts)[np.minimum(n_rel, k10) - 1]
+    if grades is None:
+        gains = rel[:, :k10].astype(np.float64)
+        ideal = np.cumsum(discounts)[np.minimum(n_rel, k10) - 1]
+    else:
+        gkeys = np.concatenate([np.asarray(r, dtype=np.int64) + i * n_corpus for i, r in enumerate(qrels)])
+        gvals = np.concatenate([np.asarray(g, dtype=np.float64) for g in grades])
+        order = np.argsort(gkeys)
+        gkeys, gvals = gkeys[order], gvals[order]
+        pos = np.clip(np.searchsorted(gkeys, flat[:, :k10]), 0, gkeys.size - 1)
+        gains = np.where(rel[:, :k10], gvals[pos], 0.0)
+        best = np.zeros((len(qrels), k10))
+        for i, g in enumerate(grades):  # ideal ordering: grades sorted descending
+            top = np.sort(np.asarray(g, dtype=np.float64))[::-1][:k10]
+            best[i, : top.size] = top
+        ideal = (best * discounts).sum(axis=1)
+    dcg = (gains * discounts).sum(axis=1)
     first = np.where(rel[:, :k10].any(axis=1), rel[:, :k10].argmax(axis=1) + 1, np.inf)
     out = {"ndcg@10": float((dcg / ideal).mean()), "mrr@10": float((1.0 / first).mean())}
     for k in ks:
@@ -121,8 +86,32 @@ def ir_metrics(ids: np.ndarray, qrels: Sequence[Sequence[int]], n_corpus: int, k
     return out
 
 
-def per_dim_ir(queries: np.ndarray, corpus: np.ndarray, qrels: Sequence[Sequence[int]], dims: Sequence[int], ks: Sequence[int] = (10, 100), *, threads: int | None = None) -> dict[int, dict[str, float]]:
-    """IR metrics at every prefix ``d`` (truncate, L2-normalise, exact cosine search).
+def ir_metrics_reference(ids: np.ndarray, qrels: Sequence[Sequence[int]], ks: Sequence[int] = (10, 100), grades: Sequence[Sequence[int]] | None = None) -> dict[str, float]:
+    """The same metrics computed by ``ir-measures`` (pytrec_eval), the maintained implementation.
+
+    The run gives each query's ranked ids strictly decreasing scores, so the library sees exactly
+    our ranking (no tie-breaking by document id). Shape: as :func:`ir_metrics`.
+    """
+    import ir_measures
+    from ir_measures import RR, R, nDCG
+
+    if ids.shape[0] != len(qrels):
+        raise MRLError(f"{ids.shape[0]} ranked lists for {len(qrels)} queries.")
+    judged = {str(i): {str(d): int(grades[i][j]) if grades is not None else 1 for j, d in enumerate(r)} for i, r in enumerate(qrels)}
+    k = ids.shape[1]
+    run = {str(i): {str(int(d)): float(k - r) for r, d in enumerate(row) if d >= 0} for i, row in enumerate(ids)}
+    measures = [nDCG @ 10, RR @ 10, *[R @ int(x) for x in ks]]
+    agg = ir_measures.calc_aggregate(measures, judged, run)
+    # queries absent from the run (no results) count as 0, as in our implementation
+    scale = len([q for q in judged if q in run]) / len(judged)
+    out = {"ndcg@10": agg[nDCG @ 10] * scale, "mrr@10": agg[RR @ 10] * scale}
+    for x in ks:
+        out[f"recall@{x}"] = agg[R @ int(x)] * scale
+    return out
+
+
+def per_dim_ir(queries: np.ndarray, corpus: np.ndarray, qrels: Sequence[Sequence[int]], dims: Sequence[int], ks: Sequence[int] = (10, 100), *, threads: int | None = None, grades: Sequence[Sequence[int]] | None = None) -> dict[int, dict[str, float]]:
+    """IR metrics (by ``ir-measures``) at every prefix ``d`` (truncate, L2-normalise, exact cosine search).
 
     Shape: queries ``[Nq, D]``, corpus ``[Nc, D]`` (same ``D >= max(dims)``), qrels ``Nq`` lists.
 
@@ -141,11 +130,12 @@ def per_dim_ir(queries: np.ndarray, corpus: np.ndarray, qrels: Sequence[Sequence
     out = {}
     for d in dims:
         _, ids = knn_search(truncate(corpus, int(d)), truncate(queries, int(d)), k, metric="ip", threads=threads)
-        out[int(d)] = ir_metrics(ids, qrels, corpus.shape[0], ks)
+        qrels_keys(qrels, corpus.shape[0])  # range checks with one clear message
+        out[int(d)] = ir_metrics_reference(ids, qrels, ks, grades)
     return out
 
 
-def ir_record(method: str, mode: str, queries: np.ndarray, corpus: np.ndarray, qrels: Sequence[Sequence[int]], dims: Sequence[int], *, model: str = "", seed: int = 0, ks: Sequence[int] = (10, 100), **extra: Any) -> dict[str, Any]:
+def ir_record(method: str, mode: str, queries: np.ndarray, corpus: np.ndarray, qrels: Sequence[Sequence[int]], dims: Sequence[int], *, model: str = "", seed: int = 0, ks: Sequence[int] = (10, 100), grades: Sequence[Sequence[int]] | None = None, **extra: Any) -> dict[str, Any]:
     """A run record (the :mod:`mrl.evaluate.perdim` shape) with IR metrics per dim."""
-    per_dim = per_dim_ir(queries, corpus, qrels, dims, ks)
+    per_dim = per_dim_ir(queries, corpus, qrels, dims, ks, grades=grades)
     return {"method": method, "mode": mode, "seed": seed, "model": model, "dims": [int(d) for d in dims], "metric": "cosine", "per_dim": {str(d): v for d, v in per_dim.items()}, **extra}

@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from mrl.errors import MRLError
-from mrl.io import read_json
+from mrl.io import read_json, write_json
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -99,3 +101,45 @@ def model_hash(model_path: str | os.PathLike[str], max_seq_length: int | None = 
             for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
                 h.update(chunk)
     return h.hexdigest()
+
+
+def append_projection(model: SentenceTransformer, weight: torch.Tensor, bias: torch.Tensor | None = None, *, normalize: bool = True) -> SentenceTransformer:
+    """Append a linear layer (sentence-transformers ``Dense``, no activation) and, optionally, a
+    ``Normalize`` to ``model``, so that the saved folder loads natively anywhere.
+
+    Shape: weight ``[D_out, D_in]`` with ``D_in`` the model's width; bias ``[D_out]``.
+
+    Raises:
+        MRLError: ``weight`` does not match the model's width.
+    """
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    d_in = model_dim(model)
+    if weight.ndim != 2 or weight.shape[1] != d_in:
+        raise MRLError(f"projection weight must be [D_out, {d_in}] for this {d_in}-d model, got {tuple(weight.shape)}.")
+    dense = Dense(d_in, weight.shape[0], bias=bias is not None, activation_function=None)
+    with torch.no_grad():
+        dense.linear.weight.copy_(weight)
+        if bias is not None:
+            dense.linear.bias.copy_(bias)
+    dense.to(model.device)
+    model.append(dense)
+    if normalize:
+        model.append(Normalize())
+    return model
+
+
+def mark_matryoshka(folder: str | os.PathLike[str], dims: list[int] | tuple[int, ...]) -> None:
+    """Record the Matryoshka dims where serving stacks read them.
+
+    Writes ``is_matryoshka: true`` and ``matryoshka_dimensions`` into
+    ``config_sentence_transformers.json`` and the transformer's ``config.json`` (what vLLM reads
+    to accept a ``dimensions`` request parameter), atomically.
+    """
+    root = Path(folder)
+    for name in ("config_sentence_transformers.json", "config.json"):
+        p = root / name
+        if p.is_file():
+            cfg = read_json(p)
+            cfg.update({"is_matryoshka": True, "matryoshka_dimensions": [int(d) for d in dims]})
+            write_json(p, cfg)

