@@ -40,7 +40,7 @@ def test_save_load_roundtrip(built) -> None:
         assert (a[1] == b[1]).all() and np.allclose(a[0], b[0])
     assert set(np.unique(loaded.search(q, 10)[1]) % 7) == {3}  # user ids come back, not row numbers
     man = json.loads((folder / "manifest.json").read_text())
-    assert man["count"] == 1200 and man["dim"] == 32 and len(man["files"]["vectors"]["sha256"]) == 64
+    assert man["count"] == 1200 and man["dim"] == 32 and len(man["files"]["segments"][0]["sha256"]) == 64
     assert isinstance(loaded._segments[0], np.memmap)  # noqa: SLF001 - vectors stay on disk
 
 
@@ -51,11 +51,13 @@ def test_add_after_load_then_save_again(built) -> None:
     loaded.add(extra)
     assert loaded.count == 1300
     _, ids = loaded.search(extra[:5], 1)
-    assert (ids[:, 0] == np.arange(1200, 1205)).all()  # default ids continue from the count
+    assert (ids[:, 0] == np.arange(8397, 8402)).all()  # default ids continue after the largest id (1199 * 7 + 3)
     loaded.save(folder)
     again = MatryoshkaIndex.load(folder)
     assert again.count == 1300 and (again.search(q, 10)[1] == loaded.search(q, 10)[1]).all()
-    assert sorted(p.name.split(".")[1] for p in folder.iterdir() if p.name.startswith("vectors.")) == ["2"]  # old generation removed
+    segs = json.loads((folder / "manifest.json").read_text())["files"]["segments"]
+    assert [(e["file"], e["rows"]) for e in segs] == [("vectors.1.0.npy", 1200), ("vectors.2.1.npy", 100)]  # add wrote only its rows
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("ids.")) == ["ids.2.npy"]  # old generation removed
 
 
 @pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 5])
@@ -135,7 +137,7 @@ def test_bad_funnels_and_k(built) -> None:
 def test_corrupted_and_truncated_files(built) -> None:
     _, folder, _, _ = built
     man = json.loads((folder / "manifest.json").read_text())
-    vec = folder / man["files"]["vectors"]["file"]
+    vec = folder / man["files"]["segments"][0]["file"]
     raw = bytearray(vec.read_bytes())
     raw[-3] ^= 0xFF
     vec.write_bytes(bytes(raw))

@@ -1,4 +1,5 @@
-"""``mrl index build|search|info`` and ``mrl tune``: the Matryoshka retrieval index and its funnel tuner."""
+"""``mrl index build|add|delete|compact|search|info|push`` and ``mrl tune``: the Matryoshka index, its
+funnel tuner, and the same commands against a Milvus collection (``--milvus URI --collection NAME``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,62 @@ import typer
 from mrl.cli.console import console, friendly, load_matrix
 from mrl.errors import MRLError
 
-app = typer.Typer(no_args_is_help=True, help="Persistent Matryoshka retrieval index with funnel search.")
+app = typer.Typer(no_args_is_help=True, help="Persistent Matryoshka retrieval index with funnel search (local folder or Milvus).")
 tune_app = typer.Typer()
+
+MILVUS_HELP = "Milvus URI: a Milvus Lite file (e.g. mrl.db) or http://host:19530 (token from MRL_MILVUS_TOKEN)."
+
+
+def load_ids(spec: Optional[str], n: Optional[int] = None) -> Optional[np.ndarray]:
+    """``--ids``: a .npy of integers or a comma-separated list (``3,17,42``)."""
+    from mrl.io import load_npy
+
+    if spec is None:
+        return None
+    if spec.endswith(".npy"):
+        arr = load_npy(Path(spec))
+    else:
+        try:
+            arr = np.array([int(t) for t in spec.split(",") if t.strip()], dtype=np.int64)
+        except ValueError as exc:
+            raise MRLError(f"--ids must be a .npy file or comma-separated integers like 3,17,42, got {spec!r}.") from exc
+    if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
+        raise MRLError(f"--ids holds {arr.shape}, expected ({n if n is not None else 'M'},): one id per vector.")
+    return arr
+
+
+def load_metadata(path: Optional[Path], n: int) -> Optional[list[dict[str, Any]]]:
+    """``--meta``: JSON Lines, one object of scalar fields per vector (``{"lang": "en", "year": 2020}``)."""
+    import json
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise MRLError(f"--meta {path} does not exist; give a JSON Lines file with one object per vector.")
+    records = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MRLError(f"--meta {path} line {i + 1} is not JSON ({exc.msg}); write one object per line.") from exc
+        if not isinstance(rec, dict):
+            raise MRLError(f"--meta {path} line {i + 1} is not an object; write one object like {{\"lang\": \"en\"}} per line.")
+        records.append(rec)
+    if len(records) != n:
+        raise MRLError(f"--meta {path} holds {len(records)} records for {n} vectors; give one per vector, in order.")
+    return records
+
+
+def open_backend(folder: Optional[Path], milvus: Optional[str], collection: Optional[str]) -> Any:
+    from mrl.index.backend import open_index
+
+    if milvus is None and folder is None:
+        raise MRLError("give an index FOLDER, or --milvus URI --collection NAME.")
+    if milvus is not None and folder is not None:
+        raise MRLError("give either an index FOLDER or --milvus URI --collection NAME, not both (to copy a folder into Milvus use `mrl index push`).")
+    return open_index(str(folder) if folder else None, milvus=milvus, collection=collection)
 
 
 def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None) -> None:
@@ -22,6 +77,8 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
     from mrl.io import atomic_write
 
     check_target(target_recall)
+    if index.catalog.n_deleted:
+        raise MRLError(f"the index holds {index.catalog.n_deleted} deleted vectors; run `mrl index compact {folder}` before tuning.")
     faiss.omp_set_num_threads(threads)
     q = load_queries(queries) if queries else None
     result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, log=console.print)
@@ -61,6 +118,7 @@ def index_build(
     folder: Path = typer.Argument(..., help="Index folder to write."),
     vectors: Path = typer.Option(..., "--vectors", help="Full-D embeddings: a .npy [N, D] (e.g. `mrl embed RUN --split train`) or a shard folder / its manifest.json from `mrl encode`."),
     ids: Optional[Path] = typer.Option(None, "--ids", help="int64 ids .npy [N] (default 0..N-1)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata: JSON Lines, one object of str/int fields per vector (e.g. {\"lang\": \"en\"})."),
     metric: str = typer.Option("cosine", help="cosine or l2."),
     dtype: str = typer.Option("float32", help="Storage of the full vectors: float32 or float16."),
     first_stage: list[str] = typer.Option([], "--first-stage", help="Prefix structure(s) to build, e.g. '32' or '32/hnsw' or '64/binary'."),
@@ -74,22 +132,30 @@ def index_build(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Build a Matryoshka index from an embeddings file (optionally auto-tuned)."""
+    from mrl.index.catalog import check_ids
+    from mrl.index.store import writer_lock
     from mrl.index.tune import check_target
-    from mrl.index import Funnel, MatryoshkaIndex
-    from mrl.io import guard_output, load_npy
+    from mrl.io import guard_output
 
     guard_output(folder, overwrite)
     if target_recall is not None:
         check_target(target_recall)  # fail before the (long) build
     blocks, n, d = vector_blocks(vectors)
-    id_arr = load_npy(ids) if ids else None
-    if id_arr is not None and id_arr.shape != (n,):
-        raise MRLError(f"--ids holds {id_arr.shape}, expected ({n},): one id per vector.")
+    id_arr = check_ids(load_ids(str(ids)), n) if ids else None
+    records = load_metadata(meta, n)
+    with writer_lock(folder):
+        _build(folder, blocks, d, id_arr, records, metric, dtype, first_stage, funnel, target_recall, queries, k, sample, threads, confidence)
+
+
+def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], records: Optional[list], metric: str, dtype: str, first_stage: list[str], funnel: Optional[str], target_recall: Optional[float], queries: Optional[Path], k: int, sample: int, threads: int, confidence: Optional[float]) -> None:
+    from mrl.index import Funnel, MatryoshkaIndex
+
     index = MatryoshkaIndex(d, metric=metric, dtype=dtype)
     start = 0
-    for block in blocks:  # streamed: shards (or 128k-row slices) of memory-mapped vectors
-        index.add(block, None if id_arr is None else id_arr[start : start + block.shape[0]])
-        start += block.shape[0]
+    for block in blocks:  # streamed: shards (or 128k-row slices) of memory-mapped vectors; saved as one segment
+        end = start + block.shape[0]
+        index.add(block, None if id_arr is None else id_arr[start:end], None if records is None else records[start:end])
+        start = end
     for spec in first_stage:
         index.build_first_stage(spec if ":" in spec else f"{spec}:1")
     if funnel:
@@ -102,22 +168,110 @@ def index_build(
         _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
 
 
+@app.command("add")
+@friendly
+def index_add(
+    folder: Optional[Path] = typer.Argument(None, help="Index folder (omit with --milvus)."),
+    vectors: Path = typer.Option(..., "--vectors", help="Full-D embeddings .npy [n, D]."),
+    ids: Optional[str] = typer.Option(None, "--ids", help="Ids: int .npy [n] or comma-separated integers (default: after the largest id)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata JSON Lines, one object per vector (same fields as the index)."),
+    upsert: bool = typer.Option(False, "--upsert", help="Replace the vectors of ids already present (else they are refused)."),
+    milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
+) -> None:
+    """Add (or --upsert) vectors with ids and metadata; the change is atomic (old or new state, never between)."""
+    x = load_matrix(vectors, "vectors")
+    id_arr = load_ids(ids, x.shape[0])
+    records = load_metadata(meta, x.shape[0])
+    if upsert and id_arr is None:
+        raise MRLError("--upsert needs --ids: the ids whose vectors to replace.")
+    if milvus is not None:
+        index = open_backend(None, milvus, collection)
+        (index.upsert if upsert else index.add)(np.asarray(x), id_arr, records)
+        console.print(f"{'upserted' if upsert else 'added'} {x.shape[0]} vectors; {collection} now holds {index.count}")
+        return
+    from mrl.index import MatryoshkaIndex
+    from mrl.index.store import writer_lock
+
+    folder = _need_folder(folder)
+    with writer_lock(folder):
+        index = MatryoshkaIndex.load(folder)
+        before = index.count
+        index.add(np.asarray(x), id_arr, records, upsert=upsert)
+        index.save(folder)
+    console.print(f"{'upserted' if upsert else 'added'} {x.shape[0]} vectors to {folder}: {before} -> {index.count} live ({index.catalog.n_deleted} deleted awaiting `mrl index compact`)")
+
+
+@app.command("delete")
+@friendly
+def index_delete(
+    folder: Optional[Path] = typer.Argument(None, help="Index folder (omit with --milvus)."),
+    ids: str = typer.Option(..., "--ids", help="Ids to delete: int .npy or comma-separated integers."),
+    milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
+) -> None:
+    """Delete vectors by id (local: tombstones that searches skip at once; `compact` reclaims the space)."""
+    id_arr = load_ids(ids)
+    if milvus is not None:
+        n = open_backend(None, milvus, collection).delete(id_arr)
+        console.print(f"deleted {n} of {id_arr.size} ids from {collection}")
+        return
+    from mrl.index import MatryoshkaIndex
+    from mrl.index.store import writer_lock
+
+    folder = _need_folder(folder)
+    with writer_lock(folder):
+        index = MatryoshkaIndex.load(folder)
+        n = index.delete(id_arr)
+        if n:
+            index.save(folder)
+    console.print(f"deleted {n} of {id_arr.size} ids ({id_arr.size - n} not found); {index.count} live, {index.catalog.n_deleted} tombstones")
+
+
+@app.command("compact")
+@friendly
+def index_compact(folder: Path = typer.Argument(..., help="Index folder.")) -> None:
+    """Rewrite the index without deleted vectors, as one segment (atomic; first stages rebuilt)."""
+    from mrl.index import MatryoshkaIndex
+    from mrl.index.store import writer_lock
+
+    with writer_lock(folder):
+        index = MatryoshkaIndex.load(folder)
+        merge = len(index._segments) > 1  # noqa: SLF001 - compaction also merges add segments
+        removed = index.compact()
+        if removed or merge:
+            index.save(folder)
+    console.print(f"compacted {folder}: removed {removed} deleted vectors, {index.count} remain in one segment")
+
+
+def _need_folder(folder: Optional[Path]) -> Path:
+    if folder is None:
+        raise MRLError("give an index FOLDER, or --milvus URI --collection NAME.")
+    return folder
+
+
 @app.command("search")
 @friendly
 def index_search(
-    folder: Path = typer.Argument(..., help="Index folder."),
+    folder: Optional[Path] = typer.Argument(None, help="Index folder (omit with --milvus)."),
     queries: Path = typer.Option(..., "--queries", help="Queries .npy [B, D]."),
     k: int = typer.Option(10, help="Results per query."),
     funnel: Optional[str] = typer.Option(None, help="Funnel spec (default: the index's tuned funnel, else exact)."),
-    early_exit: bool = typer.Option(False, "--early-exit", help="Stop reranking queries whose top-k is stable between two stages."),
+    recall_target: Optional[float] = typer.Option(None, "--recall-target", help="Use the fastest tuned funnel whose recall@k met this target."),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Metadata filter, e.g. 'lang == \"en\" and year in [2020, 2021]'."),
+    early_exit: bool = typer.Option(False, "--early-exit", help="Stop reranking queries whose top-k is stable between two stages (local)."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank)."),
+    milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
+    rerank: str = typer.Option("auto", "--rerank", help="Milvus: where later stages run: auto (the measured faster), server or client."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write ids to OUT (.npy) and scores to OUT.scores.npy."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
-    """Search an index with a funnel; prints throughput and the work saved by early exit."""
+    """Search an index with a funnel (local or Milvus); prints throughput."""
+    import time
+
     import faiss
 
-    from mrl.index import MatryoshkaIndex
     from mrl.io import guard_output, save_npy
 
     if out is not None:
@@ -125,11 +279,17 @@ def index_search(
             raise MRLError(f"--out must end in .npy, got {out}.")
         guard_output(out, overwrite)
     faiss.omp_set_num_threads(threads)
-    index = MatryoshkaIndex.load(folder)
+    index = open_backend(folder, milvus, collection)
     q = load_queries(queries)
-    scores, ids, stats = index.search(q, k, funnel=funnel, early_exit=early_exit, threads=threads, return_stats=True)
-    used = funnel or (str(index.funnel) if index.funnel else f"{index.dim}:{k}")
-    console.print(f"{q.shape[0]} queries with funnel {used}: {q.shape[0] / stats.seconds:,.0f} QPS; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)")
+    if milvus is None:
+        scores, ids, stats = index.search(q, k, funnel=funnel, recall_target=recall_target, filter=filter, early_exit=early_exit, threads=threads, return_stats=True)
+        seconds, extra = stats.seconds, f"; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)"
+    else:
+        t0 = time.perf_counter()
+        scores, ids = index.search(q, k, funnel=funnel, recall_target=recall_target, filter=filter, rerank=rerank)
+        seconds, extra = time.perf_counter() - t0, f" (Milvus, rerank {index.last_placement})"
+    used = funnel or (str(index.funnel_for(recall_target)) if recall_target is not None else str(index.funnel) if index.funnel else f"{index.dim}:{k}")
+    console.print(f"{q.shape[0]} queries with funnel {used}{' and filter ' + filter if filter else ''}: {q.shape[0] / seconds:,.0f} QPS{extra}")
     if out is not None:
         save_npy(out, ids)
         save_npy(out.with_suffix(".scores.npy"), scores)
@@ -138,13 +298,18 @@ def index_search(
 
 @app.command("info")
 @friendly
-def index_info(folder: Path = typer.Argument(..., help="Index folder."), verify: bool = typer.Option(True, help="Check SHA-256 checksums.")) -> None:
-    """Print the manifest summary (count, dim, dtype, funnel, tuning, resident bytes per vector)."""
+def index_info(
+    folder: Optional[Path] = typer.Argument(None, help="Index folder (omit with --milvus)."),
+    verify: bool = typer.Option(True, help="Check SHA-256 checksums."),
+    milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
+) -> None:
+    """Print the summary (count, deleted, fields, dim, dtype, funnel, tuning, resident bytes per vector)."""
     import json
 
     from mrl.index import MatryoshkaIndex
 
-    info = MatryoshkaIndex.load(folder, verify=verify).info()
+    info = open_backend(None, milvus, collection).info() if milvus is not None else MatryoshkaIndex.load(_need_folder(folder), verify=verify).info()
     typer.echo(json.dumps(info, indent=2))
 
 
@@ -160,9 +325,11 @@ def tune_cmd(
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
 ) -> None:
     """Pick the fastest funnel meeting the recall target; store it in the index; write the frontier."""
-    from mrl.index.tune import check_target
     from mrl.index import MatryoshkaIndex
+    from mrl.index.store import writer_lock
+    from mrl.index.tune import check_target
 
     check_target(target_recall)
-    index = MatryoshkaIndex.load(folder)
-    _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
+    with writer_lock(folder):
+        index = MatryoshkaIndex.load(folder)
+        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)

@@ -7,12 +7,19 @@ Example:
     >>> scores, ids = index.search(queries, 10, funnel="32:1000 -> 128:100 -> 512:10")
     >>> index.save("my-index")                             # atomic; manifest swapped last
     >>> index = MatryoshkaIndex.load("my-index")           # vectors memory-mapped, checksums checked
+    >>> index.add(more, ids=new_ids, metadata={"lang": ["en", ...]})   # refuses ids already present
+    >>> index.upsert(vecs, ids=old_ids); index.delete([3, 7])          # delete = tombstone
+    >>> index.search(queries, 10, filter='lang == "en"')               # k results still come back
+    >>> index.compact(); index.save("my-index")                        # rewrite without tombstones
 
 Search: stage 1 scores the whole corpus on the ``d_1`` prefix with a :class:`FirstStage` (built on
 demand if missing; kept in memory, saved only when built with ``persist=True`` or chosen by tuning);
 each later stage gathers the survivors' prefix columns from the store and reranks them with one
 batched matmul per query batch (:func:`mrl.index.funnel.rerank`). Nothing the caller passes is
-modified. ``early_exit=True`` stops reranking a query whose top-``k`` ids did not change between two
+modified. Deleted rows (tombstones) and rows a metadata ``filter`` excludes never come back: a
+selective filter (few allowed rows) scores the allowed rows' stage-1 prefixes exactly; otherwise
+stage 1 over-fetches in proportion to the excluded share and widens until every query holds
+``k_1`` allowed candidates (see :meth:`MatryoshkaIndex._first_candidates`). ``early_exit=True`` stops reranking a query whose top-``k`` ids did not change between two
 consecutive stages; the saved multiply-adds are reported in the search stats.
 """
 
@@ -30,8 +37,12 @@ import numpy as np
 from mrl.checks import check_finite
 from mrl.errors import MRLError
 from mrl.index import store
+from mrl.index.catalog import Catalog, Metadata
+from mrl.index.filters import Filter, parse_filter
 from mrl.index.first_stage import FirstStage
-from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, rerank
+from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, prefix, rerank
+
+PREFILTER_SHARE = 0.05  # a filter allowing at most this share of rows is scored exactly on the allowed rows
 
 
 @dataclass
@@ -69,8 +80,11 @@ class MatryoshkaIndex:
         metric: ``"cosine"`` (truncate then L2-normalise at every stage; inner product) or ``"l2"``.
         dtype: storage of the full vectors, ``"float32"`` or ``"float16"``.
 
+    Rows vs count: ``rows`` is every stored vector (tombstoned ones included, until ``compact``);
+    ``count`` is the live vectors a search can return.
+
     Shape:
-        - ``add(vectors [n, D], ids [n] int64 | None)``
+        - ``add(vectors [n, D], ids [n] int64 | None, metadata {field: [n values]} | None)``
         - ``search(queries [B, D], k) -> (scores [B, k] float32, ids [B, k] int64)``; scores are
           higher-is-better (cosine similarity, or negative squared L2 distance); ``-1`` ids pad
           rows when an approximate first stage finds fewer than ``k``.
@@ -86,41 +100,54 @@ class MatryoshkaIndex:
         self.dim, self.metric, self.dtype = int(dim), metric, dtype
         self._segments: list[np.ndarray] = []  # [n_i, D] arrays (memmaps or in-memory), never mutated
         self._starts = np.zeros(1, dtype=np.int64)  # segment start rows + total count at the end
-        self._ids: list[np.ndarray] = []
+        self._seg_files: list[dict[str, Any] | None] = []  # on-disk entry of each segment (None: only in memory)
+        self.catalog = Catalog()  # ids, tombstones, metadata
         self._stages: dict[str, FirstStage] = {}
         self._persist: set[str] = set()
         self.funnel: Funnel | None = None
         self.tuning: dict[str, Any] | None = None
-        self._folder: Path | None = None  # where the memory-mapped base segment lives
-        self._files: dict[str, Any] = {}
+        self._folder: Path | None = None  # where the memory-mapped segments live
 
     # ------------------------------------------------------------------ contents
     @property
-    def count(self) -> int:
+    def rows(self) -> int:
+        """Stored vectors, tombstoned ones included (row numbers run over ``0..rows-1``)."""
         return int(self._starts[-1])
+
+    @property
+    def count(self) -> int:
+        """Live vectors: stored minus deleted."""
+        return self.rows - self.catalog.n_deleted
 
     def __len__(self) -> int:
         return self.count
 
     @property
     def ids(self) -> np.ndarray:
-        return np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int64)
+        """User id of every stored row (tombstoned rows included). Shape: ``[rows]`` int64."""
+        return self.catalog.ids
 
-    def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
-        """Append vectors (and their int64 ids; default: consecutive from the current count).
+    @property
+    def schema(self) -> dict[str, str]:
+        """Metadata fields and their types (``"str"`` or ``"int"``)."""
+        return dict(self.catalog.schema)
 
-        The batch is validated first; a batch with NaN/Inf, the wrong width or bad ids is refused as
-        a whole and the index is left unchanged.
+    def add(self, vectors: np.ndarray, ids: np.ndarray | None = None, metadata: Metadata = None, *, upsert: bool = False) -> None:
+        """Append vectors with their int64 ids (default: consecutive after the largest id) and metadata.
+
+        Args:
+            vectors: ``[n, D]`` floats.
+            ids: ``[n]`` distinct integers. An id already live in the index is refused unless
+                ``upsert`` (then its old row is tombstoned and the new one appended).
+            metadata: ``{field: [n values]}`` or ``[{field: value}] * n``; values are str or int. The
+                first batch fixes the fields; every later batch must give the same ones.
+
+        The batch is validated first; a batch with NaN/Inf, the wrong width, bad ids or metadata
+        is refused as a whole and the index is left unchanged.
         """
         vectors = self._check_vectors(vectors, "vectors")
         n = vectors.shape[0]
-        if ids is None:
-            ids = np.arange(self.count, self.count + n, dtype=np.int64)
-        else:
-            ids = np.asarray(ids)
-            if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
-                raise MRLError(f"ids must be {n} integers (one per vector), got {ids.dtype} {ids.shape}.")
-            ids = ids.astype(np.int64)
+        ids, cols, replaced = self.catalog.prepare(n, ids, metadata, upsert=upsert)
         if isinstance(vectors, np.memmap) and not vectors.flags.writeable and vectors.dtype == np.dtype(self.dtype) and vectors.flags.c_contiguous:
             stored = vectors  # a read-only file mapping (e.g. an encoded shard): kept by reference, streamed on save
         else:
@@ -133,9 +160,47 @@ class MatryoshkaIndex:
         for st in self._stages.values():  # all validation done: now mutate
             st.add(stored)
         self._segments.append(stored)
-        self._ids.append(ids)
+        self._seg_files.append(None)
+        self.catalog.append(ids, cols, replaced)
         self._starts = np.append(self._starts, self._starts[-1] + n)
 
+    def upsert(self, vectors: np.ndarray, ids: np.ndarray, metadata: Metadata = None) -> None:
+        """Add, replacing the vectors (and metadata) of ids already in the index. See :meth:`add`."""
+        if ids is None:
+            raise MRLError("upsert needs ids: the ids whose vectors to replace (or add).")
+        self.add(vectors, ids, metadata, upsert=True)
+
+    def delete(self, ids: Any) -> int:
+        """Tombstone the vectors of ``ids``; returns how many were live (absent ids are ignored).
+
+        Searches skip them at once; :meth:`compact` removes them from storage.
+        """
+        return self.catalog.delete(ids)
+
+    def compact(self) -> int:
+        """Drop tombstoned rows and merge segments: the live vectors become one in-memory segment
+        (written on the next :meth:`save`; this holds them all in RAM) and first stages are rebuilt
+        over them. Returns the rows removed."""
+        removed = self.catalog.n_deleted
+        if removed == 0 and len(self._segments) <= 1:
+            return 0
+        keep = np.flatnonzero(~self.catalog.deleted)
+        stored = np.empty((keep.size, self.dim), dtype=self.dtype)
+        for start in range(0, keep.size, store._CHUNK):  # noqa: SLF001 - same chunking as the store
+            rows = keep[start : start + store._CHUNK]  # noqa: SLF001
+            stored[start : start + rows.size] = self._gather_stored(rows)
+        self.catalog = self.catalog.subset(keep)
+        self._segments, self._seg_files = ([stored], [None]) if keep.size else ([], [])
+        self._starts = np.array([0, keep.size], dtype=np.int64) if keep.size else np.zeros(1, dtype=np.int64)
+        if removed:  # row numbers changed: rebuild the first stages over the kept rows
+            rebuilt = {}
+            for key, fs in self._stages.items():
+                new = FirstStage(fs.dim, fs.precision, fs.kind, self.metric, hnsw_m=fs.hnsw_m)
+                for chunk in self.iter_vectors():
+                    new.add(chunk)
+                rebuilt[key] = new
+            self._stages = rebuilt
+        return removed
     def _check_vectors(self, x: Any, name: str) -> np.ndarray:
         if not isinstance(x, np.ndarray) or x.ndim != 2:
             raise MRLError(f"{name} must be a 2-D numpy array [N, {self.dim}], got {getattr(x, 'shape', type(x).__name__)}.")
@@ -149,10 +214,15 @@ class MatryoshkaIndex:
 
     def gather(self, rows: np.ndarray, dim: int) -> np.ndarray:
         """First ``dim`` columns of the given rows as a new float32 array. Shape: ``[M] -> [M, dim]``."""
+        return self._gather_stored(rows, dim, np.float32)
+
+    def _gather_stored(self, rows: np.ndarray, dim: int | None = None, dtype: Any = None) -> np.ndarray:
+        dim = self.dim if dim is None else dim
+        dtype = self.dtype if dtype is None else dtype
         rows = np.asarray(rows, dtype=np.int64)
         if len(self._segments) == 1:
-            return np.asarray(self._segments[0][rows, :dim], dtype=np.float32)
-        out = np.empty((rows.shape[0], dim), dtype=np.float32)
+            return np.asarray(self._segments[0][rows, :dim], dtype=dtype)
+        out = np.empty((rows.shape[0], dim), dtype=dtype)
         seg = np.searchsorted(self._starts, rows, side="right") - 1
         for s, arr in enumerate(self._segments):  # a handful of segments, not a per-row loop
             m = seg == s
@@ -200,6 +270,8 @@ class MatryoshkaIndex:
     def _resolve(self, k: int | None, funnel: Funnel | str | None) -> Funnel:
         if self.count == 0:
             raise MRLError("the index is empty; add vectors before searching.")
+        if self.count == 0:
+            raise MRLError(f"every vector in the index is deleted ({self.rows} tombstones); add vectors before searching.")
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.count):
             raise FunnelError(f"k={k!r} must be an integer in [1, {self.count}]: it exceeds the {self.count} vectors in the index or is not positive.")
         f = Funnel.parse(funnel) if funnel is not None else (self.funnel or (Funnel.exact(self.dim, k) if k else None))
@@ -213,16 +285,26 @@ class MatryoshkaIndex:
                 raise FunnelError(f"k={k} does not fit the funnel {f} ({exc}); pass funnel=... with enough candidates, or retune for this k.") from exc
         if f.k > self.count:
             raise FunnelError(f"k={f.k} exceeds the {self.count} vectors in the index; ask for k <= {self.count}.")
-        f.validate_for(self.dim, self.count)
+        f.validate_for(self.dim, self.rows)
         return f
 
-    def search(self, queries: np.ndarray, k: int | None = None, *, funnel: Funnel | str | None = None, batch_size: int | None = None, threads: int = 1, early_exit: bool = False, ef_search: int | None = None, return_stats: bool = False) -> Any:
+    def funnel_for(self, recall_target: float) -> Funnel:
+        """The fastest tuned funnel whose measured recall@k meets ``recall_target`` (from the tuning record)."""
+        from mrl.index.backend import choose_funnel
+
+        return choose_funnel(self.tuning, recall_target, self.dim)
+
+    def search(self, queries: np.ndarray, k: int | None = None, *, funnel: Funnel | str | None = None, recall_target: float | None = None, filter: str | dict[str, Any] | Filter | None = None,
+               batch_size: int | None = None, threads: int = 1, early_exit: bool = False, ef_search: int | None = None, return_stats: bool = False) -> Any:
         """Funnel search. ``funnel`` defaults to the index's tuned funnel, else exact ``D:k``.
 
         Args:
             queries: ``[B, D]`` float vectors.
             k: results per query (replaces the funnel's last ``k`` when both are given).
             funnel: spec string or :class:`Funnel`.
+            recall_target: instead of ``funnel``: the fastest tuned funnel that met this recall@k.
+            filter: metadata filter, e.g. ``'lang == "en"'`` or ``{"lang": ["en", "de"]}``
+                (:mod:`mrl.index.filters`); rows it excludes and deleted rows never come back.
             batch_size: queries per rerank batch (default: about 32 MiB of gathered rows per batch).
             threads: rerank batches run on this many threads (NumPy releases the GIL); FAISS's own
                 threads (``faiss.omp_set_num_threads``) score stage 1.
@@ -233,15 +315,72 @@ class MatryoshkaIndex:
         """
         t0 = time.perf_counter()
         q = self._check_vectors(queries, "queries")
-        f = self._resolve(k, funnel)
+        if funnel is not None and recall_target is not None:
+            raise MRLError("give either funnel or recall_target, not both.")
+        f = self._resolve(k, self.funnel_for(recall_target) if recall_target is not None else funnel)
+        allowed = self.catalog.allowed(parse_filter(filter, self.catalog.schema))
         s0 = f.first
         fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
-        rows = fs.search(q, s0.k, ef_search=ef_search or s0.ef)
+        rows = self._first_candidates(q, s0, fs, allowed, ef_search or s0.ef)
         scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit, first_distances=fs.last_distances)
-        ids_all = self._ids[0] if len(self._ids) == 1 else self.ids
-        out_ids = np.where(out_rows >= 0, ids_all[np.maximum(out_rows, 0)], -1)
+        out_ids = np.where(out_rows >= 0, self.catalog.ids[np.maximum(out_rows, 0)], -1)
         stats.seconds = time.perf_counter() - t0
         return (scores, out_ids, stats) if return_stats else (scores, out_ids)
+
+    def _first_candidates(self, q: np.ndarray, s0: Stage, fs: FirstStage, allowed: np.ndarray | None, ef: int | None) -> np.ndarray:
+        """Stage-1 row numbers ``[B, k_1]`` among the ``allowed`` rows (``-1`` pads when fewer exist).
+
+        Unfiltered: the first-stage structure as is. A filter allowing at most ``PREFILTER_SHARE``
+        of the rows (or under ``4 k_1`` rows): exact top-``k_1`` of the allowed rows' prefixes (a
+        pre-filter: cost proportional to the allowed rows). Otherwise over-fetch from the structure
+        ``k_1 / share`` (+25%) candidates, keep the allowed ones, and widen x4 for queries still short.
+        """
+        k1 = s0.k
+        if allowed is None:
+            return fs.search(q, k1, ef_search=ef)
+        n_ok = int(np.count_nonzero(allowed))
+        B = q.shape[0]
+        if n_ok == 0:
+            return np.full((B, k1), -1, dtype=np.int64)
+        if n_ok <= max(4 * k1, PREFILTER_SHARE * self.rows):
+            return self._exact_among(q, np.flatnonzero(allowed), s0.dim, k1)
+        out = np.full((B, k1), -1, dtype=np.int64)
+        todo = np.arange(B)
+        kk = min(self.rows, int(k1 * self.rows / n_ok * 1.25) + 16)
+        while todo.size:
+            cand = fs.search(q[todo], kk, ef_search=max(kk, ef or 0))
+            ok = (cand >= 0) & allowed[np.maximum(cand, 0)]
+            enough = (ok.sum(axis=1) >= k1) | (kk >= self.rows)
+            order = np.argsort(~ok, axis=1, kind="stable")[:, :k1]  # allowed first, stage-1 order kept
+            picked = np.take_along_axis(cand, order, 1)
+            picked = np.where(np.take_along_axis(ok, order, 1), picked, -1)
+            out[todo[enough], : picked.shape[1]] = picked[enough]
+            todo = todo[~enough]
+            kk = min(self.rows, kk * 4)
+        return out
+
+    def _exact_among(self, q: np.ndarray, rows: np.ndarray, dim: int, k: int) -> np.ndarray:
+        """Exact top-``k`` of ``rows`` on the ``dim``-prefix, streamed in chunks. Shape: ``[B, k]`` rows (``-1`` pads)."""
+        qp = prefix(q, dim, self.metric)
+        B = q.shape[0]
+        best_s = np.full((B, 0), -np.inf, dtype=np.float32)
+        best_r = np.zeros((B, 0), dtype=np.int64)
+        for start in range(0, rows.size, store._CHUNK):  # noqa: SLF001
+            r = rows[start : start + store._CHUNK]  # noqa: SLF001
+            x = prefix(self.gather(r, dim), dim, self.metric)
+            s = qp @ x.T
+            if self.metric == "l2":
+                s = 2 * s - (x * x).sum(axis=1)[None, :] - (qp * qp).sum(axis=1, keepdims=True)
+            s = np.concatenate([best_s, s], axis=1)
+            rr = np.concatenate([best_r, np.broadcast_to(r, (B, r.size))], axis=1)
+            kk = min(k, s.shape[1])
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            best_s, best_r = np.take_along_axis(s, part, 1), np.take_along_axis(rr, part, 1)
+        order = np.argsort(-best_s, axis=1, kind="stable")
+        best_r = np.take_along_axis(best_r, order, 1)
+        if best_r.shape[1] < k:
+            best_r = np.concatenate([best_r, np.full((B, k - best_r.shape[1]), -1, dtype=np.int64)], axis=1)
+        return best_r
 
     def rerank_candidates(self, queries: np.ndarray, rows: np.ndarray, funnel: Funnel | str, *, threads: int = 1, early_exit: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Run stages 2..n of ``funnel`` on given stage-1 candidates (row numbers, not ids).
@@ -323,46 +462,12 @@ class MatryoshkaIndex:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Atomically save to ``folder`` (new data files first, ``manifest.json`` swapped last).
 
-        A crash at any point leaves the previous index in ``folder`` loadable.
+        Vector segments already stored in ``folder`` are kept, so an ``add`` writes only its new
+        rows. A crash at any point leaves the previous index in ``folder`` loadable.
         """
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        old = store.read_manifest(folder) if (folder / store.MANIFEST).is_file() else None
-        gen = int(old["generation"]) + 1 if old else 1
-        files: dict[str, Any] = {}
-        reuse = self._folder is not None and self._folder.resolve() == folder.resolve() and len(self._segments) == 1 and isinstance(self._segments[0], np.memmap) and "vectors" in self._files
-        if reuse:  # the vectors on disk are exactly ours: keep those files, rewrite only what changed
-            files["vectors"], files["ids"] = self._files["vectors"], self._files["ids"]
-        else:
-            files["vectors"] = store.write_npy_stream(folder / f"vectors.{gen}.npy", (self.count, self.dim), np.dtype(self.dtype), self.iter_vectors())
-            files["ids"] = store.write_npy_stream(folder / f"ids.{gen}.npy", (self.count,), np.dtype(np.int64), [self.ids])
-        first = []
-        for key in sorted(self._persist):
-            fs = self._stages[key]
-            entry = store.write_bytes(folder / f"first.{gen}.{key}.faiss", fs.serialize())
-            first.append({**fs.meta(), **entry})
-        manifest = {
-            "format": store.FORMAT,
-            "format_version": store.FORMAT_VERSION,
-            "dim": self.dim,
-            "dtype": self.dtype,
-            "count": self.count,
-            "metric": self.metric,
-            "generation": gen,
-            "files": files,
-            "first_stages": first,
-            "funnel": str(self.funnel) if self.funnel else None,
-            "tuning": self.tuning,
-        }
-        store.write_manifest(folder, manifest)  # the commit point
-        keep = {files["vectors"]["file"], files["ids"]["file"], *(e["file"] for e in first)}
-        store.remove_unreferenced(folder, keep)
-        if not reuse:  # from now on serve from the saved, memory-mapped copy
-            self._segments = [store.open_vectors(folder / files["vectors"]["file"], self.count, self.dim, self.dtype)] if self.count else []
-            self._ids = [np.load(folder / files["ids"]["file"], allow_pickle=False)] if self.count else []
-            self._starts = np.array([0, self.count], dtype=np.int64) if self.count else np.zeros(1, dtype=np.int64)
-        self._folder, self._files = folder, files
-        return folder
+        from mrl.index.persist import save_index
+
+        return save_index(self, Path(folder))
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], *, verify: bool = True) -> MatryoshkaIndex:
@@ -370,38 +475,17 @@ class MatryoshkaIndex:
 
         ``verify`` checks every file's SHA-256 (sizes are always checked).
         """
-        folder = Path(folder)
-        man = store.read_manifest(folder)
-        try:
-            index = cls(int(man["dim"]), metric=man["metric"], dtype=man["dtype"])
-            count = int(man["count"])
-            vec_path = store.check_file(folder, man["files"]["vectors"], verify)
-            ids_path = store.check_file(folder, man["files"]["ids"], verify)
-        except (KeyError, TypeError) as exc:
-            raise store.IndexFormatError(f"{folder / store.MANIFEST} is incomplete ({exc}); rebuild the index.") from exc
-        if count:
-            index._segments = [store.open_vectors(vec_path, count, index.dim, index.dtype)]
-            ids = np.load(ids_path, allow_pickle=False)
-            if ids.shape != (count,) or ids.dtype != np.int64:
-                raise store.IndexFormatError(f"{ids_path} holds {ids.dtype} {ids.shape}, expected int64 ({count},); rebuild the index.")
-            index._ids = [ids]
-            index._starts = np.array([0, count], dtype=np.int64)
-        for entry in man.get("first_stages") or []:
-            path = store.check_file(folder, entry, verify)
-            fs = FirstStage.deserialize(path.read_bytes(), entry, index.metric)
-            if fs.ntotal != count:
-                raise store.IndexFormatError(f"{path} indexes {fs.ntotal} vectors but the manifest says {count}; rebuild the index.")
-            index._stages[fs.key] = fs
-            index._persist.add(fs.key)
-        index.funnel = Funnel.parse(man["funnel"]) if man.get("funnel") else None
-        index.tuning = man.get("tuning")
-        index._folder, index._files = folder, man["files"]
-        return index
+        from mrl.index.persist import load_index
+
+        return load_index(cls, Path(folder), verify=verify)
 
     def info(self) -> dict[str, Any]:
         return {
             "dim": self.dim,
             "count": self.count,
+            "rows": self.rows,
+            "deleted": self.catalog.n_deleted,
+            "metadata_fields": self.schema,
             "dtype": self.dtype,
             "metric": self.metric,
             "funnel": str(self.funnel) if self.funnel else None,

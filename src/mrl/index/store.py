@@ -2,10 +2,11 @@
 
 A folder holds::
 
-    manifest.json             format, format_version, dim, dtype, count, metric, generation,
-                              files {name: {file, bytes, sha256}}, first_stages, funnel, tuning
-    vectors.<gen>.npy         [N, D] float32 or float16, read with np.load(mmap_mode="r")
-    ids.<gen>.npy             [N] int64 user ids
+    manifest.json             format, format_version (2), dim, dtype, rows, count (live), metric,
+                              generation, files {segments: [{file, bytes, sha256, rows}], ids,
+                              deleted?, meta?}, first_stages, funnel, tuning
+    vectors.<gen>.<j>.npy     [n_j, D] float32 or float16 segments, read with np.load(mmap_mode="r")
+    ids.<gen>.npy             [N] int64 user ids; deleted/meta files: see mrl.index.catalog
     first.<gen>.<key>.faiss   serialized FAISS first-stage structures (prefix flat/int8/binary/HNSW)
 
 Crash safety: a save writes every data file under a new generation number (each atomically: temp,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,8 @@ from mrl.errors import DataError, MRLError
 from mrl.io import atomic_open, read_json, write_json
 
 FORMAT = "mrl.index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 DTYPES = ("float32", "float16")
 _CHUNK = 1 << 16  # rows per streamed chunk
@@ -98,9 +101,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     man = read_json(folder / MANIFEST)
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise IndexFormatError(f"{folder / MANIFEST} is not an mrl index manifest (format {FORMAT!r}); point to a folder written by MatryoshkaIndex.save.")
-    if man.get("format_version") != FORMAT_VERSION:
+    if man.get("format_version") not in READ_VERSIONS:
         raise IndexFormatError(f"{folder} holds index format version {man.get('format_version')!r}, this mrl reads version {FORMAT_VERSION}; rebuild the index with this version (`mrl index build`).")
-    for key in ("dim", "dtype", "count", "metric", "generation", "files"):
+    for key in ("dim", "dtype", "count", "metric", "generation", "files", *(("rows",) if man["format_version"] >= 2 else ())):
         if key not in man:
             raise IndexFormatError(f"{folder / MANIFEST} lacks {key!r}; the manifest is corrupted: rebuild the index.")
     if man["dtype"] not in DTYPES:
@@ -124,12 +127,32 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     write_json(folder / MANIFEST, manifest)
 
 
+def referenced(manifest: dict[str, Any]) -> set[str]:
+    """Every data file name a (version 2) manifest names."""
+    files = manifest["files"]
+    names = {e["file"] for e in files["segments"]} | {files["ids"]["file"]} | {e["file"] for e in manifest.get("first_stages") or []}
+    if files.get("deleted"):
+        names.add(files["deleted"]["file"])
+    for entry in (files.get("meta") or {}).values():
+        names |= {entry["values"]["file"], *([entry["vocab"]["file"]] if "vocab" in entry else [])}
+    return names
+
+
+_OURS = re.compile(r"^(?:vectors|ids|first|deleted|meta)\.\d+\..+$")
+
+
 def remove_unreferenced(folder: Path, keep: set[str]) -> None:
-    """Delete data files of older generations (and stray temp files) not named in ``keep``."""
+    """Delete data files of older generations not named in ``keep``, and stray temp files of ours.
+
+    Only names this module writes (``vectors|ids|first|deleted|meta.<generation>.…`` and their
+    ``.…tmp`` siblings from an interrupted write) are candidates: anything else in the folder is
+    left alone.
+    """
     for p in folder.iterdir():
         if p.name == MANIFEST or p.name in keep:
             continue
-        if p.name.startswith(("vectors.", "ids.", "first.")) or (p.name.startswith(".") and p.name.endswith(".tmp")):
+        tmp_of = p.name[1:].rsplit(".", 2)[0] if p.name.startswith(".") and p.name.endswith(".tmp") else None
+        if _OURS.match(p.name) or (tmp_of is not None and (_OURS.match(tmp_of) or tmp_of == MANIFEST)):
             with contextlib.suppress(OSError):
                 p.unlink()
 
@@ -138,3 +161,26 @@ def chunks_of(arrays: Iterable[np.ndarray], rows: int = _CHUNK) -> Iterable[np.n
     for arr in arrays:
         for start in range(0, arr.shape[0], rows):
             yield arr[start : start + rows]
+
+
+LOCK_NAME = ".mrl-writer.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(folder: Path, timeout: float = 0.0) -> Any:
+    """Hold the index folder's exclusive writer lock (one writer at a time; readers never wait).
+
+    A second writer gets an :class:`MRLError` at once (``timeout=0``) naming the fix.
+    """
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_NAME))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as exc:
+        raise MRLError(f"another process is writing to the index {folder} (lock {folder / LOCK_NAME} is held); wait for it to finish, then retry.") from exc
+    try:
+        yield folder
+    finally:
+        lock.release()
