@@ -16,7 +16,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_PIN)" -e ".[test,text]"
+	$(PIP) install -q "$(TORCH_PIN)" -e ".[test,text,scale]"
 	touch $(STAMP)
 
 data:
