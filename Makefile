@@ -8,7 +8,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STAMP := $(VENV)/.installed
 WORDNET := /usr/share/wordnet/data.noun
 
-.PHONY: setup data demo test clean
+.PHONY: setup data bench-data demo test clean
 
 setup: $(STAMP) data
 
@@ -27,6 +27,20 @@ data:
 	@if [ ! -f "$(WORDNET)" ] && [ -z "$$MRL_WORDNET" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wordnet-base; \
 	  else echo "WordNet 3.0 missing: run 'sudo apt-get install wordnet-base' or set MRL_WORDNET"; exit 1; fi; \
+	fi
+	@if ! command -v mandoc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mandoc; \
+	  else echo "mandoc missing (man-page tests skip): run 'sudo apt-get install mandoc'"; fi; \
+	fi
+
+# Text sources of the benchmark data sets (benchmarks/build_ood_sets.py, benchmarks/build_text_corpus.py);
+# the tests do not need them.
+BENCH_PKGS := mandoc python3.11-doc
+bench-data: data
+	@missing=$$(for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "run: sudo apt-get install --no-install-recommends $$missing"; exit 1; fi; \
 	fi
 
 demo: setup

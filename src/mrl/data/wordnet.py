@@ -19,7 +19,6 @@ of them), validation = 2% (corpus = all, 1,000 queries), train = the rest (~76,0
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrl.data.irset import IRSet
 from mrl.data.pairs import PairSet
 from mrl.errors import DataError
 
@@ -37,54 +37,19 @@ _EXAMPLE = re.compile(r'"([^"]+)"')
 
 @dataclass(frozen=True)
 class Synset:
-    """One noun synset: ``offset`` (8-digit id), ``lemmas`` (spaces, not underscores), ``definition``
-    and the usage ``examples`` of its gloss."""
+    """One synset: ``offset`` (8-digit id), ``lemmas`` (spaces, not underscores), ``definition``,
+    the usage ``examples`` of its gloss and the offsets of its ``hypernyms`` (``@`` and ``@i``
+    pointers to synsets of the same part of speech, in file order)."""
 
     offset: str
     lemmas: tuple[str, ...]
     definition: str
     examples: tuple[str, ...]
+    hypernyms: tuple[str, ...] = ()
 
     def query(self) -> str:
         """The first lemma, plus ``": " + first example`` when the gloss has one."""
         return f"{self.lemmas[0]}: {self.examples[0]}" if self.examples else self.lemmas[0]
-
-
-@dataclass(frozen=True)
-class IRSet:
-    """An IR evaluation set: query texts, corpus texts and relevance judgements.
-
-    ``qrels[i]`` holds the corpus row indices relevant to query ``i`` (all with grade 1).
-    """
-
-    query_ids: tuple[str, ...]
-    queries: tuple[str, ...]
-    corpus_ids: tuple[str, ...]
-    corpus: tuple[str, ...]
-    qrels: tuple[tuple[int, ...], ...]
-
-    def __post_init__(self) -> None:
-        if len(self.query_ids) != len(self.queries) or len(self.qrels) != len(self.queries):
-            raise DataError("query_ids, queries and qrels must have one entry per query.")
-        if len(self.corpus_ids) != len(self.corpus):
-            raise DataError("corpus_ids and corpus must have one entry per document.")
-        n = len(self.corpus)
-        for i, rel in enumerate(self.qrels):
-            if not rel:
-                raise DataError(f"query {self.query_ids[i]} has no relevant document; drop it or add a judgement.")
-            if min(rel) < 0 or max(rel) >= n:
-                raise DataError(f"query {self.query_ids[i]} points at corpus rows {rel}, outside [0, {n}).")
-
-    def fingerprint(self) -> str:
-        """sha256 over queries, corpus and qrels (a cache key for encoded embeddings)."""
-        h = hashlib.sha256()
-        for part in (self.queries, self.corpus):
-            for t in part:
-                h.update(t.encode())
-                h.update(b"\0")
-            h.update(b"\1")
-        h.update(repr(self.qrels).encode())
-        return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -111,6 +76,7 @@ def parse_data_line(line: str) -> Synset:
     words = fields[4 : 4 + 2 * w_cnt : 2]
     if len(words) != w_cnt or w_cnt == 0:
         raise DataError(f"WordNet line {offset} announces {w_cnt} words but holds {len(words)}.")
+    hypernyms = _hypernyms(fields, 4 + 2 * w_cnt, offset)
     gloss = gloss.strip()
     definition, _, rest = gloss.partition('; "')
     examples = tuple(e.strip() for e in _EXAMPLE.findall('"' + rest)) if rest else ()
@@ -118,7 +84,17 @@ def parse_data_line(line: str) -> Synset:
     definition = definition.strip().rstrip(";").strip()
     if not definition:
         raise DataError(f"WordNet synset {offset} has an empty definition.")
-    return Synset(offset=offset, lemmas=lemmas, definition=definition, examples=tuple(e for e in examples if e))
+    return Synset(offset=offset, lemmas=lemmas, definition=definition, examples=tuple(e for e in examples if e), hypernyms=hypernyms)
+
+
+def _hypernyms(fields: list[str], at: int, offset: str) -> tuple[str, ...]:
+    """Targets of the ``@`` / ``@i`` pointers (``p_cnt`` then ``symbol offset pos source/target``)."""
+    try:
+        p_cnt = int(fields[at])
+    except (IndexError, ValueError) as exc:
+        raise DataError(f"WordNet line {offset} has no pointer count after its words.") from exc
+    ptrs = fields[at + 1 : at + 1 + 4 * p_cnt]
+    return tuple(ptrs[i + 1] for i in range(0, len(ptrs) - 3, 4) if ptrs[i] in ("@", "@i"))
 
 
 def load_synsets(root: str | os.PathLike[str] | None = None, pos: str = "noun") -> list[Synset]:
