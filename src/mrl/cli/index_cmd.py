@@ -70,7 +70,7 @@ def open_backend(folder: Optional[Path], milvus: Optional[str], collection: Opti
     return open_index(str(folder) if folder else None, milvus=milvus, collection=collection)
 
 
-def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None) -> None:
+def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None, space: Optional[dict] = None) -> None:
     import faiss
 
     from mrl.index.tune import apply, check_target, tune
@@ -81,7 +81,7 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
         raise MRLError(f"the index holds {index.catalog.n_deleted} deleted vectors; run `mrl index compact {folder}` before tuning.")
     faiss.omp_set_num_threads(threads)
     q = load_queries(queries) if queries else None
-    result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, log=console.print)
+    result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, space=space, log=console.print)
     apply(index, result)
     index.save(folder)
     atomic_write(folder / "tuning.md", (f"# Funnel auto-tuning\n\nTarget recall@{k} >= {target_recall}; chosen `{result.funnel}` "
@@ -242,6 +242,40 @@ def index_compact(folder: Path = typer.Argument(..., help="Index folder.")) -> N
         if removed or merge:
             index.save(folder)
     console.print(f"compacted {folder}: removed {removed} deleted vectors, {index.count} remain in one segment")
+
+
+@app.command("push")
+@friendly
+def index_push(
+    folder: Path = typer.Argument(..., help="Local index folder to copy."),
+    milvus: str = typer.Option("mrl.db", "--milvus", help=MILVUS_HELP),
+    collection: str = typer.Option(..., "--collection", help="Milvus collection to create (or resume)."),
+    prefix_dims: Optional[str] = typer.Option(None, "--prefix-dims", help="Prefix fields to create, e.g. '32,128' (default: the funnel's stage dims)."),
+    batch_size: int = typer.Option(5000, "--batch-size", help="Rows per upsert (and per recorded progress step)."),
+    index_type: str = typer.Option("FLAT", "--index-type", help="Milvus index on the vector fields: FLAT, IVF_FLAT or HNSW."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Time server vs client rerank and record the faster."),
+    target_recall: Optional[float] = typer.Option(None, "--target-recall", help="First tune the local funnel (float first stages, which Milvus can run) to this recall@k."),
+    k: int = typer.Option(10, help="k for tuning."),
+    sample: int = typer.Option(1000, help="Tuning queries used."),
+) -> None:
+    """Copy a local index (vectors, ids, metadata, tuned funnel) into Milvus; resumable after a kill."""
+    import time
+
+    from mrl.index.backends.push import push
+
+    dims = [int(t) for t in prefix_dims.split(",") if t.strip()] if prefix_dims else None
+    if target_recall is not None:
+        from mrl.index import MatryoshkaIndex
+        from mrl.index.store import writer_lock
+
+        with writer_lock(folder):
+            index = MatryoshkaIndex.load(folder)
+            space = {"first": [(d, "float32", "flat") for d in (8, 16, 32, 64, 128) if d <= index.dim // 2]}
+            _tune_and_report(index, folder, None, k, target_recall, sample, 2, None, space)
+    t0 = time.perf_counter()
+    mi = push(folder, milvus, collection, prefix_dims=dims, batch_size=batch_size, index_type=index_type, calibrate=calibrate, log=console.print)
+    n = mi.count
+    console.print(f"{collection} at {milvus}: {n} vectors, prefix fields {mi.prefix_dims}, funnel {mi.funnel} ({time.perf_counter() - t0:.1f}s)")
 
 
 def _need_folder(folder: Optional[Path]) -> Path:
