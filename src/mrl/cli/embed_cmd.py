@@ -64,12 +64,34 @@ def embed(
 def embed_text(
     model: str = typer.Argument(..., help="Sentence-transformers folder or 'all-MiniLM-L6-v2'."),
     input: Path = typer.Option(..., "--input", "-i", help="Text file, one text per line (UTF-8)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (float32, full width)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (float32, full width); with --ray a shard folder."),
     truncate_dim: Optional[int] = typer.Option(None, help="Keep the first d dims (then L2-normalise)."),
     batch_size: int = typer.Option(128),
     overwrite: bool = typer.Option(False, "--overwrite"),
+    ray: bool = typer.Option(False, "--ray", help="Encode on Ray Data into a resumable shard folder (as `mrl encode`); a local Ray unless --ray-address."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local Ray (2 CPUs)."),
+    actors: int = typer.Option(2, "--actors", help="--ray: model replicas (actors), each loads the model once."),
+    rows_per_shard: int = typer.Option(16384, "--rows-per-shard", help="--ray: rows per shard (the unit of work and of resume)."),
+    bf16: bool = typer.Option(False, "--bf16", help="--ray: bf16 autocast on CPU."),
 ) -> None:
-    """Encode texts with a sentence encoder into a .npy (truncate-then-normalise when --truncate-dim)."""
+    """Encode texts with a sentence encoder into a .npy (truncate-then-normalise when --truncate-dim).
+
+    With ``--ray [--ray-address ADDRESS]`` the texts are encoded by Ray actors into fixed-size shards plus a
+    manifest; rerunning the same command resumes a killed job; `mrl index build --vectors FOLDER`
+    and `mrl index push` read the folder directly.
+    """
+    if ray_address is not None and not ray:
+        raise MRLError("--ray-address needs --ray.")
+    if ray:
+        from mrl.encode.ray_text import encode_corpus_ray
+
+        if truncate_dim:
+            raise MRLError("--ray writes full-width shards; drop --truncate-dim (funnels truncate at search time).")
+        if out.suffix == ".npy":
+            raise MRLError(f"--ray writes a shard folder, not a .npy: give --out a folder, got {out}.")
+        reader = encode_corpus_ray(model, [input], out, address=ray_address, actors=actors, rows_per_shard=rows_per_shard, batch_size=batch_size, bf16=bf16, overwrite=overwrite, log=console.print)
+        console.print(f"wrote {out}: {reader.rows} x {reader.dim} {reader.dtype} in {len(reader.arrays)} shards")
+        return
     from mrl.embeddings import l2_normalize
     from mrl.evaluate.ir import encode_texts
     from mrl.io import guard_output, save_npy

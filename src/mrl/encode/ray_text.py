@@ -1,0 +1,161 @@
+"""Distributed text encoding on Ray Data: the same shards and manifest as :func:`mrl.encode.text.encode_corpus`.
+
+    >>> reader = encode_corpus_ray("all-MiniLM-L6-v2", ["corpus/"], "enc/base")            # local Ray
+    >>> reader = encode_corpus_ray(model, inputs, "/shared/enc", address="ray://head:10001")  # a cluster
+
+The driver plans the encoding exactly as the single-process executor does (same manifest header:
+model content hash, input hashes, settings), so either executor resumes the other's folder. It
+sends each *pending* shard (index + its texts) through ``Dataset.map_batches`` to a pool of actors
+(:class:`ShardEncoder`); each actor loads the model once, encodes a shard with the same length-sorted
+code (:func:`~mrl.encode.text.encode_texts_sorted`), writes it atomically
+(:func:`~mrl.encode.shards.write_shard`) and records it in the manifest under the folder lock
+(:meth:`~mrl.encode.shards.ShardSet.record`). A killed job therefore loses at most the shards in
+flight; the rerun encodes only what the manifest does not list. On a cluster the output folder
+and the inputs must be on a filesystem every node sees (the actors write the shards themselves).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pathlib import Path
+
+from mrl.encode.shards import MANIFEST, ShardReader, ShardSet, open_shards, write_shard
+from mrl.errors import MRLError
+from mrl.io import read_json
+
+
+class ShardEncoder:
+    """A Ray Data actor: loads the model once, then encodes, writes and records whole shards."""
+
+    def __init__(self, model: str, folder: str, dtype: str, bf16: bool, batch_size: int, max_seq_length: int | None, threads: int) -> None:
+        import torch
+
+        from mrl.models.text import load_sentence_transformer
+
+        torch.set_num_threads(threads)
+        self.st = load_sentence_transformer(model)
+        if max_seq_length is not None:
+            self.st.max_seq_length = int(max_seq_length)
+        self.dtype, self.bf16, self.batch_size = dtype, bf16, batch_size
+        self.shards = ShardSet(Path(folder), read_json(Path(folder) / MANIFEST))  # record() re-reads it under the lock
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from mrl.encode.text import encode_texts_sorted
+
+        shards = self.shards
+        out: dict[str, list[Any]] = {"index": [], "rows": [], "seconds": [], "pid": []}
+        for index, texts in zip(batch["index"], batch["texts"]):
+            t0 = time.perf_counter()
+            emb = encode_texts_sorted(self.st, list(texts), batch_size=self.batch_size, bf16=self.bf16)
+            entry = write_shard(shards.folder, int(index), shards.shard_rows(int(index))[0], emb, self.dtype)
+            seconds = round(time.perf_counter() - t0, 3)
+            shards.record({**entry, "seconds": seconds, "executor": "ray"})
+            out["index"].append(int(index))
+            out["rows"].append(len(texts))
+            out["seconds"].append(seconds)
+            out["pid"].append(os.getpid())
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> Any:
+    """Connect to the cluster at ``address`` (``None``/``"local"``: start a local Ray with ``num_cpus``)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:  # pragma: no cover - the scale extra is part of `make setup`
+        raise MRLError("Ray is not installed; pip install 'mrl[scale]' (ray[data]).") from exc
+    if not ray.is_initialized():
+        local = address in (None, "", "local")
+        try:
+            ray.init(address=None if local else address, num_cpus=num_cpus if local else None, include_dashboard=False, log_to_driver=False,
+                     configure_logging=True, logging_level=logging.WARNING, ignore_reinit_error=True)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError by Ray version
+            where = "a local Ray" if local else f"the Ray cluster at {address}"
+            raise MRLError(f"cannot start {where} ({str(exc).splitlines()[0][:200]}); check the address (ray://host:10001 or host:6379) or run `ray status`.") from exc
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own bar counts shards; Ray's would flood a log
+    ctx.print_on_execution_start = False
+    for name in ("ray.data", "ray"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return ray
+
+
+def encode_corpus_ray(
+    model: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    address: str | None = None,
+    actors: int = 2,
+    cpus_per_actor: float = 1.0,
+    threads_per_actor: int = 1,
+    num_cpus: int | None = 2,
+    text_field: str = "text",
+    id_field: str | None = "_id",
+    rows_per_shard: int = 16384,
+    batch_size: int = 128,
+    dtype: str = "float32",
+    bf16: bool = False,
+    max_seq_length: int | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Any = None,
+) -> ShardReader:
+    """Encode a corpus into ``out`` on Ray (same arguments and result as :func:`~mrl.encode.text.encode_corpus`).
+
+    Args:
+        address: a Ray cluster address, or ``None``/``"local"`` to start a local Ray (``num_cpus``).
+        actors: model replicas (each holds the model once and encodes whole shards).
+        cpus_per_actor / threads_per_actor: Ray CPUs reserved and torch threads used per actor.
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from mrl.encode.text import input_files, iter_shard_texts, scan_inputs
+    from mrl.models.text import load_sentence_transformer, model_dim, model_hash, resolve_model_path
+
+    for name, v in (("actors", actors), ("rows_per_shard", rows_per_shard), ("batch_size", batch_size), ("threads_per_actor", threads_per_actor)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise MRLError(f"{name} must be a positive integer, got {v!r}.")
+    log = log or (lambda _m: None)
+    files = input_files(inputs)
+    path = resolve_model_path(model)
+    st = load_sentence_transformer(model)  # the driver only reads the dim and sequence length: the header must equal encode_corpus's
+    if max_seq_length is not None:
+        st.max_seq_length = int(max_seq_length)
+    dim, seq = model_dim(st), int(st.max_seq_length)
+    del st
+    sources, ids = scan_inputs(files, text_field, id_field, limit)
+    rows = sum(s["rows"] for s in sources)
+    header = {
+        "model": {"name": str(model), "path": str(path.resolve()), "sha256": model_hash(path, seq)},
+        "dim": dim, "dtype": dtype, "rows": rows, "rows_per_shard": rows_per_shard, "sources": sources,
+        "settings": {"precision": "bf16-autocast" if bf16 else "fp32", "max_seq_length": seq, "text_field": text_field, "id_field": id_field, "normalize": False},
+    }
+    shards = ShardSet.create_or_resume(out, header, overwrite=overwrite, ids=ids)
+    pending = set(shards.pending())
+    done_rows = rows - sum(shards.shard_rows(i)[1] - shards.shard_rows(i)[0] for i in pending)
+    log(f"{rows} texts in {shards.num_shards} shards of {rows_per_shard}: {len(pending)} to encode on Ray ({done_rows} rows already done)")
+    if pending:
+        ray = start_ray(address, num_cpus)
+        items = [{"index": i, "texts": texts} for i, texts in iter_shard_texts(files, rows_per_shard, text_field, id_field, rows) if i in pending]
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ShardEncoder, batch_size=1, concurrency=min(actors, len(items)), num_cpus=cpus_per_actor,
+            fn_constructor_kwargs={"model": str(path), "folder": str(shards.folder.resolve()), "dtype": dtype, "bf16": bf16, "batch_size": batch_size,
+                                   "max_seq_length": max_seq_length, "threads": threads_per_actor})
+        bar = tqdm(total=rows, initial=done_rows, unit="text", desc="encode (ray)", disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        try:
+            for row in ds.iter_rows():  # drives the streaming execution; each row is one finished shard
+                bar.update(int(row["rows"]))
+        finally:
+            bar.close()
+    return open_shards(shards.folder)

@@ -1,0 +1,63 @@
+"""Ray Data encoding: the same shards as the single-process encoder, resume of the other's folder,
+feeding `index build`. One local Ray session for the whole test run (Ray start-up is slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from text_fixtures import minilm_path  # noqa: F401
+from typer.testing import CliRunner
+
+pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    from mrl.encode.ray_text import start_ray
+    from mrl.errors import MRLError
+
+    try:
+        ray = start_ray("local", num_cpus=2)
+    except MRLError as exc:
+        pytest.skip(f"Ray cannot start on this machine: {exc}")
+    yield ray
+    ray.shutdown()
+
+
+def write_texts(path: Path, n: int) -> list[str]:
+    rng = np.random.default_rng(1)
+    words = "prefix shortlist rerank funnel graph cosine passage corpus shard actor cluster query".split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(2, 20)))) for _ in range(n)]
+    path.write_text("\n".join(texts) + "\n")
+    return texts
+
+
+def test_ray_shards_equal_single_process_and_resume(tmp_path, minilm_path, ray_session) -> None:  # noqa: F811
+    from mrl.encode import open_shards
+    from mrl.encode.text import encode_corpus
+    from mrl.cli.app import app
+
+    write_texts(tmp_path / "t.txt", 90)
+    ref = encode_corpus(minilm_path, [tmp_path / "t.txt"], tmp_path / "ref", rows_per_shard=30, progress=False)
+    # Start single-process, stop after one shard (as a killed job leaves it), finish on Ray: only the missing shards run there.
+    part = tmp_path / "enc"
+    encode_corpus(minilm_path, [tmp_path / "t.txt"], part, rows_per_shard=30, limit=None, progress=False)
+    man = json.loads((part / "manifest.json").read_text())
+    man["shards"], man["complete"] = man["shards"][:1], False
+    (part / "manifest.json").write_text(json.dumps(man))
+    (part / "shard-00002.npy").unlink()
+    res = CliRunner().invoke(app, ["embed-text", minilm_path, "-i", str(tmp_path / "t.txt"), "--out", str(part), "--ray", "--rows-per-shard", "30", "--actors", "1"])
+    assert res.exit_code == 0, res.output
+    assert "2 to encode on Ray (30 rows already done)" in res.output
+    got = open_shards(part, verify=True)
+    executors = [e.get("executor", "local") for e in got.manifest["shards"]]
+    assert executors == ["local", "ray", "ray"] and got.manifest["complete"]
+    np.testing.assert_allclose(got.array(), ref.array(), atol=1e-5)
+    # The shard folder feeds `index build` directly.
+    res = CliRunner().invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(part)])
+    assert res.exit_code == 0 and "90 x 384" in res.output, res.output
+    res = CliRunner().invoke(app, ["embed-text", minilm_path, "-i", str(tmp_path / "t.txt"), "--out", str(tmp_path / "x.npy"), "--ray"])
+    assert res.exit_code == 2 and "shard folder" in res.output
