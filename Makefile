@@ -8,15 +8,15 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STAMP := $(VENV)/.installed
 WORDNET := /usr/share/wordnet/data.noun
 
-.PHONY: setup data bench-data demo test clean
+.PHONY: setup data bench-data browser demo test clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data browser
 
 # Torch is pinned in the same pip call as the package so nothing pulls a CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_PIN)" -e ".[test,text,scale]"
+	$(PIP) install -q "$(TORCH_PIN)" -e ".[test,text,scale,serve]"
 	touch $(STAMP)
 
 data:
@@ -41,6 +41,13 @@ bench-data: data
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "run: sudo apt-get install --no-install-recommends $$missing"; exit 1; fi; \
+	fi
+
+# The page test of `mrl serve` drives Debian's chromium through chromium-driver (selenium).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver; \
+	  else echo "chromium + chromium-driver missing: the page test of mrl serve will be skipped; run 'sudo apt-get install chromium chromium-driver'"; fi; \
 	fi
 
 demo: setup

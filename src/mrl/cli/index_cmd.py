@@ -347,6 +347,27 @@ def index_info(
     typer.echo(json.dumps(info, indent=2))
 
 
+@app.command("attach-texts")
+@friendly
+def index_attach_texts(
+    folder: Path = typer.Argument(..., help="Index folder."),
+    texts: str = typer.Option(..., "--texts", help="A .txt (one passage per line, ids 0..N-1), a .jsonl ({id, text} per line) or 'wordnet'."),
+) -> None:
+    """Store the passage of each id beside the index (for `mrl serve` search with return_text)."""
+    import numpy as np
+
+    from mrl.index import MatryoshkaIndex
+    from mrl.index.texts import read_texts, write_text_store
+
+    index = MatryoshkaIndex.load(folder, verify=False)
+    ids, passages = read_texts(texts)
+    missing = np.setdiff1d(index.ids, ids).size
+    if missing:
+        raise MRLError(f"{missing} of the index's {index.count} ids have no passage in {texts}; give the texts of the vectors the index was built from.")
+    write_text_store(folder, ids, passages)
+    console.print(f"attached {len(passages)} passages to {folder}")
+
+
 @tune_app.command("tune")
 @friendly
 def tune_cmd(

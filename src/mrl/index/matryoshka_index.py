@@ -55,6 +55,7 @@ class SearchStats:
     rerank_flops_without_early_exit: float = 0.0
     exited_after_stage: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    stage_seconds: list[float] = field(default_factory=list)  # [stage 1, all rerank stages] wall-clock
 
     @property
     def saved_fraction(self) -> float:
@@ -69,7 +70,7 @@ class SearchStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"queries": self.queries, "flops": self.flops, "flops_without_early_exit": self.flops_without_early_exit, "saved_fraction": self.saved_fraction,
-                "rerank_saved_fraction": self.rerank_saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds}
+                "rerank_saved_fraction": self.rerank_saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds, "stage_seconds": self.stage_seconds}
 
 
 class MatryoshkaIndex:
@@ -321,8 +322,11 @@ class MatryoshkaIndex:
         allowed = self.catalog.allowed(parse_filter(filter, self.catalog.schema))
         s0 = f.first
         fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
+        t1 = time.perf_counter()
         rows = self._first_candidates(q, s0, fs, allowed, ef_search or s0.ef)
+        t2 = time.perf_counter()
         scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit, first_distances=fs.last_distances)
+        stats.stage_seconds = [t2 - t1, time.perf_counter() - t2] if len(f.stages) > 1 else [time.perf_counter() - t1]
         out_ids = np.where(out_rows >= 0, self.catalog.ids[np.maximum(out_rows, 0)], -1)
         stats.seconds = time.perf_counter() - t0
         return (scores, out_ids, stats) if return_stats else (scores, out_ids)
