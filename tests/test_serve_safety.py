@@ -143,9 +143,11 @@ def test_unknown_funnel_and_unknown_model(api: TestClient) -> None:
 
 
 def test_on_demand_first_stage_is_bounded(served_model: Any, tiny_index: Path) -> None:
-    app = create_app(ServeConfig(model="tiny-mrl", index=tiny_index, limits=Limits(max_build_bytes=1000)), model=served_model)
+    app = create_app(ServeConfig(model="tiny-mrl", index=tiny_index, limits=Limits(max_build_bytes=0)), model=served_model)
     with TestClient(app) as c:
-        e = err(c.post("/v1/search", json={"vectors": q(), "funnel": "8:50 -> 32:10"}), 400)
+        built = c.get("/v1/info").json()["index"]["first_stages"]  # e.g. ["16-int8-flat"]: what tuning persisted
+        spec = next(f"{d}{'/int8' if p == 'int8' else ''}:50 -> 32:10" for d in (8, 16) for p in ("float32", "int8") if f"{d}-{p}-flat" not in built)
+        e = err(c.post("/v1/search", json={"vectors": q(), "funnel": spec}), 400)
         assert "on-demand limit" in e["message"]
         assert c.post("/v1/search", json={"vectors": q(), "k": 10}).status_code == 200  # the tuned funnel's stage is built
 
