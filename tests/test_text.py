@@ -167,7 +167,7 @@ def test_config_validation_and_cli_refusals(tmp_path):
     with pytest.raises(MRLError, match="general_fraction"):
         load_text_config(None, ["general_fraction=0.5"])
     default = load_text_config("configs/text_distill.yaml")
-    assert default.loss == "distill" and default.projection == "pca" and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
+    assert default.loss == "distill" and default.projection == "adaptor" and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
     assert load_text_config("configs/wordnet_minilm.yaml").loss == "mnrl"
     res = CliRunner().invoke(app, ["train", "--config", "configs/text_distill.yaml", "--out", str(tmp_path / "x"), "--nproc", "2"])
     assert res.exit_code == 2 and "accelerate launch" in res.output
@@ -203,3 +203,13 @@ def test_encode_cache_and_eval_text_cli(tuned, toy_model, tmp_path, wordnet_dir,
     assert doc["runs"][0]["dims"] == [8, 16, 32] and len(doc["runs"][0]["per_dim"]["8"]) == 4
     res = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
+
+
+def test_embed_text_cli_normalises_after_truncation(tuned, tmp_path):
+    out, _ = tuned
+    src = tmp_path / "t.txt"
+    src.write_text("a red boat\n\na blue lamp\n")
+    res = CliRunner().invoke(app, ["embed-text", str(out), "--input", str(src), "--out", str(tmp_path / "e.npy"), "--truncate-dim", "16"])
+    assert res.exit_code == 0, res.output
+    e = np.load(tmp_path / "e.npy")
+    assert e.shape == (2, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)

@@ -77,7 +77,7 @@ class TextTrainConfig(MatryoshkaRecipe):
     general_fraction: float = 0.0  # distill: share of batch anchors drawn from general_text
     max_texts: int | None = 20000  # distill: at most this many distinct texts from dataset (a seeded sample)
     teacher: str | None = None  # distill/mse_distill: teacher folder (null: the base model itself, frozen)
-    projection: str = "pca"  # distill: linear layer on top, initialised from pca | adaptor | none (no layer)
+    projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca | none (no layer)
     projection_lr: float = 1e-3  # learning rate of that linear layer
     init_steps: int = 500  # projection: adaptor: steps of the unsupervised adaptor fit that initialises it
     neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
@@ -88,6 +88,7 @@ class TextTrainConfig(MatryoshkaRecipe):
     rank_boost_max_dim: int = 32  # distill: largest prefix whose ranking term is boosted
     full_weight: float = 2.0  # distill: multiplier of the full-width prefix loss (never forget)
     pair_weight: float = 0.0  # distill with pairs: weight of the in-batch-negatives pair term
+    train_layers: int | None = None  # train only the top N transformer layers (null: all); the rest stay frozen (cheaper, forgets less)
     max_train: int | None = None  # pair losses: keep at most this many training pairs (null: all)
     epochs: int = 1  # passes over the data (ignored when max_steps is set)
     max_steps: int | None = None  # exact number of optimisation steps (null: epochs x data / batch)
@@ -126,6 +127,8 @@ class TextTrainConfig(MatryoshkaRecipe):
             raise MRLError("sim_weight, rank_weight, rank_boost, full_weight and pair_weight must be >= 0.")
         if not 0 <= self.general_fraction <= 1 or (self.general_fraction > 0 and not self.general_text):
             raise MRLError(f"general_fraction must be in [0, 1] and needs general_text when > 0; got {self.general_fraction} with general_text={self.general_text!r}.")
+        if self.train_layers is not None and self.train_layers < 0:
+            raise MRLError(f"train_layers must be >= 0 or null (all), got {self.train_layers}.")
         if self.pair_weight and self.loss == "distill":
             raise MRLError("pair_weight > 0 needs pairs, which the text-only distill dataset does not hold; set pair_weight: 0.")
 
@@ -313,6 +316,8 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
     model = load_sentence_transformer(base, device=device)
     model.max_seq_length = cfg.max_seq_length
     dims = validate_dims(cfg.matryoshka_dims)
+    if cfg.train_layers is not None:
+        freeze_lower_layers(model, cfg.train_layers)
     if cfg.loss == "distill":
         if cfg.n_dims_per_step is not None:
             raise MRLError("n_dims_per_step applies to the pair losses; the distill loss evaluates every prefix on the shared batch (set n_dims_per_step: null).")
@@ -328,6 +333,23 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
     info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": time.perf_counter() - t0 - seconds})
     _save_final(cfg, trained, loss, out, dims, info, history)
     return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history)
+
+
+def freeze_lower_layers(model: SentenceTransformer, train_layers: int) -> None:
+    """Freeze the embeddings and all but the top ``train_layers`` transformer layers.
+
+    Raises:
+        MRLError: the model has no ``encoder.layer`` stack (not a BERT-like transformer).
+    """
+    backbone = getattr(model[0], "auto_model", None)
+    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if backbone is None or layers is None:
+        raise MRLError("train_layers needs a BERT-like transformer (auto_model.encoder.layer); set train_layers: null for this model.")
+    if train_layers > len(layers):
+        raise MRLError(f"train_layers={train_layers} but the model has {len(layers)} layers; use at most {len(layers)} or null.")
+    keep = {id(p) for layer in list(layers)[len(layers) - train_layers :] for p in layer.parameters()}
+    for p in backbone.parameters():
+        p.requires_grad_(id(p) in keep)
 
 
 def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, out: Path, dims: tuple[int, ...], info: dict[str, Any], history: list[dict[str, float]]) -> None:
