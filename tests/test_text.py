@@ -60,7 +60,7 @@ def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir,
     from mrl.models.text import load_sentence_transformer
     from mrl.train.text import _projection_init
 
-    cfg = _cfg(toy_model, wordnet_dir)
+    cfg = _cfg(toy_model, wordnet_dir, projection="pca")
     st = load_sentence_transformer(toy_model)
     x = st.encode(["a red boat", "a blue cup", "a green lamp", "a white coat", "a black drum"] * 4, convert_to_numpy=True)
     x = x + np.random.default_rng(0).normal(scale=0.01, size=x.shape).astype(np.float32)
@@ -213,3 +213,46 @@ def test_embed_text_cli_normalises_after_truncation(tuned, tmp_path):
     assert res.exit_code == 0, res.output
     e = np.load(tmp_path / "e.npy")
     assert e.shape == (2, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+
+
+def _beir(folder, *, graded=False):
+    from mrl.data.beir import write_beir
+
+    things = ["boat", "house", "bird", "stone", "coat", "lamp", "drum", "fish", "cart", "cup", "tree", "road"]
+    corpus = {f"d{i}": f"a {t} that is painted {c}" for i, (t, c) in enumerate((t, c) for t in things for c in ("red", "blue"))}
+    queries = {f"q{i}": f"{c} {t}" for i, (t, c) in enumerate((t, c) for t in things[:6] for c in ("red",))}
+    qrels = {"test": {f"q{i}": {f"d{2 * i}": 2 if graded else 1, f"d{2 * i + 1}": 1} for i in range(6)}}
+    unlabeled = {f"u{i}": f"a {t} kept near the {things[(i + 3) % 12]}" for i, t in enumerate(things)}
+    write_beir(folder, corpus, queries, qrels, unlabeled=unlabeled)
+    return folder
+
+
+def test_eval_text_on_a_beir_folder_with_bounds(toy_model, tmp_path):  # noqa: F811
+    folder = _beir(tmp_path / "beir", graded=True)
+    res = CliRunner().invoke(app, ["eval-text", str(toy_model), "--beir", str(folder), "--out", str(tmp_path / "r.json"), "--dims", "8,32", "--max-queries", "3", "--max-corpus", "10", "--fit-texts", "12", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "3 queries, 10 documents, 12 fitting texts" in res.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["mode"] for r in doc["runs"]] == ["truncate", "pca-text", "adaptor-unsup"] and doc["runs"][0]["dataset"] == "beir"
+    # only the sampled texts were encoded: 3 queries + 10 documents + 12 fitting texts
+    sizes = sorted(np.load(p).shape[0] for p in (tmp_path / "c").glob("*.npy"))
+    assert sizes == [3, 10, 12]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "match"),
+    [
+        (lambda f: (f / "queries.jsonl").unlink(), "queries.jsonl not found"),
+        (lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\tnope\t1\n"), "names document 'nope'"),
+        (lambda f: (f / "corpus.jsonl").write_text('{"_id": "d0", "text": "a"}\n{"_id": "d0", "text": "b"}\n'), "duplicate _id 'd0'"),
+        (lambda f: (f / "queries.jsonl").write_text('{"_id": "q0", "text": ""}\n'), "empty text"),
+        (lambda f: (f / "corpus.jsonl").write_bytes(b'{"_id": "d0", "text": "caf\xe9"}\n'), "not UTF-8"),
+    ],
+)
+def test_eval_text_bad_beir_folders_fail_with_one_line(toy_model, tmp_path, breakage, match):  # noqa: F811
+    folder = _beir(tmp_path / "beir")
+    (folder / "manifest.json").unlink()  # a hand-edited folder from elsewhere carries no manifest
+    breakage(folder)
+    res = CliRunner().invoke(app, ["eval-text", str(toy_model), "--beir", str(folder), "--out", str(tmp_path / "r.json"), "--baselines", "", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 2 and match in res.output, res.output
+    assert len([ln for ln in res.output.strip().splitlines() if ln.strip()]) == 1
