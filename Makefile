@@ -33,9 +33,9 @@ data:
 	  else echo "mandoc missing (man-page tests skip): run 'sudo apt-get install mandoc'"; fi; \
 	fi
 
-# Text sources of the benchmark data sets (benchmarks/build_ood_sets.py, benchmarks/build_text_corpus.py);
-# the tests do not need them.
-BENCH_PKGS := mandoc python3.11-doc
+# Sources of the benchmark data sets (benchmarks/build_ood_sets.py, benchmarks/build_text_corpus.py;
+# emoji font, icon themes and SVG rasteriser for benchmarks/build_image_text.py); the tests do not need them.
+BENCH_PKGS := mandoc python3.11-doc fonts-noto-color-emoji papirus-icon-theme adwaita-icon-theme librsvg2-bin
 bench-data: data
 	@missing=$$(for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

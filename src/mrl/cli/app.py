@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from mrl.cli import adapt_cmd, cascade_cmd, demo_cmd, embed_cmd, encode_cmd, eval_cmd, index_cmd, serve_cmd, train_cmd
+from mrl.cli import adapt_cmd, cascade_cmd, demo_cmd, embed_cmd, encode_cmd, eval_cmd, index_cmd, multimodal_cmd, serve_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -32,7 +32,7 @@ def _root(version: bool = typer.Option(False, "--version", "-V", callback=_versi
 
 
 # Top-level commands (groups without a name merge their commands into `mrl`).
-for group in (train_cmd.app, eval_cmd.app, embed_cmd.app, encode_cmd.app, demo_cmd.app, adapt_cmd.app, index_cmd.tune_app, serve_cmd.app):
+for group in (train_cmd.app, eval_cmd.app, embed_cmd.app, encode_cmd.app, demo_cmd.app, adapt_cmd.app, index_cmd.tune_app, serve_cmd.app, multimodal_cmd.app):
     app.add_typer(group)
 # Command groups: `mrl cascade ...`, `mrl index ...`.
 app.add_typer(cascade_cmd.app, name="cascade")

@@ -23,12 +23,23 @@ def embed(
     data_root: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),
     overwrite: bool = typer.Option(False, "--overwrite"),
     adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Apply this `mrl adapt` folder to --input vectors instead of running a model."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor; with --tower, a file of captions or picture paths (one per line)."),
+    tower: Optional[str] = typer.Option(None, "--tower", help="Two-tower runs (task: multimodal): embed with the image or the text tower."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --tower: the image-text data set whose --split pictures or captions to embed."),
+    text_model: Optional[str] = typer.Option(None, "--text-model", help="With --tower text: the sentence encoder feeding the projection (default: the one trained with)."),
 ) -> None:
     """Write the embeddings of a split as float32 .npy with a JSON sidecar (dims, model, split).
 
     With ``--adaptor DIR --input x.npy`` it maps frozen embeddings through a post-hoc adaptor instead.
+    With ``--tower image|text`` it embeds pictures or captions with a two-tower run (both land in one
+    space: search pictures with text queries).
     """
+    if tower is not None:
+        from mrl.cli.multimodal_cmd import embed_tower
+
+        if model is None or adaptor is not None:
+            raise MRLError("--tower needs a two-tower run folder (MODEL) and no --adaptor.")
+        return embed_tower(model, tower, out, data=data, split=split, input=input, text_model=text_model, overwrite=overwrite)
     if adaptor is not None or input is not None:
         if adaptor is None or input is None or model is not None:
             raise MRLError("use either MODEL (image run folder) or --adaptor DIR --input x.npy, not a mix.")

@@ -1,4 +1,4 @@
-"""``mrl train``: run a recipe (``task: image`` classifier or ``task: text`` sentence encoder)."""
+"""``mrl train``: run a recipe (``task: image`` classifier, ``task: text`` sentence encoder, ``task: multimodal`` two-tower model)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from mrl.cli.console import console, friendly
+from mrl.cli.multimodal_cmd import run_multimodal
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -52,7 +53,7 @@ def _run_text(cfg, config: Path | None, overrides: list[str], out: Path, *, resu
 
 
 # task -> how `mrl train` runs it (a registry, so a new task is one line here and one recipe class).
-RUNNERS: dict[str, Callable[..., None]] = {"image": _run_image, "text": _run_text}
+RUNNERS: dict[str, Callable[..., None]] = {"image": _run_image, "text": _run_text, "multimodal": run_multimodal}
 
 
 @app.command()
@@ -66,7 +67,7 @@ def train(
     nproc: int = typer.Option(1, "--nproc", help="Processes for distributed data-parallel training (torchrun; gloo on CPU, NCCL on GPU)."),
     force: bool = typer.Option(False, "--force", help="Allow --nproc above the number of CPU cores."),
 ) -> None:
-    """Train a Matryoshka model: a classifier (mrl, mrl-e, ff) or a sentence encoder (task: text)."""
+    """Train a Matryoshka model: a classifier (mrl, mrl-e, ff), a sentence encoder (task: text) or an image-text two-tower model (task: multimodal)."""
     from mrl.train.recipe import load_recipe
 
     if nproc < 1:

@@ -19,6 +19,8 @@ from mrl.report.aggregate import aggregate  # noqa: E402
 METRIC_TITLES = {"top1": "Head top-1 accuracy (%)", "1nn": "1-NN accuracy (%)", "map@10": "mAP@10 (%)"}
 # Titles of other metrics a record may carry (IR records from mrl.evaluate.ir); unknown names are shown as is.
 EXTRA_TITLES = {"ndcg@10": "nDCG@10 (%)", "recall@10": "Recall@10 (%)", "recall@100": "Recall@100 (%)", "mrr@10": "MRR@10 (%)"}
+# Cross-modal records (mrl.evaluate.cross_modal): text->image and image->text recall.
+EXTRA_TITLES.update({f"{way}_recall@{k}": f"{label} recall@{k} (%)" for way, label in (("t2i", "Text->image"), ("i2t", "Image->text")) for k in (1, 5, 10)})
 
 
 def metric_title(metric: str) -> str:
@@ -63,8 +65,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def plot(agg: dict[str, dict[int, dict[str, dict[str, float]]]], path: Path, metrics: tuple[str, ...] = tuple(METRIC_TITLES)) -> None:
     """One subplot per metric: mean (± std band) vs log2(dim) for each method family."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    cols = min(3, len(metrics))  # wrap after three plots so that six recall metrics stay readable
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         for fam, per_dim in agg.items():
             pts = [(math.log2(d), 100 * v[metric]["mean"], 100 * v[metric]["std"]) for d, v in per_dim.items() if metric in v]
             if not pts:

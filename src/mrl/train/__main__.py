@@ -30,10 +30,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from mrl.train import load_config, train
+    from mrl.train.recipe import load_recipe
 
     args = parse_args(argv)
     rank = int(os.environ.get("RANK", "0") or 0)
     try:
+        if load_recipe(args.config, args.overrides).task == "multimodal":
+            from mrl.train.multimodal import train_multimodal
+            from mrl.train.multimodal_config import load_multimodal_config
+
+            mm = train_multimodal(load_multimodal_config(args.config, args.overrides), args.out, resume=args.resume, overwrite=args.overwrite, stop_after_epoch=args.stop_after_epoch)
+            if rank == 0:
+                print(f"trained two-tower model on {os.environ.get('WORLD_SIZE', '1')} process(es) in {mm.seconds:.0f}s", file=sys.stderr)
+            return 0
         cfg = load_config(args.config, args.overrides)
         result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, stop_after_epoch=args.stop_after_epoch)
     except MRLError as exc:

@@ -190,3 +190,20 @@ def launch(nproc: int, args: Sequence[str]) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() // nproc)))
     return subprocess.run(torchrun_command(nproc, args), env=env, check=False).returncode
+
+
+def gather_with_grad(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Concatenate every rank's ``t`` along dim 0, in rank order, keeping gradients.
+
+    Contrastive losses need the whole global batch: each rank gathers all embeddings and computes
+    the same loss; backward sums each slice's gradients back to the rank that owns it
+    (``torch.distributed._functional_collectives.all_gather_single_autograd``, which works on gloo
+    and NCCL), and DDP's averaging then gives exactly the single-process gradient.
+
+    Shape: ``[B / world_size, ...]`` on each rank -> ``[B, ...]``.
+    """
+    if not ctx.enabled:
+        return t
+    from torch.distributed._functional_collectives import all_gather_single_autograd
+
+    return all_gather_single_autograd(t.contiguous(), 0, dist.group.WORLD)

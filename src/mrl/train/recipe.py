@@ -31,7 +31,7 @@ R = TypeVar("R", bound="MatryoshkaRecipe")
 # task name -> recipe class; filled by @register_task in the modules of TASK_MODULES.
 TASKS: dict[str, type[MatryoshkaRecipe]] = {}
 # Modules whose import registers a task (imported lazily so that reading a recipe stays cheap).
-TASK_MODULES = ("mrl.train.config", "mrl.train.text")
+TASK_MODULES = ("mrl.train.config", "mrl.train.text", "mrl.train.multimodal_config")
 
 
 def register_task(name: str):  # noqa: ANN201 - a class decorator
@@ -48,7 +48,7 @@ def register_task(name: str):  # noqa: ANN201 - a class decorator
 class MatryoshkaRecipe:
     """Fields every training task shares. Subclasses add their own and may change defaults."""
 
-    task: str = "image"  # which trainer runs the recipe: image | text (see TASKS)
+    task: str = "image"  # which trainer runs the recipe: image | text | multimodal (see TASKS)
     matryoshka_dims: Any = None  # nested prefix sizes, e.g. "8,16,...,512" or [8, 16, 512]; the last is the embedding width
     matryoshka_weights: list[float] | None = None  # fixed per-prefix loss weights (implies weighting: fixed)
     weighting: str = "uniform"  # how per-prefix losses combine: a name from mrl.weighting (uniform, fixed, uncertainty, dwa, focal)
