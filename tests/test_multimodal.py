@@ -214,3 +214,19 @@ def test_two_process_gloo_run_matches_single_process(mm_config, tmp_path):  # no
     assert float(rows[-1]["train_loss"]) == pytest.approx(single.history[-1]["train_loss"], rel=0.10)
     model, _ = load_two_tower(tmp_path / "two")
     assert model.embed_dim == 16
+
+
+def test_exported_text_tower_is_a_sentence_transformer_with_the_same_embeddings(mm_runs, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["export-text-tower", str(mm_runs / "mrl"), "--out", str(tmp_path / "tt")])
+    assert res.exit_code == 0, res.output
+    model, cfg = load_two_tower(mm_runs / "mrl")
+    texts = ["red circle", "a bar in blue", "purple ring"]
+    st = SentenceTransformer(str(tmp_path / "tt"), device="cpu", local_files_only=True)
+    assert np.allclose(st.encode(texts, convert_to_numpy=True), embed_texts(model, cfg, texts), atol=1e-4)
+    saved = json.loads((tmp_path / "tt" / "config_sentence_transformers.json").read_text())
+    assert saved["is_matryoshka"] and saved["matryoshka_dimensions"] == [4, 8, 16]
+    res = runner.invoke(app, ["export-text-tower", str(mm_runs / "mrl"), "--out", str(tmp_path / "tt")])
+    assert res.exit_code == 2 and "--overwrite" in res.output

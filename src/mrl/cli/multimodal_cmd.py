@@ -66,6 +66,25 @@ def eval_multimodal(
     console.print(f"wrote {out} ({len(records)} records)")
 
 
+@app.command("export-text-tower")
+@friendly
+def export_text_tower_cmd(
+    run: Path = typer.Argument(..., help="Two-tower run folder (task: multimodal)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Sentence-transformers folder to write."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Save the text tower as a sentence-transformers folder (for `mrl embed-text`, `mrl serve`, any ST user)."""
+    from mrl.io import guard_output
+    from mrl.models.two_tower import export_text_tower, load_two_tower
+
+    guard_output(out, overwrite, lambda p: p.exists() and any(p.iterdir()) if p.is_dir() else p.exists())
+    if out.exists() and overwrite and not (out / "modules.json").is_file():
+        raise MRLError(f"{out} is not a sentence-transformers folder; --overwrite replaces only a previous export. Choose another folder.")
+    model, cfg = load_two_tower(run)
+    export_text_tower(model, cfg, out)
+    console.print(f"wrote {out}: text tower as a sentence-transformers model ({model.embed_dim}-d, Matryoshka dims {cfg['matryoshka_dims']})")
+
+
 def embed_tower(model: Path, tower: str, out: Path, *, data: Path | None, split: str, input: Path | None, text_model: str | None, overwrite: bool) -> None:
     """``mrl embed RUN --tower image|text``: embeddings of pictures or captions, with a JSON sidecar.
 

@@ -206,3 +206,32 @@ def embed_texts(model: TwoTower, config: dict[str, Any], texts: Sequence[str], *
     device = next(model.parameters()).device
     parts = [model.text(feats[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(feats), batch_size)]
     return torch.cat(parts).numpy() if parts else np.zeros((0, model.embed_dim), np.float32)
+
+
+def export_text_tower(model: TwoTower, config: dict[str, Any], out: str | os.PathLike[str]) -> Path:
+    """Save the text tower as a plain sentence-transformers folder (encoder + ``Dense`` layers).
+
+    The folder loads with ``SentenceTransformer(out)`` anywhere, is marked Matryoshka-trained
+    (``is_matryoshka``, ``matryoshka_dimensions``) the way serving stacks read it, and embeds queries
+    into the pictures' space: ``mrl embed-text`` / ``mrl serve`` on it search an index of
+    ``mrl embed --tower image`` vectors with text. Its outputs equal :func:`embed_texts`'s.
+    """
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    from mrl.io import atomic_folder
+    from mrl.models.text import mark_matryoshka
+
+    st = model.encoder if model.encoder is not None else load_text_encoder(config["text_model"], max_seq_length=config["max_seq_length"])[0]
+    net = model.text.net
+    layers = [(net, None)] if isinstance(net, nn.Linear) else [(net[0], nn.GELU()), (net[2], None)]
+    for linear, act in layers:
+        dense = Dense(linear.in_features, linear.out_features, activation_function=act if act is not None else nn.Identity())
+        with torch.no_grad():
+            dense.linear.weight.copy_(linear.weight)
+            dense.linear.bias.copy_(linear.bias)
+        st.append(dense.to(st.device))
+    target = Path(out)
+    with atomic_folder(target) as tmp:
+        st.save(str(tmp))
+        mark_matryoshka(tmp, config["matryoshka_dims"] if config.get("mode", "mrl") == "mrl" else [config["matryoshka_dims"][-1]])
+    return target

@@ -184,7 +184,8 @@ def _train(config: MultimodalTrainConfig, out: Path, ctx: ddp.DistContext, devic
 
     net: torch.nn.Module = model
     if ctx.enabled:
-        unused = config.mode == "mrl" and config.n_dims_per_step is not None and config.n_dims_per_step < len(config.loss_dims)
+        # sampled prefixes leave some temperatures without gradient; a fine-tuned encoder's pooler has none
+        unused = encoder is not None or (config.mode == "mrl" and config.n_dims_per_step is not None and config.n_dims_per_step < len(config.loss_dims))
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
     dims = config.loss_dims
     t_start = time.perf_counter()
