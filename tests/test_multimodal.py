@@ -230,3 +230,32 @@ def test_exported_text_tower_is_a_sentence_transformer_with_the_same_embeddings(
     assert saved["is_matryoshka"] and saved["matryoshka_dimensions"] == [4, 8, 16]
     res = runner.invoke(app, ["export-text-tower", str(mm_runs / "mrl"), "--out", str(tmp_path / "tt")])
     assert res.exit_code == 2 and "--overwrite" in res.output
+
+
+def test_serve_searches_pictures_with_text_through_the_exported_text_tower(mm_runs, mm_data, tmp_path):  # noqa: F811
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mrl.serve import ServeConfig, create_app
+
+    runner = CliRunner()
+    for args in (["export-text-tower", str(mm_runs / "mrl"), "--out", str(tmp_path / "tt")],
+                 ["embed", str(mm_runs / "mrl"), "--tower", "image", "--data", str(mm_data), "--split", "test", "--out", str(tmp_path / "img.npy")],
+                 ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "img.npy"), "--metric", "cosine"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    names = json.loads((tmp_path / "img.json").read_text())["items"]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    res = runner.invoke(app, ["index", "attach-texts", str(tmp_path / "idx"), "--texts", str(tmp_path / "names.txt")])
+    assert res.exit_code == 0, res.output
+    model, cfg = load_two_tower(mm_runs / "mrl")
+    img = load_npy(tmp_path / "img.npy")
+    with TestClient(create_app(ServeConfig(model=str(tmp_path / "tt"), index=tmp_path / "idx"))) as c:
+        r = c.post("/v1/search", json={"input": ["red circle", "a bar in green"], "k": 3, "funnel": "16:3", "return_text": True})
+        assert r.status_code == 200, r.text
+        unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+        best = np.argmax(unit(embed_texts(model, cfg, ["red circle", "a bar in green"])) @ unit(img).T, axis=1)
+        assert [row["ids"][0] for row in r.json()["data"]] == best.tolist()
+        assert r.json()["data"][0]["texts"][0] == names[best[0]]
+        r = c.post("/v1/embeddings", json={"input": "red circle", "dimensions": 8})
+        assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 8
