@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN := torch==2.13.0
+# torchvision 0.28.0 is the release built against torch 2.13.0. PyPI's x86-64 wheel is a CUDA build
+# whose compiled ops cannot load next to the CPU torch; mrl only uses its pure-Python parts
+# (models, datasets, transforms) and imports it through mrl.torchvision_compat.
+TORCHVISION_PIN := torchvision==0.28.0
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STAMP := $(VENV)/.installed
 WORDNET := /usr/share/wordnet/data.noun
@@ -12,11 +16,12 @@ WORDNET := /usr/share/wordnet/data.noun
 
 setup: $(STAMP) data browser
 
-# Torch is pinned in the same pip call as the package so nothing pulls a CUDA build.
+# Torch (and the torchvision release built for it) are pinned in the same pip call as the package so
+# nothing pulls a CUDA build of torch.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_PIN)" -e ".[test,text,scale,serve]"
+	$(PIP) install -q "$(TORCH_PIN)" "$(TORCHVISION_PIN)" -e ".[test,text,scale,serve]"
 	touch $(STAMP)
 
 data:

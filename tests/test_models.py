@@ -14,7 +14,7 @@ def test_small_resnet_and_classifier_shapes():
     assert emb.shape == (5, 64) and logits.shape == (3, 5, 10)
     assert model.training  # encode restores the mode it found
     ff = build_classifier(backbone="small_resnet", embed_dim=64, num_classes=10, matryoshka_dims=(8,), mode="ff", width=4)
-    assert ff(x).shape == (1, 5, 10) and ff.head.heads[0].in_features == 8
+    assert ff(x).shape == (1, 5, 10) and ff.head.head_weight(0).shape == (10, 8)
 
 
 def test_factory_errors():

@@ -104,15 +104,32 @@ class MatryoshkaLoss(_MatryoshkaBase):
         if not 0.0 <= label_smoothing < 1.0:
             raise MRLError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
         self.base_loss = base_loss or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        # The default cross-entropy runs fused over all prefixes (one kernel); a custom base_loss per prefix.
+        self.label_smoothing = label_smoothing if base_loss is None else None
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> MatryoshkaLossOutput:
         g = len(self.matryoshka_dims)
         if logits.ndim != 3 or logits.shape[0] != g:
             raise MRLError(f"MatryoshkaLoss expects logits [G={g}, N, C], got {tuple(logits.shape)}.")
         active = self._active(logits.device)
+        if self.label_smoothing is not None:
+            return self._fused(logits, target, active)
         flags = active.tolist()
         losses = [self.base_loss(logits[i], target) if flags[i] else None for i in range(g)]
         return self._combine(losses, active)
+
+    def _fused(self, logits: torch.Tensor, target: torch.Tensor, active: torch.Tensor) -> MatryoshkaLossOutput:
+        """Every prefix's cross-entropy in one kernel: the ``[G, N, C]`` logits are read as ``[N * G, C]``
+        rows (free for the ``[N, G, C]``-backed view :class:`mrl.heads.MatryoshkaLinear` returns) and
+        the per-row losses averaged per prefix. Equal to ``G`` separate mean cross-entropies; the dims
+        not sampled this step (``n_dims_per_step``) are computed but weigh zero, as in the loop."""
+        g, n, c = logits.shape
+        rows = logits.transpose(0, 1).reshape(n * g, c)
+        per_row = F.cross_entropy(rows, target.repeat_interleave(g), reduction="none", label_smoothing=self.label_smoothing)
+        stacked = per_row.view(n, g).mean(dim=0)
+        total = self.weighting(stacked, active)
+        per_dim = torch.where(active, stacked.detach(), torch.full_like(stacked, float("nan")))
+        return MatryoshkaLossOutput(total=total, per_dim=per_dim, active=active)
 
 
 def in_batch_negatives_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None, *, scale: float = 20.0) -> torch.Tensor:

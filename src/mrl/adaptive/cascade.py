@@ -340,11 +340,7 @@ def cascade_forward(model: torch.nn.Module, images: torch.Tensor, cascade: Casca
     stage = torch.full((n,), len(cascade.dims) - 1, dtype=torch.int64)
     active = torch.arange(n)
     for g, d in enumerate(cascade.dims):
-        x = emb[active, :d]
-        if head.efficient:
-            z = x @ head.linear.weight[:, :d].T + (head.linear.bias if head.linear.bias is not None else 0)
-        else:
-            z = head.heads[g](x)
+        z = head.head_logits(emb[active, :d], g)
         p = torch.softmax(z.double(), dim=-1)
         top2 = p.topk(2, dim=-1).values
         conf = top2[:, 0] if cascade.score == "maxprob" else top2[:, 0] - top2[:, 1]

@@ -15,17 +15,17 @@ app = typer.Typer(no_args_is_help=True, help="Adaptive classification: stop at t
 
 
 def _split_logits(model: Path, split: str, data_root: Optional[Path]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    from mrl.data.fashion_mnist import load_fashion_mnist
+    from mrl.data.registry import load_image_data
     from mrl.evaluate.perdim import encode_split
     from mrl.train.checkpoint import load_model
 
     if split not in ("train", "val", "test"):
         raise MRLError(f"split must be train, val or test, got {split!r}.")
     net, cfg = load_model(model)
-    data = getattr(load_fashion_mnist(data_root, val_size=cfg["val_size"]), split)
+    data = load_image_data(cfg, data_root=str(data_root) if data_root is not None else None, log=console.print).split(split)
     if len(data) == 0:
-        raise MRLError(f"the {split} split is empty (the model was trained with val_size={cfg['val_size']}); calibrate on a non-empty split.")
-    enc = encode_split(net, data.images, data.labels)
+        raise MRLError(f"the {split} split is empty (see val_size / val_fraction in the model's config); calibrate on a non-empty split.")
+    enc = encode_split(net, data)
     return enc.logits, enc.labels, tuple(net.matryoshka_dims)
 
 

@@ -20,7 +20,7 @@ def embed(
     model: Optional[Path] = typer.Argument(None, help="Run folder or model.safetensors (not with --adaptor)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy (a .json sidecar is written beside it)."),
     split: str = typer.Option("test", help="train, val or test."),
-    data_root: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),
+    data_root: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since training (default: the run's data_root)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
     adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Apply this `mrl adapt` folder to --input vectors instead of running a model."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor; with --tower, a file of captions or picture paths (one per line)."),
@@ -46,7 +46,7 @@ def embed(
         return run_adaptor(adaptor, input, out, overwrite)
     if model is None:
         raise MRLError("give a run folder (MODEL) to embed, or --adaptor DIR --input x.npy.")
-    from mrl.data.fashion_mnist import load_fashion_mnist
+    from mrl.data.registry import load_image_data
     from mrl.evaluate.perdim import encode_split
     from mrl.io import guard_output, save_npy, write_json
     from mrl.train.checkpoint import load_model
@@ -57,8 +57,8 @@ def embed(
         raise MRLError(f"--out must end in .npy, got {out}.")
     guard_output(out, overwrite)
     net, cfg = load_model(model)
-    data = getattr(load_fashion_mnist(data_root if data_root is not None else cfg.get("data_root"), val_size=cfg["val_size"]), split)
-    enc = encode_split(net, data.images, data.labels)
+    data = load_image_data(cfg, data_root=str(data_root) if data_root is not None else None, log=console.print).split(split)
+    enc = encode_split(net, data)
     save_npy(out, enc.embeddings)
     save_npy(out.with_suffix(".labels.npy"), enc.labels)
     sidecar = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,7 +22,7 @@ def eval_(
     baselines: str = typer.Option("", help="Comma list of post-hoc baselines of FF-D runs: pca,random."),
     dims: Optional[str] = typer.Option(None, help="Dims for the baselines, e.g. '2,4,...,512' (default: the MRL runs' dims)."),
     metric: str = typer.Option("l2", help="Retrieval metric: l2 or cosine."),
-    data_root: Optional[Path] = typer.Option(None),
+    data_root: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since training (default: the runs' data_root)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Per-dim head top-1/top-5, 1-NN, mAP@10 and recall@10 (database = train, queries = test)."""
@@ -36,16 +37,15 @@ def eval_(
 
 
 def _data_for_runs(runs: list[Path], data_root: Path | None) -> Any:
-    """Load Fashion-MNIST with the validation split the runs were trained with (database = train)."""
-    from mrl.data.fashion_mnist import load_fashion_mnist
+    """The dataset the runs were trained on, with their splits (database = train, queries = test)."""
+    from mrl.data.registry import load_image_data, split_fields
     from mrl.train.checkpoint import load_model
 
     configs = [load_model(run)[1] for run in runs]
-    val_sizes = {c["val_size"] for c in configs}
-    if len(val_sizes) > 1:
-        raise MRLError(f"the runs were trained with different val_size values {sorted(val_sizes)}; evaluate them separately.")
-    root = data_root if data_root is not None else configs[0].get("data_root")
-    return load_fashion_mnist(root, val_size=val_sizes.pop())
+    identities = {json.dumps(split_fields(c), sort_keys=True) for c in configs}
+    if len(identities) > 1:
+        raise MRLError(f"the runs were trained on different data splits ({' vs '.join(sorted(identities))}); evaluate them separately.")
+    return load_image_data(configs[0], data_root=str(data_root) if data_root is not None else None, log=console.print)
 
 
 @app.command("eval-text")

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from mrl.data.fashion_mnist import FashionMNIST, to_tensor
+from mrl.data.registry import from_fashion_mnist, load_image_data
+from mrl.data.splits import ImageData, ImageSplit, TensorSplit
 from mrl.errors import MRLError
 from mrl.evaluate.baselines import reductions
 from mrl.evaluate.metrics import per_dim_retrieval, topk_accuracy
@@ -39,10 +41,14 @@ class Encoded:
     labels: np.ndarray
 
 
-def encode_split(model: MatryoshkaClassifier, images: np.ndarray, labels: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 1024) -> Encoded:
-    emb, logits = encode(model, to_tensor(images), batch_size=batch_size, device=device)
+def encode_split(model: MatryoshkaClassifier, split: ImageSplit | np.ndarray, labels: np.ndarray | None = None, *, device: str | torch.device = "cpu", batch_size: int = 256) -> Encoded:
+    """Embeddings and head logits of a split (or of Fashion-MNIST uint8 ``images`` with ``labels``)."""
+    if isinstance(split, np.ndarray):
+        assert labels is not None, "pass labels with an image array"
+        split = TensorSplit(split, labels, to_tensor)
+    emb, logits = encode(model, split.eval_batches(batch_size), device=device)
     assert logits is not None
-    return Encoded(emb.numpy(), logits.numpy(), labels)
+    return Encoded(emb.numpy(), logits.numpy(), split.labels)
 
 
 def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_dims: Sequence[int], ks: Sequence[int] = (10,), metric: str = "l2") -> dict[str, dict[str, float]]:
@@ -60,8 +66,10 @@ def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_di
     return out
 
 
-def evaluate_model(model_dir: str | Path, data: FashionMNIST, *, dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", method: str | None = None) -> dict[str, Any]:
+def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None = None, *, dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", method: str | None = None) -> dict[str, Any]:
     """Evaluate a trained run folder on ``data.test`` (queries) against ``data.train`` (database).
+
+    ``data`` defaults to the dataset of the run's own config (:func:`mrl.data.registry.load_image_data`).
 
     ``dims`` defaults to the model's ``matryoshka_dims`` (for ``ff`` models, its single dim).
     Returns a run record (see module docstring); ``encoded`` train/test are attached under the
@@ -72,8 +80,9 @@ def evaluate_model(model_dir: str | Path, data: FashionMNIST, *, dims: Sequence[
     dims = tuple(dims) if dims is not None else head_dims
     if max(dims) > (head_dims[-1] if config["mode"] == "ff" else model.embed_dim):
         raise MRLError(f"dims {tuple(dims)} go beyond what this {config['mode']} model provides ({head_dims[-1]}).")
-    train = encode_split(model, data.train.images, data.train.labels, device=device)
-    test = encode_split(model, data.test.images, data.test.labels, device=device)
+    data = as_image_data(data, config)
+    train = encode_split(model, data.train, device=device)
+    test = encode_split(model, data.test, device=device)
     name = method or METHOD_NAMES[config["mode"]] + (f"-{head_dims[-1]}" if config["mode"] == "ff" else "")
     record = {
         "method": name,
@@ -103,6 +112,13 @@ def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence
         per_dim[str(d)] = row
     label = {"pca": "PCA", "random": "Random"}[method]
     return {"method": label, "mode": method, "seed": seed, "model": source, "dims": [int(d) for d in dims], "metric": metric, "per_dim": per_dim}
+
+
+def as_image_data(data: ImageData | FashionMNIST | None, config: dict[str, Any]) -> ImageData:
+    """``data`` as :class:`ImageData`; ``None`` loads the dataset named by a run's ``config``."""
+    if data is None:
+        return load_image_data(config)
+    return from_fashion_mnist(data) if isinstance(data, FashionMNIST) else data
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

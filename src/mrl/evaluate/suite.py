@@ -9,13 +9,16 @@ from typing import Any
 import torch
 
 from mrl.data.fashion_mnist import FashionMNIST
+from mrl.data.splits import ImageData
 from mrl.errors import MRLError
 from mrl.evaluate.baselines import REDUCERS
 from mrl.evaluate.perdim import evaluate_baseline, evaluate_model, public
 
 
-def evaluate_runs(run_dirs: Sequence[str | Path], data: FashionMNIST, *, baselines: Sequence[str] = (), baseline_dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", log: Any = None) -> list[dict[str, Any]]:
+def evaluate_runs(run_dirs: Sequence[str | Path], data: ImageData | FashionMNIST | None = None, *, baselines: Sequence[str] = (), baseline_dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", log: Any = None) -> list[dict[str, Any]]:
     """Evaluate every run; for each full-width FF run also the ``baselines`` (``pca``, ``random``).
+
+    ``data``: the dataset the runs were trained on (default: loaded from each run's config).
 
     ``baseline_dims`` defaults to the union of the Matryoshka runs' dims (else powers of two).
     Returns JSON-ready run records.

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ class MatryoshkaClassifier(nn.Module):
         - ``embed(x)``: images -> embeddings ``[N, D]`` (raw, not normalised).
     """
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, num_classes: int, matryoshka_dims: Sequence[int], mode: str = "mrl") -> None:
+    def __init__(self, backbone: nn.Module, embed_dim: int, num_classes: int, matryoshka_dims: Sequence[int], mode: str = "mrl", *, prefix_calibration: str = "none") -> None:
         super().__init__()
         if mode not in MODES:
             raise MRLError(f"unknown mode {mode!r}; choose one of {MODES}.")
@@ -39,7 +39,7 @@ class MatryoshkaClassifier(nn.Module):
         self.backbone = backbone
         self.mode = mode
         self.embed_dim = embed_dim
-        self.head = MatryoshkaLinear(embed_dim, num_classes, dims, efficient=(mode == "mrl-e"))
+        self.head = MatryoshkaLinear(embed_dim, num_classes, dims, efficient=(mode == "mrl-e"), prefix_calibration=prefix_calibration if mode == "mrl-e" else "none")
 
     @property
     def matryoshka_dims(self) -> tuple[int, ...]:
@@ -52,26 +52,30 @@ class MatryoshkaClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_classifier(*, backbone: str, embed_dim: int, num_classes: int, matryoshka_dims: Sequence[int], mode: str, width: int | None = None) -> MatryoshkaClassifier:
-    """Factory used by training and loading: the same arguments always give the same architecture."""
-    kwargs = {"width": width} if width is not None and not backbone.startswith("torchvision:") else {}
-    net = create_backbone(backbone, embed_dim, **kwargs)
-    return MatryoshkaClassifier(net, embed_dim, num_classes, matryoshka_dims, mode)
+def build_classifier(*, backbone: str, embed_dim: int | None, num_classes: int, matryoshka_dims: Sequence[int], mode: str, width: int | None = None, in_channels: int = 1, prefix_calibration: str = "none") -> MatryoshkaClassifier:
+    """Factory used by training and loading: the same arguments always give the same architecture.
+
+    ``embed_dim=None`` takes the backbone's native width; ``prefix_calibration`` applies to ``mrl-e``.
+    """
+    net = create_backbone(backbone, embed_dim, in_channels=in_channels, width=width)
+    return MatryoshkaClassifier(net, net.embed_dim, num_classes, matryoshka_dims, mode, prefix_calibration=prefix_calibration)
 
 
 @torch.no_grad()
-def encode(model: MatryoshkaClassifier, inputs: torch.Tensor, *, batch_size: int = 1024, device: str | torch.device = "cpu", with_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run ``model`` in eval mode over ``inputs`` in batches.
+def encode(model: MatryoshkaClassifier, inputs: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = 1024, device: str | torch.device = "cpu", with_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model`` in eval mode over ``inputs``: a tensor (cut into ``batch_size`` chunks) or an
+    iterable of preprocessed batches (e.g. a DataLoader's images, in order).
 
     Shape:
-        - inputs: ``[N, C_in, H, W]`` preprocessed images.
+        - inputs: ``[N, C_in, H, W]`` preprocessed images, or batches ``[B, C_in, H, W]``.
         - returns ``(embeddings [N, D] float32 on CPU, logits [G, N, C] float32 on CPU or None)``.
     """
     was_training = model.training
     model.eval()
     embs, logits = [], []
-    for start in range(0, inputs.shape[0], batch_size):
-        x = inputs[start : start + batch_size].to(device, non_blocking=True)
+    batches = (inputs[s : s + batch_size] for s in range(0, inputs.shape[0], batch_size)) if isinstance(inputs, torch.Tensor) else inputs
+    for batch in batches:
+        x = batch.to(device, non_blocking=True)
         e = model.embed(x)
         embs.append(e.float().cpu())
         if with_logits:

@@ -115,16 +115,20 @@ def _py_state_from_json(st: list[Any]) -> tuple[Any, ...]:
     return (st[0], tuple(st[1]), st[2])
 
 
-def save_model(path: str | os.PathLike[str], model: MatryoshkaClassifier, config: dict[str, Any], num_classes: int) -> None:
-    """Write the trained weights with the config needed to rebuild the architecture."""
-    meta = {"format_version": str(FORMAT_VERSION), "config": json.dumps(config), "num_classes": str(num_classes)}
+def save_model(path: str | os.PathLike[str], model: MatryoshkaClassifier, config: dict[str, Any], num_classes: int, *, in_channels: int = 1, classes: tuple[str, ...] | None = None) -> None:
+    """Write the trained weights with what is needed to rebuild the architecture (config, number
+    of classes, input channels) and the class names."""
+    meta = {"format_version": str(FORMAT_VERSION), "config": json.dumps(config), "num_classes": str(num_classes), "in_channels": str(in_channels)}
+    if classes is not None:
+        meta["classes"] = json.dumps(list(classes))
     save_safetensors(path, model.state_dict(), metadata=meta)
 
 
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> tuple[MatryoshkaClassifier, dict[str, Any]]:
     """Rebuild a :class:`MatryoshkaClassifier` from ``model.safetensors`` (or a run folder holding it).
 
-    Returns ``(model in eval mode, config dict)``.
+    Returns ``(model in eval mode, config dict)``. Models written before the heads were fused (per-head
+    weight names) and before ``in_channels``/``prefix_calibration`` existed load too.
     """
     p = Path(path)
     if p.is_dir():
@@ -133,9 +137,13 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     try:
         config = json.loads(meta["config"])
         num_classes = int(meta["num_classes"])
+        in_channels = int(meta.get("in_channels", 1))
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{p} lacks the mrl model metadata (config, num_classes); it was not written by mrl.") from exc
-    model = build_classifier(backbone=config["backbone"], embed_dim=config["embed_dim"], num_classes=num_classes, matryoshka_dims=config["matryoshka_dims"], mode=config["mode"], width=config.get("width"))
+    model = build_classifier(
+        backbone=config["backbone"], embed_dim=config.get("embed_dim"), num_classes=num_classes, matryoshka_dims=config["matryoshka_dims"], mode=config["mode"],
+        width=config.get("width"), in_channels=in_channels, prefix_calibration=config.get("prefix_calibration", "none"),
+    )
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:

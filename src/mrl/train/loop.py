@@ -32,11 +32,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from mrl.data.fashion_mnist import load_fashion_mnist, to_tensor
+from mrl.data.registry import load_image_data
+from mrl.data.splits import ImageSplit
 from mrl.errors import CheckpointError, MRLError
 from mrl.io import guard_output, write_csv, write_json
 from mrl.losses import MatryoshkaLoss, MatryoshkaLossOutput
 from mrl.models.classifier import MatryoshkaClassifier, build_classifier, encode
+from mrl.models.vision import load_backbone_weights
 from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint, save_model
 from mrl.train.config import TrainConfig
@@ -123,6 +125,14 @@ def fetch_batch(images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor 
     return x, y.pin_memory().to(device, non_blocking=True)
 
 
+def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch to ``device`` (CUDA: non-blocking copies into a channels-last tensor; batches
+    come from pinned memory). Shape: ``x`` ``[B, C, H, W]``, ``y`` ``[B]``."""
+    if device.type != "cuda":
+        return x, y
+    return x.to(device, non_blocking=True, memory_format=torch.channels_last), y.to(device, non_blocking=True)
+
+
 def train_step(net: torch.nn.Module, loss_fn: MatryoshkaLoss, optimizer: torch.optim.Optimizer, scheduler: Any, x: torch.Tensor, y: torch.Tensor, *, amp_dtype: torch.dtype | None = None, extra_params: list[torch.nn.Parameter] | None = None, ctx: ddp.DistContext | None = None) -> MatryoshkaLossOutput:
     """One optimisation step: forward (under autocast if ``amp_dtype``), backward, step.
 
@@ -143,19 +153,19 @@ def train_step(net: torch.nn.Module, loss_fn: MatryoshkaLoss, optimizer: torch.o
     return loss_out
 
 
-def evaluate_heads(model: MatryoshkaClassifier, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device, ctx: ddp.DistContext | None = None) -> dict[str, float]:
+def evaluate_heads(model: MatryoshkaClassifier, split: ImageSplit, device: torch.device, ctx: ddp.DistContext | None = None) -> dict[str, float]:
     """Top-1 accuracy of every head on a split: ``{"val_top1@<d>": acc}``.
 
     Under DDP each rank scores a contiguous shard and the correct counts are all-reduced.
-
-    Shape: ``inputs`` ``[N, C, H, W]``, ``labels`` ``[N]``.
     """
     ctx = ctx or ddp.DistContext()
-    n = inputs.shape[0]
+    n = len(split)
     lo, hi = n * ctx.rank // ctx.world_size, n * (ctx.rank + 1) // ctx.world_size
-    _, logits = encode(model, inputs[lo:hi], device=device)
-    assert logits is not None
-    correct = (logits.argmax(-1) == labels[lo:hi]).sum(dim=1).double()
+    labels = torch.from_numpy(split.labels)
+    if ctx.enabled:
+        split = split.slice(lo, hi)
+    _, logits = encode(model, split.eval_batches(), device=device)
+    correct = (logits.argmax(-1) == labels[lo:hi]).sum(dim=1).double() if logits is not None else torch.zeros(len(model.matryoshka_dims), dtype=torch.float64)
     correct = ddp.all_reduce_sum(correct, ctx)
     return {f"val_top1@{d}": float(c) / max(n, 1) for d, c in zip(model.matryoshka_dims, correct.tolist())}
 
@@ -176,7 +186,7 @@ def check_run_folder(out_dir: str | Path, *, resume: bool, overwrite: bool) -> P
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
-    """Train a Matryoshka (or fixed-feature) classifier on Fashion-MNIST.
+    """Train a Matryoshka (or fixed-feature) classifier on the recipe's image dataset.
 
     Runs in this process, or, when started by ``torchrun`` (``WORLD_SIZE`` > 1 in the
     environment), as one rank of a DDP job (see :mod:`mrl.train.distributed`).
@@ -210,14 +220,14 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
     ddp.check_global_batch(config.batch_size, ctx)
     seed_everything(config.seed, ctx.rank)
 
-    data = load_fashion_mnist(config.data_root, val_size=config.val_size)
-    train_images, train_labels = data.train.images, data.train.labels
-    if config.train_subset is not None:
-        train_images, train_labels = train_images[: config.train_subset], train_labels[: config.train_subset]
-    x_train, y_train = to_tensor(train_images), torch.from_numpy(train_labels)
-    x_val, y_val = to_tensor(data.val.images), torch.from_numpy(data.val.labels)
+    log = tqdm.write if ctx.is_main and config.progress else None
+    data = load_image_data(config.to_dict(), log=log)
+    train_split = data.train.subset(config.train_subset)
 
-    model = build_classifier(backbone=config.backbone, embed_dim=config.embed_dim, num_classes=data.num_classes, matryoshka_dims=config.matryoshka_dims, mode=config.mode, width=config.width).to(device)
+    model = build_classifier(backbone=config.backbone, embed_dim=config.embed_dim, num_classes=data.num_classes, matryoshka_dims=config.matryoshka_dims, mode=config.mode, width=config.width, in_channels=data.in_channels, prefix_calibration=config.prefix_calibration)
+    if config.weights and not resume:
+        load_backbone_weights(model.backbone, config.weights)
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     amp_dtype = resolve_precision(config.precision, device)
@@ -225,7 +235,7 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
     if ctx.enabled:
         weighting.sync = lambda t: ddp.all_reduce_mean(t, ctx)
     loss_fn = MatryoshkaLoss(config.matryoshka_dims, weighting=weighting, n_dims_per_step=config.n_dims_per_step, label_smoothing=config.label_smoothing)
-    n = x_train.shape[0]
+    n = len(train_split)
     steps_per_epoch = max(n // config.batch_size, 1)
     params = list(model.parameters()) + list(weighting.parameters())
     optimizer, scheduler = build_optimizer(config, params, steps_per_epoch * config.epochs)
@@ -263,13 +273,13 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
         net.train()
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=gen)
-        flips = torch.rand(n, generator=gen) < 0.5
+        index_batches = [ddp.shard_batch(perm[step * config.batch_size : (step + 1) * config.batch_size], ctx) for step in range(steps_per_epoch)]
+        batches = train_split.train_batches(index_batches, gen, augment=config.augment, pin_memory=device.type == "cuda")
         sums = torch.zeros(len(dims), dtype=torch.float64, device=device)
         counts = torch.zeros(len(dims), dtype=torch.float64, device=device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main), leave=False)
-        for step in bar:
-            idx = ddp.shard_batch(perm[step * config.batch_size : (step + 1) * config.batch_size], ctx)
-            x, y = fetch_batch(x_train, y_train, flips if config.augment else None, idx, device)
+        for step, (x, y) in zip(bar, batches):
+            x, y = to_device(x, y, device)
             loss_out = train_step(net, loss_fn, optimizer, scheduler, x, y, amp_dtype=amp_dtype, extra_params=extra_params, ctx=ctx)
             per_dim = loss_out.per_dim.double()
             seen = ~torch.isnan(per_dim)
@@ -278,6 +288,9 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
             if step % 20 == 0 and not bar.disable:
                 bar.set_postfix_str(" ".join(f"{d}:{v:.2f}" for d, v in zip(dims, per_dim.tolist()) if v == v))
         bar.close()
+        skipped = train_split.skipped()
+        if skipped and log:
+            log(f"epoch {epoch + 1}: skipped {len(skipped)} unreadable training image(s), e.g. {skipped[0]}")
         sums, counts = ddp.all_reduce_sum(sums, ctx), ddp.all_reduce_sum(counts, ctx)
         mean_losses = (sums / counts.clamp(min=1)).cpu().tolist()
         weighting.on_epoch_end(mean_losses)
@@ -285,7 +298,7 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
         row.update({f"train_loss@{d}": v for d, v in zip(dims, mean_losses)})
         row.update({f"weight@{d}": float(w) for d, w in zip(dims, weighting.weights().tolist())})
         ddp.broadcast_buffers(model, ctx)  # evaluate (and save) rank 0's batch-norm statistics
-        row.update(evaluate_heads(model, x_val, y_val, device, ctx))
+        row.update(evaluate_heads(model, data.val, device, ctx))
         row["seconds"] = time.perf_counter() - t_epoch
         history.append(row)
         if ctx.is_main:
@@ -299,7 +312,9 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
             return TrainResult(out, history, time.perf_counter() - t_start)
 
     if ctx.is_main:
-        save_model(out / MODEL_NAME, model, config.to_dict(), data.num_classes)
+        save_model(out / MODEL_NAME, model, config.to_dict(), data.num_classes, in_channels=data.in_channels, classes=data.classes)
         write_json(out / "config.json", config.to_dict())
+        if data.report:
+            write_json(out / "dataset.json", data.report)
     ddp.barrier(ctx)
     return TrainResult(out, history, time.perf_counter() - t_start)
