@@ -107,6 +107,7 @@ class TrainConfig(MatryoshkaRecipe):
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields (other than runtime ones) whose values differ: ``{name: (self, other)}``."""
         a, b = self.to_dict(), other.to_dict()
+        a["embed_dim"], b["embed_dim"] = self.embedding_width, other.embedding_width  # null means the native width
         return {k: (a[k], b[k]) for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]}
 
 
