@@ -184,3 +184,23 @@ def test_search_with_a_metadata_filter(served_model: Any, tmp_path: Path) -> Non
         r = c.post("/v1/search", json={"input": "a boat", "k": 3, "filter": 'colour == "green"', "return_text": True})
         assert r.status_code == 200 and all(" green " in t for t in r.json()["data"][0]["texts"])
         assert c.post("/v1/search", json={"input": "a boat", "filter": {"size": 3}}).status_code == 400
+
+
+def test_search_through_a_milvus_collection(served_model: Any, tiny_index: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from mrl.index.backends.push import push
+
+    mi = push(tiny_index, str(tmp_path / "m.db"), "docs", batch_size=300, progress=False)
+    mi.close()
+    q = served_model.encode([corpus()[42], corpus()[7]])
+    with client(served_model, index=tiny_index) as local:
+        want = local.post("/v1/search", json={"vectors": q.tolist(), "k": 5, "funnel": f"{DIM}:5"}).json()
+    with client(served_model, milvus=str(tmp_path / "m.db"), collection="docs") as c:
+        r = c.post("/v1/search", json={"vectors": q.tolist(), "k": 5, "funnel": f"{DIM}:5"})
+        assert r.status_code == 200, r.text
+        assert r.json()["funnel"] == want["funnel"] and [row["ids"] for row in r.json()["data"]] == [row["ids"] for row in want["data"]]
+        assert c.get("/v1/info").json()["index"]["backend"] == "MilvusIndex"
+        assert c.post("/v1/search", json={"input": "a red boat", "k": 3, "return_text": True}).json()["error"]["code"] == "no_texts"
+        assert c.post("/admin/reload").status_code == 200
+        assert c.post("/admin/reload", json={"index": str(tiny_index)}).status_code == 409

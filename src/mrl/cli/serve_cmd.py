@@ -24,6 +24,8 @@ def serve(
     adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="`mrl adapt` folder applied to the model's embeddings (makes `dimensions` usable on any model)."),
     index: Optional[Path] = typer.Option(None, "--index", help="Index folder to search (enables /v1/search); with --texts it is built there first if missing."),
     texts: Optional[str] = typer.Option(None, "--texts", help="Passages to index when --index does not exist yet: a .txt (one per line), a .jsonl ({id, text}) or 'wordnet'."),
+    milvus: Optional[str] = typer.Option(None, "--milvus", help="Search a Milvus collection instead of --index: a Milvus Lite file or a server URI (token from MRL_MILVUS_TOKEN)."),
+    collection: Optional[str] = typer.Option(None, "--collection", help="The collection with --milvus (written by `mrl index push`)."),
     max_texts: Optional[int] = typer.Option(None, "--max-texts", help="Index at most this many passages from --texts."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
@@ -53,7 +55,7 @@ def serve(
     check_bind(host, port)
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
-    config = ServeConfig(model=model, adaptor=adaptor, index=index, api_key=api_key, allow_untrained_dimensions=allow_untrained_dimensions,
+    config = ServeConfig(model=model, adaptor=adaptor, index=index, milvus=milvus, collection=collection, api_key=api_key, allow_untrained_dimensions=allow_untrained_dimensions,
                          model_name=model_name, report=report,
                          limits=Limits(max_inputs=max_inputs, max_chars=max_chars, max_k=max_k, max_body_bytes=max_body_bytes),
                          batching=Batching(max_batch=max_batch, max_wait_ms=batch_wait_ms, search_max_batch=search_max_batch, search_max_wait_ms=search_wait_ms))
@@ -62,7 +64,7 @@ def serve(
         served = _prepare_text_index(config, texts, max_texts, threads)
     app_ = create_app(config, model=served)
     where = f"http://{host}:{port}"
-    console.print(f"serving {model or 'no model'}{' + adaptor' if adaptor else ''}{f', index {index}' if index else ''} at {where} (page: {where}/, API: {where}/docs)"
+    console.print(f"serving {model or 'no model'}{' + adaptor' if adaptor else ''}{f', index {index}' if index else ''}{f', Milvus {milvus} collection {collection}' if milvus else ''} at {where} (page: {where}/, API: {where}/docs)"
                   + ("; API key required" if api_key else ""), style="bold green")
     run(app_, host=host, port=port, log_level=log_level)
 

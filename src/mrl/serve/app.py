@@ -55,8 +55,13 @@ def create_app(config: ServeConfig, *, model: ServedModel | None = None, backend
     metrics = ServeMetrics()
     if model is None and config.model is not None:
         model = ServedModel.load(config.model, adaptor=config.adaptor, name=config.model_name, device=config.device)
-    opener = backend_opener or (lambda folder: IndexSearch.open(folder, max_build_bytes=config.limits.max_build_bytes))
-    holder = IndexHolder(config.index, opener, dim=model.dim if model else None, metrics=metrics)
+    if backend_opener is not None:
+        opener, source = backend_opener, config.index
+    elif config.milvus is not None:
+        opener, source = _milvus_opener(config), f"milvus {config.milvus} collection {config.collection}"
+    else:
+        opener, source = (lambda folder: IndexSearch.open(folder, max_build_bytes=config.limits.max_build_bytes)), config.index
+    holder = IndexHolder(source, opener, dim=model.dim if model else None, metrics=metrics, folders=config.milvus is None)
     holder.load_initial()
     state = ServeState(config, model, holder, metrics)
     quality = quality_curves(find_report(config.report, model.path if model else None))
@@ -81,6 +86,15 @@ def create_app(config: ServeConfig, *, model: ServedModel | None = None, backend
     _routes(app, state, quality)
     mount_page(app)
     return ServeMiddleware(app, metrics=metrics, api_key=config.api_key, max_body_bytes=config.limits.max_body_bytes)
+
+
+def _milvus_opener(config: ServeConfig) -> Any:
+    def open_collection(_source: Any) -> IndexSearch:
+        from mrl.index.backend import open_index
+
+        return IndexSearch(open_index(milvus=config.milvus, collection=config.collection))
+
+    return open_collection
 
 
 async def _reload_on_signal(holder: IndexHolder) -> None:

@@ -70,6 +70,8 @@ class ServeConfig:
         model: a sentence-transformers folder or ``all-MiniLM-L6-v2`` (``None``: search by vectors only).
         adaptor: an ``mrl adapt`` folder applied to the model's embeddings (makes any model nested).
         index: an index folder (``None``: embeddings only).
+        milvus, collection: instead of ``index``, a Milvus collection (a Milvus Lite file or a
+            server URI; token from ``MRL_MILVUS_TOKEN``) written by ``mrl index push``.
         api_key: when set, every endpoint but ``/health`` (and the static page shell) needs
             ``Authorization: Bearer <api_key>``.
         allow_untrained_dimensions: accept ``dimensions < D`` for a model that is not
@@ -84,6 +86,8 @@ class ServeConfig:
     model: str | None = None
     adaptor: Path | None = None
     index: Path | None = None
+    milvus: str | None = None
+    collection: str | None = None
     api_key: str | None = None
     allow_untrained_dimensions: bool = False
     model_name: str | None = None
@@ -94,8 +98,10 @@ class ServeConfig:
     device: str | None = None
 
     def __post_init__(self) -> None:
-        if self.model is None and self.index is None:
-            raise MRLError("nothing to serve: pass --model (embeddings) and/or --index (search).")
+        if self.model is None and self.index is None and self.milvus is None:
+            raise MRLError("nothing to serve: pass --model (embeddings) and/or --index / --milvus (search).")
+        if self.milvus is not None and (self.index is not None or not self.collection):
+            raise MRLError("--milvus URI needs --collection NAME and replaces --index (serve one or the other).")
         if self.adaptor is not None and self.model is None:
             raise MRLError("--adaptor needs --model: the adaptor maps that model's embeddings.")
         if self.api_key is not None and not self.api_key.strip():

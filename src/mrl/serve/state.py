@@ -59,14 +59,14 @@ class Found:
 class IndexHolder:
     """The current search backend, swapped atomically by :meth:`reload`."""
 
-    def __init__(self, folder: Path | None, opener: Callable[[Path], SearchBackend], *, dim: int | None, metrics: ServeMetrics) -> None:
-        self.folder, self.opener, self.dim, self.metrics = folder, opener, dim, metrics
+    def __init__(self, folder: Path | str | None, opener: Callable[[Any], SearchBackend], *, dim: int | None, metrics: ServeMetrics, folders: bool = True) -> None:
+        self.folder, self.opener, self.dim, self.metrics, self.folders = folder, opener, dim, metrics, folders
         self.backend: SearchBackend | None = None
         self.generation = 0
         self.loaded_at = 0.0
         self._lock: asyncio.Lock | None = None
 
-    def _open(self, folder: Path) -> SearchBackend:
+    def _open(self, folder: Path | str) -> SearchBackend:
         backend = self.opener(folder)
         if self.dim is not None and backend.dim != self.dim:
             raise MRLError(f"index {folder} stores {backend.dim}-d vectors but the served model outputs {self.dim}-d; build the index from this model's embeddings.")
@@ -85,6 +85,8 @@ class IndexHolder:
             MRLError: nothing to reload, or the new folder fails to load (the current index stays).
         """
         self._lock = self._lock or asyncio.Lock()
+        if folder is not None and not self.folders:
+            raise MRLError("this server searches a Milvus collection: reload re-opens it and takes no index folder.")
         target = Path(folder) if folder is not None else self.folder
         if target is None:
             raise MRLError("no index is served; start the server with --index DIR (or pass index in the reload body).")
