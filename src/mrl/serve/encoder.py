@@ -88,7 +88,7 @@ class ServedModel:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Full-width embeddings. Shape: ``N`` strings -> ``[N, D]`` float32 (adaptor applied)."""
-        emb = self.st.encode(texts, batch_size=max(len(texts), 1), convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False, truncate_dim=None)
+        emb = self.st.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False, truncate_dim=None)
         emb = np.asarray(emb, dtype=np.float32)
         return self.adaptor.transform(emb) if self.adaptor is not None else emb
 
