@@ -61,18 +61,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", type=Path, required=True, help="The Matryoshka text model (default recipe).")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/text_manyclass")
-    ap.add_argument("--max-per-class", type=int, default=300)
+    ap.add_argument("--max-per-class", type=int, default=150)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--no-results", action="store_true")
+    ap.add_argument("--base-only", action="store_true", help="Only encode with the base model (fills the cache while the encoder trains).")
     args = ap.parse_args()
     task = load_wordnet_classes(max_per_class=args.max_per_class)
     c = len(task.class_names)
     log(f"{c} classes at depth {task.depth}; train {len(task.train)}, calibration {len(task.calibration)}, test {len(task.test)}")
     splits = {"train": task.train, "calibration": task.calibration, "test": task.test}
     enc = {}
-    for name, model in (("mrl", str(args.encoder)), ("base", "all-MiniLM-L6-v2")):
+    for name, model in (("base", "all-MiniLM-L6-v2"),) if args.base_only else (("mrl", str(args.encoder)), ("base", "all-MiniLM-L6-v2")):
         enc[name] = {s: cached_encode(model, sp.texts, args.out / "cache", max_seq_length=args.seq_len, bf16=True, progress=False) for s, sp in splits.items()}
         log(f"encoded with {model}")
+    if args.base_only:
+        return
     y = {s: np.asarray(sp.labels) for s, sp in splits.items()}
     rows = {}
     pca = pca_transform(enc["base"]["train"], enc["base"]["train"], enc["base"]["calibration"], enc["base"]["test"])

@@ -43,16 +43,18 @@ def log(msg: str) -> None:
 
 def runs(args: argparse.Namespace) -> dict[str, tuple[Path, list[str]]]:
     """name -> (config, overrides) of every model the tables need."""
-    common = [f"max_texts={args.fit_texts}", f"max_steps={args.steps}", f"batch_size={args.batch}", f"max_seq_length={args.train_seq_len}", "bf16=true", "device=cpu", f"cache_dir={args.out / 'cache'}", "progress=false"]
+    common = [f"threads={args.threads}", f"max_texts={args.fit_texts}", f"max_steps={args.steps}", f"batch_size={args.batch}", f"max_seq_length={args.train_seq_len}", "bf16=true", "device=cpu", f"cache_dir={args.out / 'cache'}", "progress=false"]
     out = {f"distill-{name}": (ROOT / "configs/text_distill.yaml", [f"dataset={args.ood_root / name}", *common, *args.overrides]) for name in args.sets}
-    out["wordnet-mrl"] = (ROOT / "configs/wordnet_minilm.yaml", [f"max_steps={args.mrl_steps}", "bf16=true", "device=cpu", "progress=false", f"cache_dir={args.out / 'cache'}"])
+    out["wordnet-mrl"] = (ROOT / "configs/wordnet_minilm.yaml", [f"max_steps={args.mrl_steps}", f"threads={args.threads}", "bf16=true", "device=cpu", "progress=false", f"cache_dir={args.out / 'cache'}"])
     out["distill-general"] = (ROOT / "configs/text_distill.yaml", ["dataset=wordnet", *common, *args.overrides])
     return out
 
 
 def train_one(args: argparse.Namespace) -> bool:
-    """Train the first missing model; False when all are trained."""
+    """Train the first missing model (or the one named by --only); False when all are trained."""
     for name, (config, overrides) in runs(args).items():
+        if args.only and name != args.only:
+            continue
         folder = args.out / "models" / name
         if (folder / "matryoshka.json").is_file():
             continue
@@ -73,6 +75,20 @@ def encode_base(args: argparse.Namespace) -> None:
         for texts in (data.queries, data.corpus, data.fit_texts):
             cached_encode("all-MiniLM-L6-v2", texts, args.out / "cache", max_seq_length=args.eval_seq_len, bf16=True, progress=False)
         log(f"base encodings of {name} cached")
+
+
+def time_steps(args: argparse.Namespace) -> None:
+    """A short run of the distill recipe on the first set with 2 threads (run it under the CPU lock):
+    the steps/s that the cost table reports for a machine held by this job alone."""
+    import tempfile
+
+    config, overrides = runs(args)[f"distill-{args.sets[0]}"]
+    overrides = [o for o in overrides if not o.startswith(("max_steps=", "threads="))] + [f"max_steps={args.time_steps}", "threads=2", "warmup_ratio=0.0"]
+    with tempfile.TemporaryDirectory() as tmp:
+        res = train_text(load_text_config(config, overrides), Path(tmp) / "m")
+    timing = {"steps": res.steps, "seconds": res.seconds, "steps_per_s": res.steps_per_s, "threads": 2, "overrides": overrides}
+    write_json(args.out / "timing.json", timing)
+    log(f"timed {res.steps} steps: {res.steps_per_s:.3f} steps/s")
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -149,6 +165,12 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
     for name, inf in info.items():
         c = inf["config"]
         body.append(f"| {name} | `{Path(str(c['dataset'])).name}` ({inf.get('train_texts', inf.get('train_pairs'))} {'texts' if c['loss'] == 'distill' else 'pairs'}) | {inf['steps']} x {c['batch_size']} | {c['max_seq_length']} | {inf['seconds']:.0f} s | {inf['steps_per_s']:.3f} |")
+    timing_path = args.out / "timing.json"
+    if timing_path.is_file():
+        t = read_json(timing_path)
+        body += ["", f"Clean timing (`flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --time-steps {t['steps']}`, the same recipe, 2 threads, under the lock): "
+                 f"{t['steps_per_s']:.3f} steps/s ({t['steps_per_s'] * args.batch:.1f} texts/s); {args.steps} steps would take ~{args.steps / t['steps_per_s'] / 60:.1f} min. "
+                 "The wall-clock column above comes from runs made in parallel at nice 19 on the busy shared machine."]
     replace_section("text-ood", "\n".join(body))
 
 
@@ -157,24 +179,29 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/text_ood")
     ap.add_argument("--ood-root", type=Path, default=Path("/work/wt/data/benchmarks/out/ood"))
     ap.add_argument("--sets", default=",".join(SETS))
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--train-seq-len", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training run (runs may go in parallel).")
     ap.add_argument("--eval-seq-len", type=int, default=128)
     ap.add_argument("--max-queries", type=int, default=1000)
     ap.add_argument("--max-corpus", type=int, default=3000)
     ap.add_argument("--fit-texts", type=int, default=5000)
     ap.add_argument("--adaptor-steps", type=int, default=500)
-    ap.add_argument("--mrl-steps", type=int, default=120, help="Steps of the WordNet MRL recipe run (its config says 240).")
+    ap.add_argument("--mrl-steps", type=int, default=80, help="Steps of the WordNet MRL recipe run (its config says 240).")
+    ap.add_argument("--time-steps", type=int, default=0, help="Time this many steps of the distill recipe (run under the CPU lock).")
     ap.add_argument("--base-only", action="store_true", help="Only encode the base model's texts (fills the cache while models train).")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="Override a key of the default recipe for the distill runs.")
     ap.add_argument("--train-one", action="store_true")
+    ap.add_argument("--only", default=None, help="With --train-one: train this model (e.g. distill-pydocs), so runs can proceed in parallel.")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--no-results", action="store_true")
     args = ap.parse_args()
     args.sets = [s for s in args.sets.split(",") if s]
     if args.train_one:
         print("trained one" if train_one(args) else "all trained")
+    if args.time_steps:
+        time_steps(args)
     if args.base_only:
         encode_base(args)
     if args.evaluate:
