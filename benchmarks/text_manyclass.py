@@ -65,8 +65,14 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--no-results", action="store_true")
     ap.add_argument("--base-only", action="store_true", help="Only encode with the base model (fills the cache while the encoder trains).")
+    ap.add_argument("--write-results", action="store_true", help="Write the RESULTS section from --out/results.json (no computation).")
     args = ap.parse_args()
     task = load_wordnet_classes(max_per_class=args.max_per_class)
+    if args.write_results:
+        from mrl.io import read_json
+
+        write_results(read_json(args.out / "results.json")["rows"], task, args)
+        return
     c = len(task.class_names)
     log(f"{c} classes at depth {task.depth}; train {len(task.train)}, calibration {len(task.calibration)}, test {len(task.test)}")
     splits = {"train": task.train, "calibration": task.calibration, "test": task.test}

@@ -196,6 +196,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="With --train-one: train this model (e.g. distill-pydocs), so runs can proceed in parallel.")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--no-results", action="store_true")
+    ap.add_argument("--write-results", action="store_true", help="Write the RESULTS section from --out/results.json (no computation).")
     args = ap.parse_args()
     args.sets = [s for s in args.sets.split(",") if s]
     if args.train_one:
@@ -206,6 +207,8 @@ def main() -> None:
         encode_base(args)
     if args.evaluate:
         evaluate(args)
+    elif args.write_results:
+        write_results(read_json(args.out / "results.json"), args)
 
 
 if __name__ == "__main__":

@@ -256,3 +256,21 @@ def test_eval_text_bad_beir_folders_fail_with_one_line(toy_model, tmp_path, brea
     res = CliRunner().invoke(app, ["eval-text", str(toy_model), "--beir", str(folder), "--out", str(tmp_path / "r.json"), "--baselines", "", "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 2 and match in res.output, res.output
     assert len([ln for ln in res.output.strip().splitlines() if ln.strip()]) == 1
+
+
+def test_trained_model_serves_dimensions(tuned):
+    """`mrl serve` reads the saved Matryoshka marker and answers OpenAI-shaped requests with `dimensions`."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mrl.serve import ServeConfig, create_app
+    from mrl.serve.encoder import ServedModel
+
+    out, _ = tuned
+    served = ServedModel.load(str(out), name="distilled")
+    assert served.trained_dims == tuple(DIMS)
+    with TestClient(create_app(ServeConfig(model="distilled"), model=served)) as api:
+        r = api.post("/v1/embeddings", json={"input": ["a red boat"], "model": "distilled", "dimensions": 16})
+    assert r.status_code == 200, r.text
+    emb = np.array(r.json()["data"][0]["embedding"])
+    assert emb.shape == (16,) and abs(np.linalg.norm(emb) - 1) < 1e-5
