@@ -93,13 +93,14 @@ def time_steps(args: argparse.Namespace) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     models = args.out / "models"
-    results = {}
-    for name in [*args.sets, "wordnet"]:
+    results = read_json(args.out / "results.json") if (args.out / "results.json").is_file() else {}
+    for name in args.eval_sets or [*args.sets, "wordnet"]:
         data = load_eval_set(None if name == "wordnet" else args.ood_root / name, max_queries=args.max_queries, max_corpus=args.max_corpus, fit_texts=args.fit_texts, seed=0)
         own = "distill-general" if name == "wordnet" else f"distill-{name}"
         rows = [("all-MiniLM-L6-v2", "Base (truncated)"), (models / "wordnet-mrl", "WordNet MRL recipe (mnrl)"), (models / own, "Default recipe (label-free, fitted on this set)" if name != "wordnet" else "Default recipe (label-free, fitted on WordNet train text)")]
         if name != "wordnet":
             rows.append((models / "distill-general", "Default recipe, general text only (WordNet)"))
+        rows = [(p, lbl) for p, lbl in rows if isinstance(p, str) or (p / "matryoshka.json").is_file()]  # models not trained yet are left out
         log(f"{name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
         recs = evaluate_text([str(p) for p, _ in rows], data, DIMS, labels=[lbl for _, lbl in rows], cache_dir=args.out / "cache", max_seq_length=args.eval_seq_len, bf16=True, adaptor_steps=args.adaptor_steps, progress=False, log=log)
         results[name] = {"queries": len(data.queries), "corpus": len(data.corpus), "fit_texts": len(data.fit_texts), "records": recs}
@@ -119,6 +120,8 @@ def _table(recs: list[dict], metric: str = "ndcg@10") -> list[str]:
 
 def _targets(recs: list[dict], own_label: str) -> list[str]:
     by = {r["method"]: {int(d): v["ndcg@10"] for d, v in r["per_dim"].items()} for r in recs}
+    if own_label not in by:
+        return [f"- {own_label}: not measured (the model was not trained in this run)."]
     base, pca, ad, own = by["Base (truncated)"], by["Base + PCA"], by["Base + adaptor (unsupervised)"], by[own_label]
     full = DIMS[-1]
     lines = []
@@ -196,6 +199,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="With --train-one: train this model (e.g. distill-pydocs), so runs can proceed in parallel.")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--no-results", action="store_true")
+    ap.add_argument("--eval-sets", type=lambda t: [x for x in t.split(",") if x], default=None, help="Evaluate only these sets (e.g. manpages,pydocs or wordnet); results.json keeps the others.")
     ap.add_argument("--write-results", action="store_true", help="Write the RESULTS section from --out/results.json (no computation).")
     args = ap.parse_args()
     args.sets = [s for s in args.sets.split(",") if s]
