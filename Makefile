@@ -59,6 +59,7 @@ demo: setup
 	$(VENV)/bin/mrl demo --out demo-output --overwrite
 
 test: setup
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 clean:

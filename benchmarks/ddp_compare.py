@@ -50,7 +50,7 @@ def run(name: str, nproc: int, threads: int, args: argparse.Namespace, out: Path
     subprocess.run(cmd, check=True, env=env)
     wall = time.perf_counter() - t0
     load_after = os.getloadavg()[0]
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     rec = evaluate_model(run_dir, load_fashion_mnist(), device="cpu")
     res = {
         "name": name, "nproc": nproc, "threads": threads, "wall_s": wall, "loadavg_1min": [load_before, load_after], "loop_s": sum(float(r["seconds"]) for r in rows),

@@ -25,7 +25,6 @@ from PIL import Image
 from mrl.data.fashion_mnist import CLASSES, load_fashion_mnist
 from mrl.io import atomic_folder, read_json, write_json
 
-
 SOURCE = "benchmarks/fashion_mnist_png.py (Fashion-MNIST IDX)"
 
 

@@ -30,7 +30,7 @@ from mrl.losses import MatryoshkaLoss
 from mrl.models.classifier import build_classifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import replace_section  # noqa: E402
+from results_md import replace_section
 
 DIMS = (2, 4, 8, 16, 32, 64, 128, 256, 512)
 

@@ -32,7 +32,7 @@ from mrl.report.render import markdown_table, tables
 from mrl.train import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import RESULTS, replace_section  # noqa: E402
+from results_md import RESULTS, replace_section
 
 TITLES = {"top1": "Head top-1 accuracy (%)", "1nn": "1-NN accuracy (%)", "map@10": "mAP@10 (%)"}
 

@@ -27,7 +27,7 @@ from mrl.report.render import markdown_table, tables
 from mrl.train import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import replace_section  # noqa: E402
+from results_md import replace_section
 
 SECTION = "mrl-e"
 

@@ -33,7 +33,7 @@ from mrl.report.render import markdown_table, tables
 from mrl.train import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_md import replace_section  # noqa: E402
+from results_md import replace_section
 
 DIMS = (2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -178,7 +178,7 @@ def main() -> None:
     paths = write_report(records, Path(args.out) / "report", title="Fashion-MNIST per-dimension table", overwrite=True)
     shutil.copyfile(paths["png"], Path(__file__).resolve().parent / "perdim.png")
     cmd = "python benchmarks/perdim_table.py " + " ".join(sys.argv[1:])
-    train_secs = [sum(float(row["seconds"]) for row in csv.DictReader(open(p))) for p in sorted(Path(args.out).glob("*/metrics.csv"))]
+    train_secs = [sum(float(row["seconds"]) for row in csv.DictReader(p.read_text().splitlines())) for p in sorted(Path(args.out).glob("*/metrics.csv"))]
     counts = {fam: max(v["top1"]["n"] if "top1" in v else v["1nn"]["n"] for v in per.values()) for fam, per in agg.items()}
     body = [
         "## Per-dimension quality on Fashion-MNIST (issue: foundation)",

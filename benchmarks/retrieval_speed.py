@@ -27,14 +27,14 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval_corpus import OUT, build  # noqa: E402
+from retrieval_corpus import OUT, build
 
-from mrl.index.tune import apply, default_space, recall_at_k, tune  # noqa: E402
-from mrl.data.fashion_mnist import load_fashion_mnist  # noqa: E402
-from mrl.evaluate.metrics import retrieval_metrics  # noqa: E402
-from mrl.index import Funnel, MatryoshkaIndex  # noqa: E402
-from mrl.index.funnel import prefix  # noqa: E402
-from mrl.io import atomic_write, load_npy, write_json  # noqa: E402
+from mrl.data.fashion_mnist import load_fashion_mnist
+from mrl.evaluate.metrics import retrieval_metrics
+from mrl.index import Funnel, MatryoshkaIndex
+from mrl.index.funnel import prefix
+from mrl.index.tune import apply, default_space, recall_at_k, tune
+from mrl.io import atomic_write, load_npy, write_json
 
 
 def normalized_chunks(x: np.ndarray, chunk: int = 1 << 16):
@@ -89,7 +89,7 @@ def main() -> None:
         return ix
 
     t_build, flat = timed(build_flat)
-    t_search, (_, gt) = timed(lambda: flat.search(qn, k))
+    t_search, (_, gt) = timed(lambda ix=flat: ix.search(qn, k))
     res["flat"] = {"build_s": t_build, "search_s": t_search, "qps": queries.shape[0] / t_search, "recall": 1.0, "ram_bytes_per_vector": D * 4}
     print(f"flat: build {t_build:.1f}s, {res['flat']['qps']:.1f} QPS", flush=True)
     del flat
@@ -110,7 +110,7 @@ def main() -> None:
     for ef in [int(e) for e in a.hnsw_ef.split(",")]:
         h.efSearch = max(ef, k)
         faiss.cvar.hnsw_stats.reset()
-        t, (_, ids) = timed(lambda: hnsw.search(qn, k))
+        t, (_, ids) = timed(lambda ix=hnsw: ix.search(qn, k))
         r = recall_at_k(ids, gt)
         macs = faiss.cvar.hnsw_stats.ndis / queries.shape[0] * D
         res["hnsw"]["sweep"].append({"efSearch": ef, "qps": queries.shape[0] / t, "recall": r, "macs_per_query": macs})

@@ -111,7 +111,7 @@ def bench_milvus(corpus: Path, queries: Path, tuneq: Path, n_queries: int, serve
     res["milvus_prefix_dims"] = mi.prefix_dims
     # Stage 1 alone, then each placement end to end.
     fun = mi.resolve(K, f, None)
-    s1, (cand, _) = timed(lambda: mi._stage1(q, fun, None), 1)  # noqa: SLF001
+    s1, (cand, _) = timed(lambda: mi._stage1(q, fun, None), 1)
     res["milvus_stage1_ms_per_query"] = 1000 * s1 / q.shape[0]
     t_client, (_, ids_client) = timed(lambda: mi.search(q, K, funnel=f, rerank="client"), 1)
     qs = q[:server_queries]
@@ -137,10 +137,10 @@ def bench_milvus(corpus: Path, queries: Path, tuneq: Path, n_queries: int, serve
 
 
 def bench_ray(texts: Path, n: int, model: str) -> dict:
+    import shutil
+
     from mrl.encode.ray_text import encode_corpus_ray, start_ray
     from mrl.encode.text import encode_corpus
-
-    import shutil
 
     OUT.mkdir(parents=True, exist_ok=True)
     inp = OUT / f"texts-{n}.jsonl"
@@ -255,7 +255,7 @@ def report() -> None:
     replace_section("scale-out", "\n".join(lines))
 
 
-def Funnel_first(spec: str) -> int:  # noqa: N802 - tiny helper for the report text
+def Funnel_first(spec: str) -> int:
     return int(spec.split(":")[0].split("/")[0])
 
 

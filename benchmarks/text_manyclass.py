@@ -30,13 +30,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mrl.adaptive.cascade import evaluate_cascade, fit_cascade  # noqa: E402
-from mrl.data.wordnet_classes import load_wordnet_classes  # noqa: E402
-from mrl.embeddings import l2_normalize  # noqa: E402
-from mrl.evaluate.baselines import pca_transform  # noqa: E402
-from mrl.evaluate.probe import fit_linear_probe  # noqa: E402
-from mrl.io import write_json  # noqa: E402
-from mrl.models.text_encode import cached_encode  # noqa: E402
+from mrl.adaptive.cascade import evaluate_cascade, fit_cascade
+from mrl.data.wordnet_classes import load_wordnet_classes
+from mrl.embeddings import l2_normalize
+from mrl.evaluate.baselines import pca_transform
+from mrl.evaluate.probe import fit_linear_probe
+from mrl.io import write_json
+from mrl.models.text_encode import cached_encode
 
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
@@ -50,7 +50,7 @@ def head_logits(train: np.ndarray, y: np.ndarray, others: list[np.ndarray], n_cl
     """Per-prefix heads; returns logits ``[G, N, C]`` for each array of ``others``."""
     out = [np.zeros((len(DIMS), o.shape[0], n_classes), dtype=np.float32) for o in others]
     for g, d in enumerate(DIMS):
-        prep = (lambda a: l2_normalize(a[:, :d])) if normalize else (lambda a: np.ascontiguousarray(a[:, :d]))  # noqa: E731
+        prep = (lambda a: l2_normalize(a[:, :d])) if normalize else (lambda a: np.ascontiguousarray(a[:, :d]))
         probe = fit_linear_probe(prep(train), y, num_classes=n_classes, max_iter=100)
         for o, arr in zip(out, others):
             o[g] = probe.predict_logits(prep(arr))
@@ -102,7 +102,7 @@ def main() -> None:
         write_results(rows, task, args)
 
 
-def write_results(rows: dict, task, args: argparse.Namespace) -> None:  # noqa: ANN001
+def write_results(rows: dict, task, args: argparse.Namespace) -> None:
     from results_md import replace_section
 
     lines = ["| head on | " + " | ".join(f"d={d}" for d in DIMS) + " |", "|---|" + "---|" * len(DIMS)]

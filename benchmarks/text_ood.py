@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mrl.evaluate.text_eval import evaluate_text, load_eval_set  # noqa: E402
-from mrl.io import read_json, write_json  # noqa: E402
-from mrl.train.text import load_text_config, train_text  # noqa: E402
+from mrl.evaluate.text_eval import evaluate_text, load_eval_set
+from mrl.io import read_json, write_json
+from mrl.train.text import load_text_config, train_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]

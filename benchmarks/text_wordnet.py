@@ -31,15 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from mrl.data.wordnet import load_wordnet  # noqa: E402
-from mrl.evaluate.baselines import pca_transform  # noqa: E402
-from mrl.evaluate.ir import cached_encode, ir_record  # noqa: E402
-from mrl.io import read_json, write_json  # noqa: E402
-from mrl.models.adaptor import load_adaptor  # noqa: E402
-from mrl.train.adaptor import AdaptorConfig, fit_adaptor  # noqa: E402
-from mrl.models.text import load_sentence_transformer, resolve_model_path  # noqa: E402
-from mrl.train.text import load_text_config, train_text  # noqa: E402
-from mrl.report import write_report  # noqa: E402
+from mrl.data.wordnet import load_wordnet
+from mrl.evaluate.baselines import pca_transform
+from mrl.evaluate.ir import cached_encode, ir_record
+from mrl.io import read_json, write_json
+from mrl.models.adaptor import load_adaptor
+from mrl.models.text import load_sentence_transformer, resolve_model_path
+from mrl.report import write_report
+from mrl.train.adaptor import AdaptorConfig, fit_adaptor
+from mrl.train.text import load_text_config, train_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
@@ -150,7 +150,7 @@ def main() -> None:
 
         log(f"timing {args.cpu_cost_steps} CPU steps of the same recipe")
         with tempfile.TemporaryDirectory() as tmp:
-            cpu_cfg = load_text_config(args.config, args.overrides + [f"max_steps={args.cpu_cost_steps}", "device=cpu", "warmup_ratio=0.0"])
+            cpu_cfg = load_text_config(args.config, [*args.overrides, f"max_steps={args.cpu_cost_steps}", "device=cpu", "warmup_ratio=0.0"])
             r = train_text(cpu_cfg, Path(tmp) / "m")
         timings["cpu_finetune"] = {"steps": r.steps, "seconds": r.seconds, "steps_per_s": r.steps_per_s, "threads": torch.get_num_threads()}
     write_json(args.out / "timings.json", timings)

@@ -57,7 +57,7 @@ def strategies() -> dict[str, dict[str, Any]]:
 
 
 def _final_weights(run_dir: Path) -> dict[str, float]:
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     return {k.split("@")[1]: float(v) for k, v in rows[-1].items() if k.startswith("weight@")}
 
 
@@ -92,7 +92,7 @@ def run_one(name: str, seed: int, base: TrainConfig, out: Path, data: Any, eval_
         print(f"[train] {run_dir.name}{' (resuming)' if resume else ''}", flush=True)
         result = train(cfg, run_dir, resume=resume, overwrite=not resume)
         print(f"[train] {run_dir.name} done in {result.seconds:.0f}s", flush=True)
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
     rec = public(evaluate_model(run_dir, data, dims=DIMS, device=eval_device))
     rec.update({"method": name, "mode": f"weighting:{name}", "strategy": name, "model": str(run_dir), "final_weights": _final_weights(run_dir), "train_seconds": sum(float(r["seconds"]) for r in rows)})
     write_json(record_path, rec)

@@ -37,7 +37,7 @@ def fitted(tmp_path_factory):
 
 
 def test_fit_save_load_roundtrip(fitted):
-    out, res, x, q = fitted
+    out, res, x, _ = fitted
     info = json.loads((out / "adaptor.json").read_text())
     assert info["dim"] == 32 and info["kind"] == "mlp" and info["config"]["matryoshka_dims"] == DIMS
     model = load_adaptor(out)

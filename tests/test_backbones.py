@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from mrl.errors import MRLError
 from mrl.models import build_classifier
-from mrl.models.vision import BACKBONES, create_backbone, get_backbone_spec, load_backbone_weights, list_backbones
+from mrl.models.vision import BACKBONES, create_backbone, get_backbone_spec, list_backbones, load_backbone_weights
 from mrl.torchvision_compat import compiled_ops_available, import_torchvision
 
 

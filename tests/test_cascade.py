@@ -93,11 +93,20 @@ def test_save_load_roundtrip(tmp_path) -> None:
     casc = fit_cascade(logits, labels, DIMS)
     path = tmp_path / "cascade.json"
     casc.save(path)
-    doc = json.loads(path.read_text())  # plain JSON: infinities stored as strings
-    assert doc["thresholds"][-1] == "-inf" and doc["schema"] == "mrl.cascade/1"
+    text = path.read_text()
+    assert "inf" not in text.replace("threshold_encoding", "").replace("(+inf", "").replace("(-inf", "")  # strict JSON: no "inf" strings
+    doc = json.loads(text)
+    assert doc["thresholds"][-1] == -1.0 and doc["schema"] == "mrl.cascade/1"
     back = Cascade.load(path)
     assert back.thresholds == casc.thresholds and back.dims == casc.dims
     assert (back.predict(logits)[0] == casc.predict(logits)[0]).all()
+    never = Cascade(dims=DIMS, thresholds=(np.inf,) * (len(DIMS) - 1) + (-np.inf,))
+    never.save(path)
+    assert json.loads(path.read_text())["thresholds"] == [None] * (len(DIMS) - 1) + [-1.0]
+    assert Cascade.load(path).thresholds == never.thresholds  # +inf and -inf round-trip exactly
+    path.write_text(text.replace('"max_drop": 0.001', '"max_drop": 0.5'))
+    with pytest.raises(MRLError, match="checksum"):
+        Cascade.load(path)
     path.write_text(json.dumps({"schema": "other"}))
     with pytest.raises(MRLError, match="cascade fit"):
         Cascade.load(path)

@@ -17,7 +17,7 @@ from mrl.encode import ShardSet, open_shards, write_shard
 from mrl.encode.shards import ShardFormatError
 from mrl.errors import DataError, OutputExistsError
 
-WORDS = "the index graph shortlist prefix dimension model corpus passage query nearest neighbour cosine vector".split()
+WORDS = ["the", "index", "graph", "shortlist", "prefix", "dimension", "model", "corpus", "passage", "query", "nearest", "neighbour", "cosine", "vector"]
 
 
 def write_corpus(path: Path, n: int = 40) -> list[str]:

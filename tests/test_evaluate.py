@@ -4,8 +4,8 @@ import pytest
 from mrl.errors import MRLError
 from mrl.evaluate.baselines import reduce_embeddings
 from mrl.evaluate.metrics import per_dim_retrieval, retrieval_metrics, topk_accuracy
-from mrl.knn import knn_search
 from mrl.evaluate.probe import fit_linear_probe
+from mrl.knn import knn_search
 
 
 def test_knn_search_matches_brute_force():

@@ -146,7 +146,7 @@ def test_data_set_files_checksums_and_overwrite_rules(mm_data, tmp_path):  # noq
     texts, per_image = test.caption_index()
     assert len(per_image) == len(test) and all(texts[i] in caps for i, caps in zip((p[0] for p in per_image), test.captions))
     x = images_to_tensor(test.images)
-    assert x.shape == (len(test), 3, 16, 16) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert x.shape == (len(test), 3, 16, 16) and float(x.min()) >= -1.0 and float(x.max()) <= 1.0
     copy = tmp_path / "copy"
     shutil.copytree(mm_data, copy)
     raw = bytearray((copy / "images.npy").read_bytes())

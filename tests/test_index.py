@@ -7,12 +7,11 @@ import os
 
 import numpy as np
 import pytest
+from test_funnel import matryoshka_like
 
 from mrl.errors import MRLError
 from mrl.index import FunnelError, MatryoshkaIndex
 from mrl.index.store import IndexFormatError
-
-from test_funnel import matryoshka_like
 
 SPEC = "8:200 -> 16:50 -> 32:10"
 
@@ -24,7 +23,7 @@ def built(tmp_path):
     index.add(x, ids=np.arange(1200, dtype=np.int64) * 7 + 3)
     index.build_first_stage("8/int8:1")
     index.build_first_stage("8:1")
-    index.funnel = index._resolve(None, SPEC)  # noqa: SLF001 - set the default funnel like tuning does
+    index.funnel = index._resolve(None, SPEC)
     folder = tmp_path / "idx"
     index.save(folder)
     return index, folder, x, q
@@ -41,7 +40,7 @@ def test_save_load_roundtrip(built) -> None:
     assert set(np.unique(loaded.search(q, 10)[1]) % 7) == {3}  # user ids come back, not row numbers
     man = json.loads((folder / "manifest.json").read_text())
     assert man["count"] == 1200 and man["dim"] == 32 and len(man["files"]["segments"][0]["sha256"]) == 64
-    assert isinstance(loaded._segments[0], np.memmap)  # noqa: SLF001 - vectors stay on disk
+    assert isinstance(loaded._segments[0], np.memmap)
 
 
 def test_add_after_load_then_save_again(built) -> None:

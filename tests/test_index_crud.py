@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from test_funnel import matryoshka_like
 from typer.testing import CliRunner
 
 from mrl.cli.app import app
 from mrl.errors import MRLError
 from mrl.index import MatryoshkaIndex
 from mrl.index.filters import FilterError, parse_filter
-
-from test_funnel import matryoshka_like
 
 N, D = 2000, 32
 LANGS = np.array(["en", "de", "fr", "ja"])

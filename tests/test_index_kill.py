@@ -14,10 +14,9 @@ import sys
 
 import numpy as np
 import pytest
+from test_funnel import matryoshka_like
 
 from mrl.index import MatryoshkaIndex
-
-from test_funnel import matryoshka_like
 
 # Runs the CLI in a child that SIGKILLs itself at the chosen point of the save.
 CHILD = r"""

@@ -61,3 +61,187 @@ def test_write_csv_unions_columns(tmp_path):
 
     write_csv(tmp_path / "m.csv", [{"epoch": 1, "a": 0.5}, {"epoch": 2, "a": 0.4, "b": 1}])
     assert (tmp_path / "m.csv").read_text().splitlines() == ["epoch,a,b", "1,0.5,", "2,0.4,1"]
+
+
+# ---------------------------------------------------------------- umask, locks, ownership, checksums
+def test_files_and_folders_honour_the_umask(tmp_path):
+    from mrl.io import atomic_folder, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_folder(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_second_writer_gets_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    from mrl.errors import OutputLockedError
+    from mrl.io import writer_lock
+
+    code = "import sys\nfrom mrl.io import writer_lock\nfrom mrl.errors import OutputLockedError\ntry:\n    with writer_lock(sys.argv[1]): print('got')\nexcept OutputLockedError as e: print('locked:', e)"
+    with writer_lock(tmp_path / "out"):
+        with writer_lock(tmp_path / "out"):  # re-entrant in one process
+            pass
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True, check=True)
+    assert r.stdout.startswith("locked:") and "another mrl process" in r.stdout
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "got"
+    assert OutputLockedError
+
+
+def test_manifest_seal_detects_a_one_character_edit(tmp_path):
+    from mrl.io import read_manifest, write_manifest
+
+    write_manifest(tmp_path / "m.json", {"format": "mrl.x", "metric": "cosine", "files": {}})
+    assert read_manifest(tmp_path / "m.json")["metric"] == "cosine"
+    text = (tmp_path / "m.json").read_text().replace("cosine", "cosinf")
+    (tmp_path / "m.json").write_text(text)
+    with pytest.raises(DataError, match="fails its checksum"):
+        read_manifest(tmp_path / "m.json")
+
+
+def test_safetensors_content_hash_catches_a_flipped_exponent_bit(tmp_path):
+    import torch
+
+    from mrl.errors import CheckpointError
+    from mrl.io import load_safetensors, save_safetensors
+
+    p = tmp_path / "w.safetensors"
+    save_safetensors(p, {"w": torch.full((4, 4), 0.1)}, metadata={"k": "v"})
+    tensors, meta = load_safetensors(p)
+    assert meta == {"k": "v"} and torch.equal(tensors["w"], torch.full((4, 4), 0.1))
+    raw = bytearray(p.read_bytes())
+    raw[-1] ^= 0x40  # the exponent's high bit of the last float32 (little endian)
+    p.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_safetensors(p)
+
+
+def test_open_output_refuses_foreign_folders_even_with_overwrite(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.io import open_output
+
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("precious")
+    with pytest.raises(ForeignFileError, match="did not write"):
+        with open_output(user, "mrl.run", overwrite=True):
+            pass
+    assert (user / "notes.txt").read_text() == "precious"
+    with pytest.raises(OutputExistsError, match="is a file"):
+        with open_output(user / "notes.txt", "mrl.run", overwrite=True):
+            pass
+
+
+def test_open_output_overwrite_replaces_only_listed_files_and_invalidates_first(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.io import open_output, read_manifest
+
+    run = tmp_path / "run"
+    with open_output(run, "mrl.run") as out:
+        for name in ("model.bin", "metrics.csv"):
+            with out.file(name) as p:
+                p.write_text("old")
+    man = read_manifest(run / "manifest.json")
+    assert man["state"] == "complete" and set(man["files"]) == {"model.bin", "metrics.csv"} and man["files"]["model.bin"]["bytes"] == 3
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        with open_output(run, "mrl.run"):
+            pass
+    with pytest.raises(ForeignFileError, match=r"'mrl\.run' output, not 'mrl\.report'"):
+        with open_output(run, "mrl.report", overwrite=True):
+            pass
+    with pytest.raises(RuntimeError):
+        with open_output(run, "mrl.run", overwrite=True) as out:
+            with out.file("metrics.csv") as p:
+                assert not (run / "model.bin").exists()  # the old model is gone before anything new exists
+                p.write_text("new")
+            raise RuntimeError("killed mid-run")
+    assert sorted(f.name for f in run.iterdir()) == ["manifest.json", "metrics.csv"]
+    assert read_manifest(run / "manifest.json")["state"] == "writing"
+    (run / "mine.txt").write_text("user")
+    with pytest.raises(ForeignFileError, match=r"mine\.txt"):
+        with open_output(run, "mrl.run", overwrite=True):
+            pass
+    with open_output(run, "mrl.run", append=True) as out:  # resume: keeps everything, user file untouched
+        with pytest.raises(ForeignFileError):
+            out.claim("mine.txt")
+    assert (run / "mine.txt").read_text() == "user" and (run / "metrics.csv").read_text() == "new"
+
+
+def test_open_output_never_deletes_an_input(tmp_path):
+    from mrl.io import open_output
+
+    out_dir = tmp_path / "rep"
+    with open_output(out_dir, "mrl.report", staged=True) as out:
+        (out.path / "results.json").write_text("{}")
+    assert (out_dir / "results.json").exists()
+    with pytest.raises(OutputExistsError, match="input"):
+        with open_output(out_dir, "mrl.report", overwrite=True, staged=True, inputs=[out_dir / "results.json"]):
+            pass
+    assert (out_dir / "results.json").read_text() == "{}"
+
+
+def test_staged_output_swaps_the_whole_folder(tmp_path):
+    from mrl.io import open_output, read_manifest
+
+    target = tmp_path / "adaptor"
+    with open_output(target, "mrl.adaptor", staged=True) as out:
+        (out.path / "a.txt").write_text("v1")
+        (out.path / "sub").mkdir()
+        (out.path / "sub" / "b.txt").write_text("v1")
+    assert set(read_manifest(target / "manifest.json")["files"]) == {"a.txt", "sub/b.txt"}
+    with pytest.raises(RuntimeError):
+        with open_output(target, "mrl.adaptor", overwrite=True, staged=True) as out:
+            (out.path / "a.txt").write_text("half")
+            raise RuntimeError("crash")
+    assert (target / "a.txt").read_text() == "v1"
+    with open_output(target, "mrl.adaptor", overwrite=True, staged=True) as out:
+        (out.path / "c.txt").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["c.txt", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adaptor"]  # no temporary, old or lock files left
+
+
+def test_open_files_guards_siblings_and_inputs(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.io import open_files, read_manifest
+
+    out = tmp_path / "e.npy"
+    with open_files(out, "mrl.embeddings", ["e.labels.npy"]) as o:
+        with o.file("e.npy") as p:
+            save_npy(p, np.zeros((2, 3), np.float32))
+        with o.file("e.labels.npy") as p:
+            save_npy(p, np.zeros(2, np.int64))
+        o.meta["dim"] = 3
+    side = read_manifest(tmp_path / "e.json")
+    assert side["dim"] == 3 and set(side["files"]) == {"e.npy", "e.labels.npy"}
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        with open_files(out, "mrl.embeddings", ["e.labels.npy"]):
+            pass
+    with open_files(out, "mrl.embeddings", ["e.labels.npy"], overwrite=True) as o:
+        with o.file("e.npy") as p:
+            save_npy(p, np.ones((2, 3), np.float32))
+    assert not (tmp_path / "e.labels.npy").exists()  # stale sibling of the old output removed
+    # a user's own file next to the output is never replaced
+    (tmp_path / "f.scores.npy").write_text("mine")
+    with pytest.raises(ForeignFileError):
+        with open_files(tmp_path / "f.npy", "mrl.search", ["f.scores.npy"], overwrite=True):
+            pass
+    (tmp_path / "g.json").write_text('{"mine": 1}')
+    with pytest.raises(ForeignFileError, match="sidecar"):
+        with open_files(tmp_path / "g.npy", "mrl.search", overwrite=True):
+            pass
+    with pytest.raises(OutputExistsError, match="input"):
+        with open_files(out, "mrl.embeddings", overwrite=True, inputs=[out]):
+            pass
+    assert (tmp_path / "f.scores.npy").read_text() == "mine" and (tmp_path / "g.json").read_text() == '{"mine": 1}'
+    with pytest.raises(RuntimeError):
+        with open_files(tmp_path / "h.npy", "mrl.embeddings"):
+            raise RuntimeError("failed before writing")
+    assert not (tmp_path / "h.json").exists()  # a command that wrote nothing leaves nothing behind

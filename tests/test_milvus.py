@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,14 +14,14 @@ from typer.testing import CliRunner
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from mrl.cli.app import app  # noqa: E402
-from mrl.errors import MRLError  # noqa: E402
-from mrl.index import MatryoshkaIndex  # noqa: E402
-from mrl.index.backends.milvus import MilvusError, MilvusIndex, connect  # noqa: E402
-from mrl.index.backends.push import push  # noqa: E402
-from mrl.index.filters import FilterError  # noqa: E402
+from test_funnel import matryoshka_like
 
-from test_funnel import matryoshka_like  # noqa: E402
+from mrl.cli.app import app
+from mrl.errors import MRLError
+from mrl.index import MatryoshkaIndex
+from mrl.index.backends.milvus import MilvusError, MilvusIndex, connect
+from mrl.index.backends.push import push
+from mrl.index.filters import FilterError
 
 N, D = 1200, 16
 FUNNEL = "4:200 -> 8:40 -> 16:10"
@@ -33,7 +32,7 @@ def local_index(folder, n: int = N, seed: int = 30) -> MatryoshkaIndex:
     rng = np.random.default_rng(seed)
     index = MatryoshkaIndex(D)
     index.add(x, np.arange(n, dtype=np.int64) * 5 + 1, {"lang": rng.choice(["en", "de", "fr"], n).tolist(), "year": rng.integers(0, 50, n).tolist()})
-    index.funnel = index._resolve(None, FUNNEL)  # noqa: SLF001 - a default funnel, as tuning sets it
+    index.funnel = index._resolve(None, FUNNEL)
     index.tuning = {"frontier": [{"funnel": "4:100 -> 16:10", "recall": 0.95, "ms_per_query": 0.1}, {"funnel": FUNNEL, "recall": 0.995, "ms_per_query": 0.2}]}
     index.build_first_stage("4:1")
     index.delete([1, 6, 11])  # tombstones are not pushed

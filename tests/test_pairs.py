@@ -53,7 +53,7 @@ def test_malformed_files_name_the_problem(tmp_path, name, content, match):
 def test_bad_encoding_and_missing_file(tmp_path):
     p = tmp_path / "latin.csv"
     p.write_bytes("anchor,positive\ncaf\xe9,coffee house\n".encode("latin-1"))
-    with pytest.raises(DataError, match="not UTF-8.*line 2"):
+    with pytest.raises(DataError, match=r"not UTF-8.*line 2"):
         load_pairs(p)
     with pytest.raises(DataError, match="does not exist"):
         load_pairs(tmp_path / "nope.jsonl")

@@ -29,16 +29,16 @@ def ray_session():
 
 def write_texts(path: Path, n: int) -> list[str]:
     rng = np.random.default_rng(1)
-    words = "prefix shortlist rerank funnel graph cosine passage corpus shard actor cluster query".split()
+    words = ["prefix", "shortlist", "rerank", "funnel", "graph", "cosine", "passage", "corpus", "shard", "actor", "cluster", "query"]
     texts = [" ".join(rng.choice(words, size=int(rng.integers(2, 20)))) for _ in range(n)]
     path.write_text("\n".join(texts) + "\n")
     return texts
 
 
 def test_ray_shards_equal_single_process_and_resume(tmp_path, minilm_path, ray_session) -> None:  # noqa: F811
+    from mrl.cli.app import app
     from mrl.encode import open_shards
     from mrl.encode.text import encode_corpus
-    from mrl.cli.app import app
 
     write_texts(tmp_path / "t.txt", 90)
     ref = encode_corpus(minilm_path, [tmp_path / "t.txt"], tmp_path / "ref", rows_per_shard=30, progress=False)

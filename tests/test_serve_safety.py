@@ -11,9 +11,9 @@ import pytest
 from serve_fixtures import DIM, served_model, tiny_index, tiny_model  # noqa: F401
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from mrl.serve import Limits, ServeConfig, create_app  # noqa: E402
+from mrl.serve import Limits, ServeConfig, create_app
 
 KEY = "s3cret-key"
 LIMITS = Limits(max_inputs=4, max_chars=50, max_k=20, max_body_bytes=4096)

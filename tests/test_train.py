@@ -12,7 +12,7 @@ from mrl.train.checkpoint import load_model
 def test_train_writes_metrics_checkpoint_and_model(tiny_config, tmp_path):
     result = train(tiny_config, tmp_path / "run")
     assert len(result.history) == 2
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {f"val_top1@{d}" for d in (2, 4, 8, 16, 32)} <= set(rows[0])
     assert result.final["val_top1@32"] > 0.3  # the synthetic classes are easy; chance is 0.1

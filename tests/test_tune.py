@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from test_funnel import matryoshka_like, scores_ref
 
-from mrl.index.tune import TunePoint, apply, exact_neighbors, pareto, recall_at_k, tune
 from mrl.errors import MRLError
 from mrl.index import MatryoshkaIndex
-
-from test_funnel import matryoshka_like, scores_ref
+from mrl.index.tune import TunePoint, apply, exact_neighbors, pareto, recall_at_k, tune
 
 SPACE = {"first": [(8, "float32", "flat"), (16, "int8", "flat"), (32, "binary", "flat")], "k1": [20, 50, 100, 200, 400], "mid_factors": (2,), "mid_ratios": (4,)}
 

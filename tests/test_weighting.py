@@ -26,7 +26,7 @@ def test_uncertainty_is_kendall_and_learns_inverse_loss_weights():
     with torch.no_grad():
         w.log_vars.copy_(torch.tensor([0.5, -0.2, 0.0]))
     losses = torch.tensor([2.0, 1.0, 0.5])
-    expected = sum(math.exp(-s) * l + s for s, l in zip([0.5, -0.2, 0.0], losses.tolist()))
+    expected = sum(math.exp(-s) * loss + s for s, loss in zip([0.5, -0.2, 0.0], losses.tolist()))
     assert w(losses, ALL).item() == pytest.approx(expected, rel=1e-6)
     # an inactive dim contributes neither its loss nor its log-variance
     assert w(losses, torch.tensor([True, False, True])).item() == pytest.approx(expected - (math.exp(0.2) * 1.0 - 0.2), rel=1e-6)

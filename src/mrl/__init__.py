@@ -46,7 +46,7 @@ _EXPORTS = {
     "fit_adaptor": "mrl.train.adaptor",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *sorted(_EXPORTS)]  # noqa: PLE0604 - names are strings, listed in _EXPORTS
 
 
 def _install_torchvision_hook() -> None:

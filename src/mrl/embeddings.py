@@ -17,10 +17,29 @@ PRECISIONS: tuple[str, ...] = ("float32", "float16", "int8", "binary")
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation. Shape: ``[N, d] -> [N, d]`` float32 (a new array)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, eps)
+    """Row-wise L2 normalisation. Shape: ``[..., d] -> [..., d]`` float32 (a new array).
+
+    Safe for any finite input: rows whose norm overflows float32 (``|x| ~ 1e20`` and up) or
+    underflows are scaled by their largest entry first. All-zero rows stay zero.
+    """
+    return normalize_rows_(np.array(x, dtype=np.float32, copy=True), eps)
+
+
+def normalize_rows_(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """L2-normalise the last axis of float32 ``x`` **in place** and return it (see :func:`l2_normalize`).
+
+    The common case costs one norm; only rows whose squared norm overflows or underflows take a
+    second pass that divides by the row's largest magnitude before normalising.
+    """
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    bad = ~np.isfinite(norms) | (norms < 1e-18)
+    if bad.any():
+        scale = np.abs(x).max(axis=-1, keepdims=True)
+        fix = bad & (scale > 0)
+        np.divide(x, scale, out=x, where=fix)
+        norms = np.where(fix, np.linalg.norm(x, axis=-1, keepdims=True), norms)
+    x /= np.maximum(norms, eps)
+    return x
 
 
 def truncate(x: np.ndarray, dim: int, *, normalize: bool = True) -> np.ndarray:

@@ -20,3 +20,11 @@ class CheckpointError(MRLError):
 
 class OutputExistsError(MRLError):
     """An output location already holds results and overwriting was not requested."""
+
+
+class OutputLockedError(MRLError):
+    """Another process holds the writer lock of an output (one writer at a time)."""
+
+
+class ForeignFileError(OutputExistsError):
+    """An output location holds files mrl cannot prove it wrote; they are never replaced or deleted."""

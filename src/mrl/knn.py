@@ -12,6 +12,18 @@ import numpy as np
 from mrl.checks import check_matrix
 from mrl.errors import MRLError
 
+# The retrieval metrics every searcher offers (evaluation and index alike): "cosine" truncates, then
+# L2-normalises, then ranks by inner product; "ip" ranks raw (truncated) vectors by inner product;
+# "l2" by Euclidean distance.
+RETRIEVAL_METRICS = ("cosine", "ip", "l2")
+
+
+def check_metric(metric: str) -> str:
+    """Return ``metric`` if it is one of :data:`RETRIEVAL_METRICS`, else raise a one-line error."""
+    if metric not in RETRIEVAL_METRICS:
+        raise MRLError(f"metric must be one of {', '.join(RETRIEVAL_METRICS)}, got {metric!r}.")
+    return metric
+
 
 def knn_search(database: np.ndarray, queries: np.ndarray, k: int, *, metric: str = "ip", threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` with FAISS: ``metric="ip"`` (``IndexFlatIP``) or ``"l2"`` (``IndexFlatL2``).

@@ -1,15 +1,26 @@
-"""Progress bars that do not flood logs.
+"""Progress bars for every long loop in mrl: one helper, so all bars behave the same.
 
-Every bar in ``mrl`` (and the ones inside sentence-transformers and the transformers Trainer) is a
-``tqdm``; tqdm reads ``TQDM_*`` environment variables as default arguments. When stderr is not a
-terminal (a log file, CI), :func:`throttle_progress` sets ``TQDM_MININTERVAL`` (seconds between
-refreshes, default 30) so a redirected run writes a handful of lines, not one per step.
+On a terminal a bar is a normal ``tqdm`` bar. When stderr is not a terminal (a log file, CI, a
+pipe) a bar from :func:`progress` prints a plain line (no carriage returns, no ANSI codes) at most
+once every ``MRL_PROGRESS_INTERVAL`` seconds (default 10), so long jobs do not flood their logs.
+mrl's own text encoding passes ``show_progress_bar=False`` to sentence-transformers and drives a
+bar from here; the Trainer's bars are replaced by a throttled logging callback
+(:mod:`mrl.train.text_trainer`). :func:`throttle_progress` also exports ``TQDM_MININTERVAL``, which
+tqdm reads when it is first imported: it throttles the bars of processes started afterwards (Ray
+workers, torchrun ranks), not of this one.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
+from typing import IO, Any, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+DEFAULT_LOG_INTERVAL = 10.0
 
 
 def stderr_is_terminal() -> bool:
@@ -19,10 +30,50 @@ def stderr_is_terminal() -> bool:
         return False
 
 
-def throttle_progress(seconds: float = 30.0) -> None:
-    """Throttle every tqdm bar to one refresh per ``seconds`` when stderr is not a terminal.
+def log_interval() -> float:
+    """Seconds between bar updates when stderr is not a terminal (``$MRL_PROGRESS_INTERVAL``)."""
+    try:
+        return max(float(os.environ.get("MRL_PROGRESS_INTERVAL", DEFAULT_LOG_INTERVAL)), 0.0)
+    except ValueError:
+        return DEFAULT_LOG_INTERVAL
 
-    A ``TQDM_MININTERVAL`` already set by the user wins.
-    """
+
+def throttle_progress(seconds: float | None = None) -> None:
+    """Export ``TQDM_MININTERVAL`` (default :func:`log_interval`) when stderr is not a terminal, so the
+    tqdm bars of child processes refresh at most that often. A value set by the user wins."""
     if not stderr_is_terminal():
-        os.environ.setdefault("TQDM_MININTERVAL", str(seconds))
+        os.environ.setdefault("TQDM_MININTERVAL", str(log_interval() if seconds is None else seconds))
+
+
+class _LineWriter:
+    """File-like wrapper that turns tqdm's ``\\r`` redraws into whole lines (for logs)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        for part in text.replace("\r", "\n").split("\n"):
+            if part.strip():
+                self.stream.write(part.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None, unit: str = "it", disable: bool = False, leave: bool = True, **kwargs: Any) -> Any:
+    """A ``tqdm`` bar over ``iterable`` (or a manual one with ``total``), throttled for logs.
+
+    Example:
+        >>> for batch in progress(batches, desc="encoding", unit="batch"):
+        ...     ...
+    """
+    if stderr_is_terminal():
+        return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=leave, dynamic_ncols=True, **kwargs)
+    every = log_interval()
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=leave, file=_LineWriter(sys.stderr or sys.__stderr__), mininterval=every, maxinterval=max(every, 10.0), ascii=True, ncols=100, **kwargs)
+
+
+def note(message: str) -> None:
+    """Print a line without breaking an active bar (``tqdm.write``)."""
+    tqdm.write(message, file=sys.stderr)

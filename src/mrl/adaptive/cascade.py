@@ -36,7 +36,7 @@ import torch
 from mrl.adaptive.cost import cumulative_dims
 from mrl.checks import check_labels
 from mrl.errors import MRLError
-from mrl.io import read_json, write_json
+from mrl.io import check_seal, read_json, write_manifest
 from mrl.nesting import validate_dims
 
 SCORES = ("maxprob", "margin")
@@ -95,7 +95,7 @@ def exit_stages(conf: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 @dataclass
 class Cascade:
     """Learned per-stage thresholds. ``thresholds[-1]`` is ``-inf`` (the full head always answers);
-    ``+inf`` means "never exit at this stage"."""
+    ``+inf`` means "never exit at this stage". In JSON see :data:`THRESHOLD_ENCODING`."""
 
     dims: tuple[int, ...]
     thresholds: tuple[float, ...]
@@ -125,7 +125,8 @@ class Cascade:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["dims"] = list(self.dims)
-        d["thresholds"] = [_json_float(t) for t in self.thresholds]
+        d["thresholds"] = [_encode_threshold(t) for t in self.thresholds]
+        d["threshold_encoding"] = THRESHOLD_ENCODING
         d["schema"] = SCHEMA
         return d
 
@@ -134,21 +135,41 @@ class Cascade:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise MRLError(f"not a cascade file (expected schema {SCHEMA!r}, got {d.get('schema') if isinstance(d, dict) else type(d).__name__}); refit it with `mrl cascade fit`.")
         try:
-            return cls(dims=tuple(d["dims"]), thresholds=tuple(float(t) for t in d["thresholds"]), score=d["score"], objective=d.get("objective", "cumulative"), max_drop=float(d["max_drop"]), calibration=d.get("calibration", {}))
+            return cls(dims=tuple(d["dims"]), thresholds=tuple(_decode_threshold(t) for t in d["thresholds"]), score=d["score"], objective=d.get("objective", "cumulative"), max_drop=float(d["max_drop"]), calibration=d.get("calibration", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise MRLError(f"cascade file is missing or has a malformed field ({exc}); refit it with `mrl cascade fit`.") from exc
 
     def save(self, path: str | Path) -> None:
-        """Atomically write the thresholds as JSON (``+inf``/``-inf`` stored as strings)."""
-        write_json(path, self.to_dict())
+        """Atomically write the thresholds as JSON, sealed with its own checksum (see
+        :data:`THRESHOLD_ENCODING` for the two infinite thresholds)."""
+        write_manifest(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Cascade:
-        return cls.from_dict(read_json(path))
+        """Read a cascade JSON; its checksum (when present) must match."""
+        doc = read_json(path)
+        if isinstance(doc, dict) and "checksum" in doc:
+            check_seal(doc, path)
+        return cls.from_dict(doc)
 
 
-def _json_float(t: float) -> float | str:
-    return t if np.isfinite(t) else ("inf" if t > 0 else "-inf")
+# JSON has no infinity: the two infinite thresholds are stored as a null and a negative number.
+THRESHOLD_ENCODING = "null = never exit at this stage (+inf); a negative number = always exit here (-inf; confidences lie in [0, 1])"
+
+
+def _encode_threshold(t: float) -> float | None:
+    if t == np.inf:
+        return None
+    return -1.0 if t == -np.inf else float(t)
+
+
+def _decode_threshold(t: Any) -> float:
+    if t is None:
+        return float("inf")
+    value = float(t)  # also reads the strings "inf"/"-inf" of older files
+    if isinstance(t, bool) or value != value:
+        raise ValueError(f"threshold {t!r} is not a number")
+    return -np.inf if value < 0 else value
 
 
 def _stage_candidates(conf_g: np.ndarray, n: int) -> np.ndarray:
@@ -166,7 +187,7 @@ def _best_for_stage(g: int, cand: np.ndarray, thresholds: np.ndarray, conf: np.n
 
     Returns (threshold, mean cost, number correct) of the cheapest feasible candidate (ties: more correct).
     """
-    G, N = conf.shape
+    _, N = conf.shape
     passes = conf >= thresholds[:, None]
     passes[-1] = True
     before = passes[:g].any(axis=0) if g else np.zeros(N, dtype=bool)
@@ -320,7 +341,8 @@ def evaluate_cascade(cascade: Cascade, logits: np.ndarray, labels: np.ndarray) -
         "exit_fraction": {str(dm): float((ex == g).mean()) for g, dm in enumerate(dims)},
         "per_dim_accuracy": {str(dm): float(a) for dm, a in zip(dims, per_dim)},
         "oracle": oracle(logits, labels, dims),
-        "thresholds": [_json_float(t) for t in cascade.thresholds],
+        "thresholds": [_encode_threshold(t) for t in cascade.thresholds],
+        "threshold_encoding": THRESHOLD_ENCODING,
     }
 
 

@@ -27,14 +27,14 @@ def adapt(
     neighbours: int = typer.Option(7, help="True nearest neighbours drawn into each batch with every anchor (local neighbourhoods the ranking term preserves)."),
     supervised_weight: float = typer.Option(1.0, help="Weight of the supervised ranking term (needs --queries/--docs)."),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous adaptor in OUT (never other files, never an input)."),
 ) -> None:
     """Learn a post-hoc Matryoshka adaptor for frozen embeddings (any model, any API)."""
     import numpy as np
 
     from mrl.io import load_npy
-    from mrl.train.adaptor import AdaptorConfig, fit_adaptor
     from mrl.nesting import log2_dims, parse_dims
+    from mrl.train.adaptor import AdaptorConfig, fit_adaptor
 
     arrays = [load_npy(p) for p in embeddings]
     width = arrays[0].shape[1] if arrays[0].ndim == 2 else -1
@@ -49,5 +49,5 @@ def adapt(
         pairs = (load_npy(queries), load_npy(docs))
     d = parse_dims(dims, x.shape[1]) if dims else log2_dims(min(8, x.shape[1]), x.shape[1])
     cfg = AdaptorConfig(matryoshka_dims=list(d), kind=kind, steps=steps, batch_size=batch_size, neighbours=neighbours, supervised_weight=supervised_weight if pairs else 0.0, seed=seed)
-    result = fit_adaptor(x, cfg, out, pairs=pairs, overwrite=overwrite)
+    result = fit_adaptor(x, cfg, out, pairs=pairs, overwrite=overwrite, inputs=[*embeddings, queries, docs])
     console.print(f"adaptor {kind} for {x.shape[1]}-d vectors trained on {x.shape[0]} rows in {result.seconds:.0f}s; saved to {out}")

@@ -33,6 +33,24 @@ def _model_dir(model: Path) -> Path:
     return model if model.is_dir() else model.parent
 
 
+def _cascade_writer(model: Path, out: Optional[Path], overwrite: bool):
+    """Where `cascade fit` writes: by default cascade.json inside the run folder, listed in the
+    run's manifest (so retraining with --overwrite removes the stale cascade); else a file."""
+    from mrl.adaptive.cascade import CASCADE_NAME
+    from mrl.io import open_files, open_output, read_manifest
+    from mrl.train.loop import RUN_KIND
+
+    run = _model_dir(model)
+    if out is None or out.resolve() == (run / CASCADE_NAME).resolve():
+        man = read_manifest(run / "manifest.json") if (run / "manifest.json").is_file() else None
+        if man is not None and man.get("format") == RUN_KIND:
+            if (run / CASCADE_NAME).exists() and not overwrite:
+                raise MRLError(f"{run / CASCADE_NAME} already exists; pass --overwrite to replace it, or choose another --out.")
+            return open_output(run, RUN_KIND, append=True), run / CASCADE_NAME, True
+        out = run / CASCADE_NAME
+    return open_files(out, "mrl.cascade", overwrite=overwrite, inputs=[model, run / "model.safetensors"], sidecar=False), out, False
+
+
 @app.command("fit")
 @friendly
 def cascade_fit(
@@ -47,22 +65,27 @@ def cascade_fit(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Learn per-stage confidence thresholds on the calibration split and save them as JSON."""
-    from mrl.adaptive.cascade import CASCADE_NAME, fit_cascade
-    from mrl.io import guard_output
+    from mrl.adaptive.cascade import fit_cascade
 
-    out = out or _model_dir(model) / CASCADE_NAME
-    guard_output(out, overwrite)
     if not 0 <= max_drop < 100:
         raise MRLError(f"--max-drop is in percentage points, in [0, 100); got {max_drop}.")
-    logits, labels, dims = _split_logits(model, split, data_root)
-    scores = ("maxprob", "margin") if score == "best" else (score,)
-    fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
-    best = min(fits, key=lambda c: c.calibration["expected_cost"])
-    for c in fits:
-        console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
-    best.calibration["split"] = split
-    best.save(out)
-    console.print(f"wrote {out} (score={best.score})")
+    if score not in ("best", "maxprob", "margin"):
+        raise MRLError(f"--score must be best, maxprob or margin, got {score!r}.")
+    guard, target, listed = _cascade_writer(model, out, overwrite)
+    with guard as writer:
+        logits, labels, dims = _split_logits(model, split, data_root)
+        scores = ("maxprob", "margin") if score == "best" else (score,)
+        fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
+        best = min(fits, key=lambda c: c.calibration["expected_cost"])
+        for c in fits:
+            console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
+        best.calibration["split"] = split
+        if listed:  # listed in the run folder's manifest
+            with writer.file(target.name) as path:
+                best.save(path)
+        else:
+            best.save(target)
+    console.print(f"wrote {target} (score={best.score})")
 
 
 @app.command("eval")
@@ -76,16 +99,23 @@ def cascade_eval(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Accuracy, expected dims, cumulative cost, oracle bound and best fixed prefix on a split."""
-    from mrl.adaptive.cascade import CASCADE_NAME, Cascade, evaluate_cascade
-    from mrl.io import guard_output, write_json
+    import contextlib
 
-    if out is not None:
-        guard_output(out, overwrite)
-    casc = Cascade.load(cascade or _model_dir(model) / CASCADE_NAME)
-    if casc.calibration.get("split") == split:
-        raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
-    logits, labels, _ = _split_logits(model, split, data_root)
-    rep = evaluate_cascade(casc, logits, labels)
+    from mrl.adaptive.cascade import CASCADE_NAME, Cascade, evaluate_cascade
+    from mrl.io import open_files, write_json
+
+    casc_path = cascade or _model_dir(model) / CASCADE_NAME
+    guard = open_files(out, "mrl.cascade-report", overwrite=overwrite, inputs=[model, casc_path, _model_dir(model) / "model.safetensors"], sidecar=False) if out is not None else contextlib.nullcontext()
+    with guard:
+        casc = Cascade.load(casc_path)
+        if casc.calibration.get("split") == split:
+            raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
+        logits, labels, dims = _split_logits(model, split, data_root)
+        if tuple(casc.dims) != tuple(dims):
+            raise MRLError(f"the cascade {casc_path} was fit for dims {list(casc.dims)} but the model has heads at {list(dims)}; refit it with `mrl cascade fit` on this model.")
+        rep = evaluate_cascade(casc, logits, labels)
+        if out is not None:
+            write_json(out, rep)
     console.print(
         f"{split}: accuracy {100 * rep['accuracy']:.2f} vs full-D {100 * rep['full_accuracy']:.2f} (drop {rep['drop_points']:.2f} points); "
         f"expected dim {rep['expected_dim']:.1f} (D/{rep['ratio_to_full']:.1f}), cumulative cost {rep['expected_cost']:.1f}; "
@@ -93,5 +123,4 @@ def cascade_eval(
         f"oracle: {100 * rep['oracle']['accuracy']:.2f}% at {rep['oracle']['expected_dim_when_right']:.1f} dims"
     )
     if out is not None:
-        write_json(out, rep)
         console.print(f"wrote {out}")

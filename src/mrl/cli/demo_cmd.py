@@ -24,13 +24,19 @@ def demo(
 ) -> None:
     """Train MRL and FF-512 on Fashion-MNIST, evaluate every prefix (+ PCA/random), write a report."""
     from mrl.data.fashion_mnist import load_fashion_mnist
+    from mrl.errors import OutputExistsError
     from mrl.evaluate.suite import evaluate_runs
-    from mrl.io import guard_output
+    from mrl.io import check_output
     from mrl.report import write_report
+    from mrl.report.render import REPORT_KIND
     from mrl.train import TrainConfig
     from mrl.train import train as run_train
+    from mrl.train.loop import check_run_folder
 
-    guard_output(out, overwrite, lambda p: (p / "report" / "report.md").exists() or (p / "runs").exists())
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} is a file; --out must be a folder.")
+    if ((out / "report").exists() or (out / "runs").exists()) and not overwrite:
+        raise OutputExistsError(f"{out} already holds a demo; pass --overwrite to replace it (only files mrl wrote), or choose another --out.")
     data_root_str = str(data_root) if data_root else None
     data = load_fashion_mnist(data_root_str)  # fail early with the install hint
     base = TrainConfig(epochs=epochs, data_root=data_root_str)
@@ -38,6 +44,9 @@ def demo(
     if all_baselines:
         plans.append(("mrl-e", base.replace(mode="mrl-e")))
         plans += [(f"ff-{d}", base.replace(mode="ff", matryoshka_dims=[d])) for d in (2, 4, 8)]
+    for name, _ in plans:  # fail before the first (long) training, not after it
+        check_run_folder(out / "runs" / name, resume=False, overwrite=overwrite)
+    check_output(out / "report", REPORT_KIND, overwrite=overwrite)
     t0 = time.perf_counter()
     runs = []
     for name, cfg in plans:

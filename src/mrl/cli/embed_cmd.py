@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from mrl.cli.console import console, friendly
@@ -18,10 +19,10 @@ app = typer.Typer()
 @friendly
 def embed(
     model: Optional[Path] = typer.Argument(None, help="Run folder or model.safetensors (not with --adaptor)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (a .json sidecar is written beside it)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy; OUT.labels.npy and a JSON sidecar OUT.json are written beside it."),
     split: str = typer.Option("test", help="train, val or test."),
     data_root: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since training (default: the run's data_root)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
     adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Apply this `mrl adapt` folder to --input vectors instead of running a model."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor; with --tower, a file of captions or picture paths (one per line)."),
     tower: Optional[str] = typer.Option(None, "--tower", help="Two-tower runs (task: multimodal): embed with the image or the text tower."),
@@ -48,26 +49,40 @@ def embed(
         raise MRLError("give a run folder (MODEL) to embed, or --adaptor DIR --input x.npy.")
     from mrl.data.registry import load_image_data
     from mrl.evaluate.perdim import encode_split
-    from mrl.io import guard_output, save_npy, write_json
-    from mrl.train.checkpoint import load_model
+    from mrl.io import open_files, save_npy
+    from mrl.train.checkpoint import MODEL_NAME, load_model
 
     if split not in ("train", "val", "test"):
         raise MRLError(f"split must be train, val or test, got {split!r}.")
+    _check_npy_out(out)
+    labels = out.with_suffix(".labels.npy")
+    with open_files(out, EMBEDDINGS_KIND, [labels.name], overwrite=overwrite, inputs=[model, model / MODEL_NAME]) as writer:
+        net, cfg = load_model(model)
+        data = load_image_data(cfg, data_root=str(data_root) if data_root is not None else None, log=console.print).split(split)
+        enc = encode_split(net, data, desc=f"embedding {split}")
+        with writer.file(out.name) as p:
+            save_npy(p, enc.embeddings)
+        with writer.file(labels.name) as p:
+            save_npy(p, enc.labels)
+        writer.meta.update({
+            "model": str(model), "source": f"{cfg.get('dataset', 'fashion_mnist')}/{split}", "split": split, "count": int(enc.embeddings.shape[0]), "dim": int(enc.embeddings.shape[1]),
+            "matryoshka_dims": cfg["matryoshka_dims"], "mode": cfg["mode"], "dtype": "float32", "normalized": False,
+            "sha256": array_sha256(enc.embeddings), "labels": labels.name,
+        })
+    console.print(f"wrote {out} {enc.embeddings.shape} (+ {labels.name}, {out.with_suffix('.json').name})")
+
+
+EMBEDDINGS_KIND = "mrl.embeddings"  # the sidecar format of every embeddings file mrl writes
+
+
+def array_sha256(x: np.ndarray) -> str:
+    """SHA-256 of an array's bytes (C order), as recorded in the sidecars."""
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+
+
+def _check_npy_out(out: Path) -> None:
     if out.suffix != ".npy":
         raise MRLError(f"--out must end in .npy, got {out}.")
-    guard_output(out, overwrite)
-    net, cfg = load_model(model)
-    data = load_image_data(cfg, data_root=str(data_root) if data_root is not None else None, log=console.print).split(split)
-    enc = encode_split(net, data)
-    save_npy(out, enc.embeddings)
-    save_npy(out.with_suffix(".labels.npy"), enc.labels)
-    sidecar = {
-        "model": str(model), "split": split, "count": int(enc.embeddings.shape[0]), "dim": int(enc.embeddings.shape[1]),
-        "matryoshka_dims": cfg["matryoshka_dims"], "mode": cfg["mode"], "dtype": "float32",
-        "sha256": hashlib.sha256(enc.embeddings.tobytes()).hexdigest(), "labels": out.with_suffix(".labels.npy").name,
-    }
-    write_json(out.with_suffix(".json"), sidecar)
-    console.print(f"wrote {out} {enc.embeddings.shape}")
 
 
 @app.command("embed-text")
@@ -75,10 +90,10 @@ def embed(
 def embed_text(
     model: str = typer.Argument(..., help="Sentence-transformers folder or 'all-MiniLM-L6-v2'."),
     input: Path = typer.Option(..., "--input", "-i", help="Text file, one text per line (UTF-8)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (float32, full width); with --ray a shard folder."),
-    truncate_dim: Optional[int] = typer.Option(None, help="Keep the first d dims (then L2-normalise)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy (float32) with a JSON sidecar OUT.json; with --ray a shard folder."),
+    truncate_dim: Optional[int] = typer.Option(None, help="Keep the first d dims, then L2-normalise (default: full width, as the model outputs it)."),
     batch_size: int = typer.Option(128),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
     ray: bool = typer.Option(False, "--ray", help="Encode on Ray Data into a resumable shard folder (as `mrl encode`); a local Ray unless --ray-address."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local Ray (2 CPUs)."),
     actors: int = typer.Option(2, "--actors", help="--ray: model replicas (actors), each loads the model once."),
@@ -105,26 +120,34 @@ def embed_text(
         return
     from mrl.embeddings import l2_normalize
     from mrl.evaluate.ir import encode_texts
-    from mrl.io import guard_output, save_npy
-    from mrl.models.text import load_sentence_transformer
+    from mrl.io import open_files, save_npy
+    from mrl.models.text import load_sentence_transformer, resolve_model_path
 
-    if out.suffix != ".npy":
-        raise MRLError(f"--out must end in .npy, got {out}.")
-    guard_output(out, overwrite)
+    _check_npy_out(out)
+    if batch_size < 1:
+        raise MRLError(f"--batch-size must be >= 1, got {batch_size}.")
     if not input.is_file():
         raise MRLError(f"{input} does not exist; give a UTF-8 text file with one text per line.")
-    try:
-        texts = [t for t in input.read_text(encoding="utf-8").splitlines() if t.strip()]
-    except UnicodeDecodeError as exc:
-        raise MRLError(f"{input} is not UTF-8 text; re-save it as UTF-8.") from exc
-    if not texts:
-        raise MRLError(f"{input} holds no text lines.")
-    st = load_sentence_transformer(model, truncate_dim=truncate_dim)
-    emb = encode_texts(st, texts, batch_size=batch_size)
-    if truncate_dim:
-        emb = l2_normalize(emb[:, :truncate_dim])
-    save_npy(out, emb)
-    console.print(f"wrote {out} {emb.shape}")
+    path = resolve_model_path(model)
+    with open_files(out, EMBEDDINGS_KIND, overwrite=overwrite, inputs=[input, path]) as writer:
+        try:
+            texts = [t for t in input.read_text(encoding="utf-8").splitlines() if t.strip()]
+        except UnicodeDecodeError as exc:
+            raise MRLError(f"{input} is not UTF-8 text; re-save it as UTF-8.") from exc
+        if not texts:
+            raise MRLError(f"{input} holds no text lines.")
+        st = load_sentence_transformer(model, truncate_dim=truncate_dim)
+        emb = encode_texts(st, texts, batch_size=batch_size)
+        if truncate_dim:
+            emb = l2_normalize(emb[:, :truncate_dim])
+        with writer.file(out.name) as p:
+            save_npy(p, emb)
+        writer.meta.update({
+            "model": str(model), "model_path": str(path), "source": str(input), "count": int(emb.shape[0]), "dim": int(emb.shape[1]),
+            "truncate_dim": truncate_dim, "normalized": bool(truncate_dim), "dtype": "float32", "sha256": array_sha256(emb),
+            "note": "truncated to truncate_dim then L2-normalised" if truncate_dim else "full width as the model outputs it; truncate then L2-normalise to use a prefix",
+        })
+    console.print(f"wrote {out} {emb.shape} (+ {out.with_suffix('.json').name})")
 
 
 @app.command("apply-adaptor")
@@ -132,21 +155,29 @@ def embed_text(
 def apply_adaptor_cmd(
     adaptor: Path = typer.Argument(..., help="Adaptor folder from `mrl adapt`."),
     input: Path = typer.Option(..., "--input", "-i", help="Embeddings .npy [N, D]."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .npy [N, D] (Matryoshka: truncate then normalise)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy [N, D] (Matryoshka: truncate then normalise) with a JSON sidecar OUT.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
 ) -> None:
     """Apply an adaptor to frozen embeddings (same as `mrl embed --adaptor DIR --input x.npy`)."""
     run_adaptor(adaptor, input, out, overwrite)
 
 
 def run_adaptor(adaptor: Path, input: Path, out: Path, overwrite: bool) -> None:
-    from mrl.io import guard_output, load_npy, save_npy
+    from mrl.cli.console import load_matrix
+    from mrl.io import open_files, save_npy
     from mrl.models.adaptor import load_adaptor
 
-    if out.suffix != ".npy":
-        raise MRLError(f"--out must end in .npy, got {out}.")
-    guard_output(out, overwrite)
-    model = load_adaptor(adaptor)
-    y = model.transform(load_npy(input))
-    save_npy(out, y)
-    console.print(f"wrote {out} {y.shape}")
+    _check_npy_out(out)
+    with open_files(out, EMBEDDINGS_KIND, overwrite=overwrite, inputs=[input, *(adaptor.iterdir() if adaptor.is_dir() else [adaptor])]) as writer:
+        model = load_adaptor(adaptor)
+        x = load_matrix(input, "--input")
+        if x.shape[0] == 0:
+            raise MRLError(f"--input {input} holds 0 rows; give at least one embedding.")
+        y = model.transform(x)
+        with writer.file(out.name) as p:
+            save_npy(p, y)
+        writer.meta.update({
+            "adaptor": str(adaptor), "source": str(input), "count": int(y.shape[0]), "dim": int(y.shape[1]), "dtype": "float32", "normalized": False,
+            "sha256": array_sha256(y), "note": "adaptor output at full width: truncate to a prefix, then L2-normalise",
+        })
+    console.print(f"wrote {out} {y.shape} (+ {out.with_suffix('.json').name})")

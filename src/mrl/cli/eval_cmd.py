@@ -21,18 +21,21 @@ def eval_(
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON."),
     baselines: str = typer.Option("", help="Comma list of post-hoc baselines of FF-D runs: pca,random."),
     dims: Optional[str] = typer.Option(None, help="Dims for the baselines, e.g. '2,4,...,512' (default: the MRL runs' dims)."),
-    metric: str = typer.Option("l2", help="Retrieval metric: l2 or cosine."),
+    metric: str = typer.Option("l2", help="Retrieval metric: l2 (the default for image runs: post-ReLU prefixes keep their magnitude), cosine or ip."),
     data_root: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since training (default: the runs' data_root)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT (never one of the runs)."),
 ) -> None:
     """Per-dim head top-1/top-5, 1-NN, mAP@10 and recall@10 (database = train, queries = test)."""
+    from mrl.evaluate.records import results_document
     from mrl.evaluate.suite import evaluate_runs
-    from mrl.io import guard_output, write_json
+    from mrl.io import open_files, write_json
+    from mrl.knn import check_metric
     from mrl.nesting import parse_dims
 
-    guard_output(out, overwrite)
-    records = evaluate_runs(runs, _data_for_runs(runs, data_root), baselines=parse_list(baselines), baseline_dims=parse_dims(dims) if dims else None, metric=metric, log=console.print)
-    write_json(out, {"schema": "mrl.eval/1", "runs": records})
+    check_metric(metric)
+    with open_files(out, "mrl.eval", overwrite=overwrite, inputs=[*runs, *(r / "model.safetensors" for r in runs)], sidecar=False):
+        records = evaluate_runs(runs, _data_for_runs(runs, data_root), baselines=parse_list(baselines), baseline_dims=parse_dims(dims) if dims else None, metric=metric, log=console.print, progress=True)
+        write_json(out, results_document(records))
     console.print(f"wrote {out} ({len(records)} records)")
 
 
@@ -52,7 +55,7 @@ def _data_for_runs(runs: list[Path], data_root: Path | None) -> Any:
 @friendly
 def eval_text(
     models: list[str] = typer.Argument(..., help="Sentence-transformers folders (or 'all-MiniLM-L6-v2'); LABEL=PATH names a row."),
-    out: Path = typer.Option(..., "--out", "-o", help="Results JSON (schema mrl.eval/1; render with `mrl report`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSON (an `mrl eval` results file; render with `mrl report`)."),
     beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv[, unlabeled.jsonl]); default: the WordNet test split."),
     split: str = typer.Option("test", help="BEIR qrels split to evaluate."),
     max_queries: Optional[int] = typer.Option(2000, help="Evaluate a seeded sample of at most this many queries (sampled before encoding)."),
@@ -70,6 +73,7 @@ def eval_text(
 ) -> None:
     """Per-dim nDCG@10, recall@10/100, MRR@10 (ir-measures; cosine, truncate then normalise) on a BEIR folder or WordNet."""
     from mrl.evaluate.ir import ir_record
+    from mrl.evaluate.records import results_document
     from mrl.evaluate.text_eval import evaluate_text, load_eval_set
     from mrl.io import guard_output, write_json
     from mrl.models.adaptor import load_adaptor
@@ -94,7 +98,7 @@ def eval_text(
         q, c = cached_encode(names[0], data.queries, **enc), cached_encode(names[0], data.corpus, **enc)
         model = load_adaptor(adaptor)
         records.append(ir_record(f"{records[0]['method'].replace(' (truncated)', '')} + adaptor", "adaptor", model.transform(q), model.transform(c), data.qrels, wanted, model=str(adaptor), grades=data.grades, dataset=data.name))
-    write_json(out, {"schema": "mrl.eval/1", "runs": records})
+    write_json(out, results_document(records))
     console.print(f"wrote {out} ({len(records)} records)")
 
 
@@ -104,17 +108,15 @@ def report(
     results: list[Path] = typer.Argument(..., help="Results JSON files from `mrl eval`."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
     title: str = typer.Option("Matryoshka per-dimension report"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous report in OUT (never other files, never an input)."),
 ) -> None:
-    """Markdown + HTML report with per-dim tables and plots."""
+    """Markdown + HTML report: one row per configuration (± over its seeds), a plot against the dims."""
+    from mrl.evaluate.records import read_results
     from mrl.io import read_json
     from mrl.report import write_report
 
     records = []
     for path in results:
-        doc = read_json(path)
-        if not isinstance(doc, dict) or doc.get("schema") != "mrl.eval/1":
-            raise MRLError(f"{path} is not an `mrl eval` results file (schema mrl.eval/1).")
-        records += doc["runs"]
-    paths = write_report(records, out, title=title, overwrite=overwrite)
+        records += read_results(read_json(path), path)
+    paths = write_report(records, out, title=title, overwrite=overwrite, inputs=list(results))
     console.print(f"report: {paths['md']} and {paths['html']}")

@@ -71,10 +71,11 @@ def open_backend(folder: Optional[Path], milvus: Optional[str], collection: Opti
 
 
 def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None, space: Optional[dict] = None) -> None:
+    import tempfile
+
     import faiss
 
     from mrl.index.tune import apply, check_target, tune
-    from mrl.io import atomic_write
 
     check_target(target_recall)
     if index.catalog.n_deleted:
@@ -83,11 +84,11 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
     q = load_queries(queries) if queries else None
     result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, space=space, log=console.print)
     apply(index, result)
-    index.save(folder)
-    atomic_write(folder / "tuning.md", (f"# Funnel auto-tuning\n\nTarget recall@{k} >= {target_recall}; chosen `{result.funnel}` "
-                                        f"(recall {result.recall:.4f}, {result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer multiply-adds than exact).\n\n"
-                                        + result.table() + "\n").encode())
-    result.plot(folder / "tuning.png")
+    report = (f"# Funnel auto-tuning\n\nTarget recall@{k} >= {target_recall}; chosen `{result.funnel}` "
+              f"(recall {result.recall:.4f}, {result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer multiply-adds than exact).\n\n" + result.table() + "\n")
+    with tempfile.TemporaryDirectory() as tmp:  # stored with the index, listed in its manifest
+        png = result.plot(Path(tmp) / "tuning.png").read_bytes()
+    index.save(folder, attach={"tuning.md": report.encode(), "tuning.png": png})
     console.print(f"chosen funnel {result.funnel}: recall@{k} {result.recall:.4f} on {result.sample} {result.query_source} queries, "
                   f"{result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer MACs than exact; frontier: {folder / 'tuning.md'}, {folder / 'tuning.png'}")
 
@@ -119,7 +120,7 @@ def index_build(
     vectors: Path = typer.Option(..., "--vectors", help="Full-D embeddings: a .npy [N, D] (e.g. `mrl embed RUN --split train`) or a shard folder / its manifest.json from `mrl encode`."),
     ids: Optional[Path] = typer.Option(None, "--ids", help="int64 ids .npy [N] (default 0..N-1)."),
     meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata: JSON Lines, one object of str/int fields per vector (e.g. {\"lang\": \"en\"})."),
-    metric: str = typer.Option("cosine", help="cosine or l2."),
+    metric: str = typer.Option("cosine", help="cosine (truncate, normalise, inner product; the default for an index), ip (raw inner product) or l2."),
     dtype: str = typer.Option("float32", help="Storage of the full vectors: float32 or float16."),
     first_stage: list[str] = typer.Option([], "--first-stage", help="Prefix structure(s) to build, e.g. '32' or '32/hnsw' or '64/binary'."),
     funnel: Optional[str] = typer.Option(None, help="Default funnel, e.g. '32:1000 -> 128:100 -> 512:10'."),
@@ -129,37 +130,40 @@ def index_build(
     sample: int = typer.Option(1000, help="Tuning queries used."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank)."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Tuning: require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous index in FOLDER (only files its manifest lists; never an input)."),
 ) -> None:
     """Build a Matryoshka index from an embeddings file (optionally auto-tuned)."""
+    from mrl.index import MatryoshkaIndex
     from mrl.index.catalog import check_ids
-    from mrl.index.store import writer_lock
+    from mrl.index.store import FORMAT, owned_files, writer_lock
     from mrl.index.tune import check_target
-    from mrl.io import guard_output
+    from mrl.io import check_output
 
-    guard_output(folder, overwrite)
-    if target_recall is not None:
-        check_target(target_recall)  # fail before the (long) build
-    blocks, n, d = vector_blocks(vectors)
-    id_arr = check_ids(load_ids(str(ids)), n) if ids else None
-    records = load_metadata(meta, n)
     with writer_lock(folder):
+        check_output(folder, FORMAT, overwrite=overwrite, inputs=[vectors, ids, meta, queries], owned=owned_files)
+        MatryoshkaIndex(1, metric=metric, dtype=dtype)  # validates metric and dtype before reading anything
+        if target_recall is not None:
+            check_target(target_recall)  # fail before the (long) build
+        blocks, n, d = vector_blocks(vectors)
+        id_arr = check_ids(load_ids(str(ids)), n) if ids else None
+        records = load_metadata(meta, n)
         _build(folder, blocks, d, id_arr, records, metric, dtype, first_stage, funnel, target_recall, queries, k, sample, threads, confidence)
 
 
 def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], records: Optional[list], metric: str, dtype: str, first_stage: list[str], funnel: Optional[str], target_recall: Optional[float], queries: Optional[Path], k: int, sample: int, threads: int, confidence: Optional[float]) -> None:
     from mrl.index import Funnel, MatryoshkaIndex
 
+    spec = Funnel.parse(funnel) if funnel else None
     index = MatryoshkaIndex(d, metric=metric, dtype=dtype)
     start = 0
     for block in blocks:  # streamed: shards (or 128k-row slices) of memory-mapped vectors; saved as one segment
         end = start + block.shape[0]
         index.add(block, None if id_arr is None else id_arr[start:end], None if records is None else records[start:end])
         start = end
-    for spec in first_stage:
-        index.build_first_stage(spec if ":" in spec else f"{spec}:1")
-    if funnel:
-        index.funnel = Funnel.parse(funnel)
+    for fs in first_stage:
+        index.build_first_stage(fs if ":" in fs else f"{fs}:1")
+    if spec is not None:
+        index.funnel = spec
         index.funnel.validate_for(index.dim, index.count)
         index.build_first_stage(index.funnel.first)
     index.save(folder)
@@ -237,7 +241,7 @@ def index_compact(folder: Path = typer.Argument(..., help="Index folder.")) -> N
 
     with writer_lock(folder):
         index = MatryoshkaIndex.load(folder)
-        merge = len(index._segments) > 1  # noqa: SLF001 - compaction also merges add segments
+        merge = len(index._segments) > 1
         removed = index.compact()
         if removed or merge:
             index.save(folder)
@@ -298,36 +302,52 @@ def index_search(
     milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
     collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
     rerank: str = typer.Option("auto", "--rerank", help="Milvus: where later stages run: auto (the measured faster), server or client."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write ids to OUT (.npy) and scores to OUT.scores.npy."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write ids to OUT (.npy), scores to OUT.scores.npy and a JSON sidecar OUT.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous search output (never other files, never an input)."),
 ) -> None:
-    """Search an index with a funnel (local or Milvus); prints throughput."""
+    """Search an index with a funnel (local or Milvus); prints throughput (and early exit's savings when on)."""
+    import contextlib
+
+    if out is not None and out.suffix != ".npy":
+        raise MRLError(f"--out must end in .npy, got {out}.")
+    from mrl.io import open_files
+
+    scores_path = out.with_suffix(".scores.npy") if out is not None else None
+    index_files = list(folder.iterdir()) if folder is not None and folder.is_dir() else []
+    guard = open_files(out, "mrl.search", [scores_path.name], overwrite=overwrite, inputs=[queries, *index_files]) if out is not None and scores_path is not None else contextlib.nullcontext()
+    with guard as writer:
+        _search(folder, queries, k, funnel, recall_target, filter, early_exit, threads, milvus, collection, rerank, out, scores_path, writer)
+
+
+def _search(folder: Optional[Path], queries: Path, k: int, funnel: Optional[str], recall_target: Optional[float], filter: Optional[str], early_exit: bool, threads: int,
+            milvus: Optional[str], collection: Optional[str], rerank: str, out: Optional[Path], scores_path: Optional[Path], writer: Any) -> None:
     import time
 
     import faiss
 
-    from mrl.io import guard_output, save_npy
+    from mrl.io import save_npy
 
-    if out is not None:
-        if out.suffix != ".npy":
-            raise MRLError(f"--out must end in .npy, got {out}.")
-        guard_output(out, overwrite)
     faiss.omp_set_num_threads(threads)
     index = open_backend(folder, milvus, collection)
     q = load_queries(queries)
     if milvus is None:
         scores, ids, stats = index.search(q, k, funnel=funnel, recall_target=recall_target, filter=filter, early_exit=early_exit, threads=threads, return_stats=True)
-        seconds, extra = stats.seconds, f"; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)"
+        seconds = stats.seconds
+        extra = f"; early exit saved {100 * stats.saved_fraction:.2f}% of all multiply-adds ({100 * stats.rerank_saved_fraction:.1f}% of the rerank stages)" if early_exit else ""
     else:
         t0 = time.perf_counter()
         scores, ids = index.search(q, k, funnel=funnel, recall_target=recall_target, filter=filter, rerank=rerank)
         seconds, extra = time.perf_counter() - t0, f" (Milvus, rerank {index.last_placement})"
     used = funnel or (str(index.funnel_for(recall_target)) if recall_target is not None else str(index.funnel) if index.funnel else f"{index.dim}:{k}")
     console.print(f"{q.shape[0]} queries with funnel {used}{' and filter ' + filter if filter else ''}: {q.shape[0] / seconds:,.0f} QPS{extra}")
-    if out is not None:
-        save_npy(out, ids)
-        save_npy(out.with_suffix(".scores.npy"), scores)
-        console.print(f"wrote {out}")
+    if out is not None and scores_path is not None:
+        with writer.file(out.name) as p:
+            save_npy(p, ids)
+        with writer.file(scores_path.name) as p:
+            save_npy(p, scores)
+        writer.meta.update({"index": str(folder) if folder else f"{milvus}#{collection}", "queries": str(queries), "count": int(ids.shape[0]), "k": int(ids.shape[1]),
+                            "funnel": str(used), "filter": filter, "ids": out.name, "scores": scores_path.name, "early_exit": early_exit})
+        console.print(f"wrote {out} (ids), {scores_path} (scores) and {out.with_suffix('.json')}")
 
 
 @app.command("info")

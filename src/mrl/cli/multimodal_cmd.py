@@ -14,7 +14,7 @@ from mrl.errors import MRLError
 app = typer.Typer()
 
 
-def run_multimodal(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:  # noqa: ANN001 - MultimodalTrainConfig
+def run_multimodal(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:
     """The ``mrl train`` runner of ``task: multimodal`` (one process, or ``nproc`` torchrun ranks)."""
     from mrl.train.multimodal import train_multimodal
 
@@ -93,8 +93,8 @@ def embed_tower(model: Path, tower: str, out: Path, *, data: Path | None, split:
     """
     import numpy as np
 
-    from mrl.data.image_text import load_image_text, to_square_rgb
     from mrl.data.icons import load_raster
+    from mrl.data.image_text import load_image_text, to_square_rgb
     from mrl.io import guard_output, save_npy, write_json
     from mrl.models.two_tower import embed_images, embed_texts, load_two_tower
 

@@ -15,7 +15,7 @@ from mrl.errors import MRLError
 app = typer.Typer()
 
 
-def _run_image(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:  # noqa: ANN001 - TrainConfig
+def _run_image(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:
     from mrl.train import train as run_train
 
     if nproc != 1:
@@ -40,7 +40,7 @@ def _run_image(cfg, config: Path | None, overrides: list[str], out: Path, *, res
     console.print(f"model: {out / 'model.safetensors'}")
 
 
-def _run_text(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:  # noqa: ANN001 - TextTrainConfig
+def _run_text(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:
     from mrl.train.text import train_text
 
     if nproc != 1:

@@ -296,7 +296,7 @@ def _replaceable(root: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise OutputExistsError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it, or choose another folder.")
-    listed = set((read_json(root / MANIFEST).get("files", {}) if (root / MANIFEST).is_file() else {})) | {MANIFEST}
+    listed = set(read_json(root / MANIFEST).get("files", {}) if (root / MANIFEST).is_file() else {}) | {MANIFEST}
     present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     if not root.is_dir() or present - listed:
         extra = sorted(present - listed)[:3] if root.is_dir() else [str(root)]

@@ -21,8 +21,7 @@ from collections.abc import Iterable
 # Words that name a colour/style variant of an icon rather than what it shows (Papirus folder
 # colours, the symbolic/rtl/ltr variants); dropped from concept keys, kept in captions.
 VARIANT_WORDS = frozenset(
-    "symbolic rtl ltr custom adwaita black blue bluegrey breeze brown carmine cyan darkcyan deeporange green grey indigo "
-    "magenta nordic orange palebrown paleorange pink red teal violet white yaru yellow".split()
+    ["symbolic", "rtl", "ltr", "custom", "adwaita", "black", "blue", "bluegrey", "breeze", "brown", "carmine", "cyan", "darkcyan", "deeporange", "green", "grey", "indigo", "magenta", "nordic", "orange", "palebrown", "paleorange", "pink", "red", "teal", "violet", "white", "yaru", "yellow"]
 )
 # Caption words that only say how the file is drawn, not what it shows.
 STYLE_WORDS = frozenset({"symbolic", "rtl", "ltr", "x"})  # "x": the MIME "x-" prefix

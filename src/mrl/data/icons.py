@@ -29,7 +29,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from mrl.data.captions import icon_captions, icon_concept
-from mrl.data.sources import RawItem, SourceResult, Skipped, debian_package, install_hint, package_version
+from mrl.data.sources import RawItem, Skipped, SourceResult, debian_package, install_hint, package_version
 from mrl.errors import DataError
 
 ICON_ROOTS = (Path("/usr/share/icons"), Path("~/.local/share/icons").expanduser(), Path("~/.icons").expanduser())

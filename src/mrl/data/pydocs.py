@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_ROOT = Path("/usr/share/doc/python3.11/html/_sources")
 HOW_TO_GET = "install Python's documentation with `sudo apt-get install python3.11-doc` (sources land in /usr/share/doc/python3.11/html/_sources), or pass root="
 API_KINDS = frozenset(
-    "function method class exception attribute data decorator decoratormethod classmethod staticmethod abstractmethod coroutinefunction "
-    "coroutinemethod awaitablefunction awaitablemethod property module-attribute c:function c:macro c:type c:member c:var c:struct".split()
+    ["function", "method", "class", "exception", "attribute", "data", "decorator", "decoratormethod", "classmethod", "staticmethod", "abstractmethod", "coroutinefunction", "coroutinemethod", "awaitablefunction", "awaitablemethod", "property", "module-attribute", "c:function", "c:macro", "c:type", "c:member", "c:var", "c:struct"]
 )
 _CLASS_KINDS = ("class", "exception")
 _DIRECTIVE = re.compile(r"^(\s*)\.\.\s+(?:py:)?([\w:-]+)::\s*(.*)$")

@@ -19,15 +19,11 @@ import re
 from mrl.data.passages import normalize
 
 PROSE_DIRECTIVES = frozenset(
-    "note warning seealso versionadded versionchanged deprecated deprecated-removed admonition attention caution danger error hint important tip "
-    "topic sidebar impl-detail only container glossary hlist "
-    "function method class exception attribute data decorator decoratormethod classmethod staticmethod abstractmethod coroutinefunction "
-    "coroutinemethod awaitablefunction awaitablemethod module-attribute property describe object opcode cmdoption option envvar pdbcommand "
-    "c:function c:macro c:type c:member c:var c:struct c:union c:enum c:enumerator c:data cpp:function cpp:class".split()
+    ["note", "warning", "seealso", "versionadded", "versionchanged", "deprecated", "deprecated-removed", "admonition", "attention", "caution", "danger", "error", "hint", "important", "tip", "topic", "sidebar", "impl-detail", "only", "container", "glossary", "hlist", "function", "method", "class", "exception", "attribute", "data", "decorator", "decoratormethod", "classmethod", "staticmethod", "abstractmethod", "coroutinefunction", "coroutinemethod", "awaitablefunction", "awaitablemethod", "module-attribute", "property", "describe", "object", "opcode", "cmdoption", "option", "envvar", "pdbcommand", "c:function", "c:macro", "c:type", "c:member", "c:var", "c:struct", "c:union", "c:enum", "c:enumerator", "c:data", "cpp:function", "cpp:class"]
 )
 _VERSION_DIRECTIVES = ("versionadded", "versionchanged", "deprecated", "deprecated-removed")
-_ADMONITIONS = frozenset("note warning seealso important tip hint caution attention danger error impl-detail".split())
-_SIGNATURE_DIRECTIVES = PROSE_DIRECTIVES - _ADMONITIONS - frozenset(_VERSION_DIRECTIVES) - frozenset("only container glossary hlist".split())
+_ADMONITIONS = frozenset(["note", "warning", "seealso", "important", "tip", "hint", "caution", "attention", "danger", "error", "impl-detail"])
+_SIGNATURE_DIRECTIVES = PROSE_DIRECTIVES - _ADMONITIONS - frozenset(_VERSION_DIRECTIVES) - frozenset(["only", "container", "glossary", "hlist"])
 _DIRECTIVE = re.compile(r"^\.\.\s+(?:(?:py|rst|std):)?([A-Za-z][\w:-]*)::(?:\s+(.*))?$")
 _ADORNMENT = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _SIMPLE_TABLE = re.compile(r"^=+(\s+=+)+\s*$")

@@ -20,11 +20,10 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from pathlib import Path
 
 from mrl.encode.shards import MANIFEST, ShardReader, ShardSet, open_shards, write_shard
 from mrl.errors import MRLError

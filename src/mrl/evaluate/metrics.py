@@ -2,8 +2,8 @@
 
 Retrieval protocol (the paper's): database = training split, queries = test split, an item is
 relevant when it has the query's label. Vectors are truncated to the prefix and searched exactly,
-by Euclidean distance (``metric="l2"``, default) or cosine (``"cosine"``: truncate, L2-normalise,
-inner product).
+by Euclidean distance (``metric="l2"``, the default for image runs), cosine (``"cosine"``:
+truncate, L2-normalise, inner product) or raw inner product (``"ip"``).
 
 * ``1nn``: accuracy of the label of the nearest database item.
 * ``map@k``: mean over queries of AP@k = (1/k) * sum_{i<=k} P@i * rel_i. As in the paper, AP is
@@ -23,7 +23,9 @@ import numpy as np
 from mrl.checks import check_labels, check_matrix
 from mrl.embeddings import truncate
 from mrl.errors import MRLError
-from mrl.knn import knn_search
+from mrl.knn import RETRIEVAL_METRICS, check_metric, knn_search
+
+METRICS = RETRIEVAL_METRICS
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
@@ -36,7 +38,6 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     return float((top == labels[:, None]).any(axis=1).mean())
 
 
-METRICS = ("cosine", "l2")
 
 
 def retrieval_metrics(neighbor_labels: np.ndarray, query_labels: np.ndarray, ks: Sequence[int] = (10,)) -> dict[str, float]:
@@ -61,9 +62,10 @@ def retrieval_metrics(neighbor_labels: np.ndarray, query_labels: np.ndarray, ks:
 def per_dim_retrieval(db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray, dims: Sequence[int], ks: Sequence[int] = (10,), *, metric: str = "l2") -> dict[int, dict[str, float]]:
     """Retrieval metrics at every prefix ``d`` in ``dims`` (exact search on the truncated vectors).
 
-    ``metric="cosine"``: truncate, L2-normalise, inner product. ``metric="l2"``: Euclidean distance
-    on the raw truncated vectors; the default for vision embeddings, whose post-ReLU prefixes lose
-    their magnitude (the only signal left at d = 1-2) when normalised.
+    ``metric="cosine"``: truncate, L2-normalise, inner product. ``"ip"``: inner product of the raw
+    truncated vectors. ``metric="l2"``: Euclidean distance on the raw truncated vectors; the
+    default for vision embeddings, whose post-ReLU prefixes lose their magnitude (the only signal
+    left at d = 1-2) when normalised.
 
     Shape: db ``[Nb, D]``, queries ``[Nq, D]`` with ``D >= max(dims)``; labels ``[Nb]``, ``[Nq]``.
     """
@@ -71,12 +73,11 @@ def per_dim_retrieval(db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray
     check_matrix(queries, "query embeddings", cols=db.shape[1])
     check_labels(db_labels, db.shape[0], "database labels")
     check_labels(query_labels, queries.shape[0], "query labels")
-    if metric not in METRICS:
-        raise MRLError(f"metric must be one of {METRICS}, got {metric!r}.")
+    check_metric(metric)
     kmax = max(ks)
     normalize = metric == "cosine"
     results = {}
     for d in dims:
-        _, ids = knn_search(truncate(db, d, normalize=normalize), truncate(queries, d, normalize=normalize), kmax, metric="ip" if normalize else "l2")
+        _, ids = knn_search(truncate(db, d, normalize=normalize), truncate(queries, d, normalize=normalize), kmax, metric="l2" if metric == "l2" else "ip")
         results[int(d)] = retrieval_metrics(db_labels[ids], query_labels, ks)
     return results

@@ -26,7 +26,9 @@ from mrl.errors import MRLError
 from mrl.evaluate.baselines import reductions
 from mrl.evaluate.metrics import per_dim_retrieval, topk_accuracy
 from mrl.evaluate.probe import fit_linear_probe
+from mrl.evaluate.records import config_key, model_config
 from mrl.models.classifier import MatryoshkaClassifier, encode
+from mrl.progress import progress
 from mrl.train.checkpoint import load_model
 
 METHOD_NAMES = {"mrl": "MRL", "mrl-e": "MRL-E", "ff": "FF"}
@@ -41,19 +43,22 @@ class Encoded:
     labels: np.ndarray
 
 
-def encode_split(model: MatryoshkaClassifier, split: ImageSplit | np.ndarray, labels: np.ndarray | None = None, *, device: str | torch.device = "cpu", batch_size: int = 256) -> Encoded:
-    """Embeddings and head logits of a split (or of Fashion-MNIST uint8 ``images`` with ``labels``)."""
+def encode_split(model: MatryoshkaClassifier, split: ImageSplit | np.ndarray, labels: np.ndarray | None = None, *, device: str | torch.device = "cpu", batch_size: int = 256, desc: str | None = None) -> Encoded:
+    """Embeddings and head logits of a split (or of Fashion-MNIST uint8 ``images`` with ``labels``);
+    a progress bar when ``desc`` is given."""
     if isinstance(split, np.ndarray):
         assert labels is not None, "pass labels with an image array"
         split = TensorSplit(split, labels, to_tensor)
-    emb, logits = encode(model, split.eval_batches(batch_size), device=device)
+    emb, logits = encode(model, split.eval_batches(batch_size), device=device, desc=desc)
     assert logits is not None
     return Encoded(emb.numpy(), logits.numpy(), split.labels)
 
 
-def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_dims: Sequence[int], ks: Sequence[int] = (10,), metric: str = "l2") -> dict[str, dict[str, float]]:
-    """Head accuracy (where a head exists) and retrieval at each ``d`` in ``dims``."""
-    retrieval = per_dim_retrieval(train.embeddings, train.labels, test.embeddings, test.labels, dims, ks, metric=metric)
+def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_dims: Sequence[int], ks: Sequence[int] = (10,), metric: str = "l2", desc: str | None = None) -> dict[str, dict[str, float]]:
+    """Head accuracy (where a head exists) and retrieval at each ``d`` in ``dims`` (a bar when ``desc``)."""
+    retrieval = {}
+    for d in progress(dims, desc=desc or "dims", unit="dim", disable=desc is None, leave=False):
+        retrieval.update(per_dim_retrieval(train.embeddings, train.labels, test.embeddings, test.labels, [d], ks, metric=metric))
     out: dict[str, dict[str, float]] = {}
     for d in dims:
         row: dict[str, float] = {}
@@ -66,7 +71,7 @@ def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_di
     return out
 
 
-def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None = None, *, dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", method: str | None = None) -> dict[str, Any]:
+def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None = None, *, dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", method: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate a trained run folder on ``data.test`` (queries) against ``data.train`` (database).
 
     ``data`` defaults to the dataset of the run's own config (:func:`mrl.data.registry.load_image_data`).
@@ -81,9 +86,11 @@ def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None 
     if max(dims) > (head_dims[-1] if config["mode"] == "ff" else model.embed_dim):
         raise MRLError(f"dims {tuple(dims)} go beyond what this {config['mode']} model provides ({head_dims[-1]}).")
     data = as_image_data(data, config)
-    train = encode_split(model, data.train, device=device)
-    test = encode_split(model, data.test, device=device)
+    tag = Path(model_dir).name
+    train = encode_split(model, data.train, device=device, desc=f"{tag}: encode train" if progress else None)
+    test = encode_split(model, data.test, device=device, desc=f"{tag}: encode test" if progress else None)
     name = method or METHOD_NAMES[config["mode"]] + (f"-{head_dims[-1]}" if config["mode"] == "ff" else "")
+    cfg = model_config(config)
     record = {
         "method": name,
         "mode": config["mode"],
@@ -91,27 +98,32 @@ def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None 
         "model": str(model_dir),
         "dims": [int(d) for d in dims],
         "metric": metric,
-        "per_dim": evaluate_encoded(train, test, dims, head_dims, ks, metric),
+        "config": cfg,
+        "config_key": config_key(method or METHOD_NAMES[config["mode"]], cfg, metric),
+        "per_dim": evaluate_encoded(train, test, dims, head_dims, ks, metric, desc=f"{tag}: dims" if progress else None),
         "_encoded": (train, test),
     }
     return record
 
 
-def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence[int], *, ks: Sequence[int] = (10,), metric: str = "l2", seed: int = 0, source: str = "") -> dict[str, Any]:
+def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence[int], *, ks: Sequence[int] = (10,), metric: str = "l2", seed: int = 0, source: str = "", source_config: dict[str, Any] | None = None, progress_bar: bool = False) -> dict[str, Any]:
     """PCA / random-subset reduction of a fixed-feature embedding to each ``d``, plus a linear probe.
 
     The probe is fit on the training split's reduced embeddings; retrieval uses the reduced vectors.
     """
     per_dim: dict[str, dict[str, float]] = {}
     num_classes = int(max(train.labels.max(), test.labels.max()) + 1)
-    for d, tr, (te,) in reductions(method, train.embeddings, [test.embeddings], dims, seed=seed):
+    steps = reductions(method, train.embeddings, [test.embeddings], dims, seed=seed)
+    for d, tr, (te,) in progress(steps, desc=f"{method} of {Path(source).name}: dims", total=len(dims), unit="dim", disable=not progress_bar, leave=False):
         probe = fit_linear_probe(tr, train.labels, num_classes=num_classes, seed=seed)
         logits = probe.predict_logits(te)
         row = {"top1": topk_accuracy(logits, test.labels, 1), "top5": topk_accuracy(logits, test.labels, min(5, num_classes))}
         row.update(per_dim_retrieval(tr, train.labels, te, test.labels, [d], ks, metric=metric)[int(d)])
         per_dim[str(d)] = row
     label = {"pca": "PCA", "random": "Random"}[method]
-    return {"method": label, "mode": method, "seed": seed, "model": source, "dims": [int(d) for d in dims], "metric": metric, "per_dim": per_dim}
+    cfg = {"source": source_config or {}, "width": int(train.embeddings.shape[1])}  # identifies the configuration (not the seed)
+    return {"method": label, "mode": method, "seed": seed, "model": source, "dims": [int(d) for d in dims], "metric": metric, "per_dim": per_dim,
+            "config": cfg, "config_key": config_key(label, cfg, metric)}
 
 
 def as_image_data(data: ImageData | FashionMNIST | None, config: dict[str, Any]) -> ImageData:

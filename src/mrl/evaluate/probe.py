@@ -12,7 +12,7 @@ import torch
 from mrl.checks import check_labels, check_matrix
 
 
-def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int | None = None, weight_decay: float = 1e-4, max_iter: int = 200, seed: int = 0) -> "LinearProbe":
+def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int | None = None, weight_decay: float = 1e-4, max_iter: int = 200, seed: int = 0) -> LinearProbe:
     """Fit a probe. Shape: ``train_x [N, d]`` float, ``train_y [N]`` int."""
     check_matrix(train_x, "probe features")
     check_labels(train_y, train_x.shape[0], "probe labels")

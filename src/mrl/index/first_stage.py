@@ -50,7 +50,7 @@ class FirstStage:
         return cls(stage.dim, stage.precision, stage.kind, metric, **kw)
 
     def _new(self) -> Any:
-        ftype = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
+        ftype = faiss.METRIC_INNER_PRODUCT if self.metric in ("cosine", "ip") else faiss.METRIC_L2
         if self.precision == "binary":
             return faiss.IndexBinaryFlat(self.dim)
         if self.kind == "hnsw":

@@ -17,7 +17,8 @@ float32 (``/flat``). Options combine:
 Later stages always rerank exactly: for each query batch the survivors' rows are gathered from the
 full-``D`` store (prefix columns only) and scored with one batched matmul (``einsum``); no shared
 array is modified. With ``metric="cosine"`` every stage re-normalises the query and candidate
-prefixes (truncate, then L2-normalise).
+prefixes (truncate, then L2-normalise, safely for any finite magnitude); ``"ip"`` scores raw
+prefixes by inner product and ``"l2"`` by negative squared distance.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from mrl.embeddings import normalize_rows_
 from mrl.errors import MRLError
+from mrl.knn import RETRIEVAL_METRICS
 
 PRECISIONS = ("float32", "int8", "binary")
 KINDS = ("flat", "hnsw")
-METRICS = ("cosine", "l2")
+METRICS = RETRIEVAL_METRICS  # cosine (truncate, normalise, inner product), ip (raw inner product), l2
 _STAGE = re.compile(r"^\s*(\d+)((?:/[a-z0-9]+)*)\s*:\s*(\d+)\s*$")
 
 
@@ -181,7 +184,7 @@ def prefix(x: np.ndarray, dim: int, metric: str) -> np.ndarray:
     """
     out = np.array(x[..., :dim], dtype=np.float32, copy=True)
     if metric == "cosine":
-        out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        normalize_rows_(out)
     return out
 
 
@@ -196,7 +199,7 @@ def rerank(queries: np.ndarray, candidates: np.ndarray, gather: Callable[[np.nda
 
     Returns:
         (scores ``[B, k]`` float32, higher is better; rows ``[B, k]`` int64), best first. For
-        ``metric="l2"`` the score is the negative squared distance.
+        ``metric="l2"`` the score is the negative squared distance, for ``"ip"`` the inner product.
     """
     B, K = candidates.shape
     k = min(k, K)
@@ -204,7 +207,8 @@ def rerank(queries: np.ndarray, candidates: np.ndarray, gather: Callable[[np.nda
     rows = gather(np.where(valid, candidates, 0).ravel(), dim).reshape(B, K, dim)
     q = prefix(queries, dim, metric)
     if metric == "cosine":
-        rows /= np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+        normalize_rows_(rows)
+    if metric in ("cosine", "ip"):
         scores = np.einsum("bd,bkd->bk", q, rows)
     else:
         scores = 2.0 * np.einsum("bd,bkd->bk", q, rows) - np.einsum("bkd,bkd->bk", rows, rows) - np.einsum("bd,bd->b", q, q)[:, None]

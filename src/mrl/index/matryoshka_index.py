@@ -73,12 +73,18 @@ class SearchStats:
                 "rerank_saved_fraction": self.rerank_saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds, "stage_seconds": self.stage_seconds}
 
 
+# Largest |x| a stored or query vector may hold for metric l2/ip: beyond it, squared norms and inner
+# products overflow float32 (cosine normalises each prefix safely whatever the magnitude).
+MAX_ABS_RAW = 1e18
+
+
 class MatryoshkaIndex:
     """A persistent coarse-to-fine index over Matryoshka embeddings.
 
     Args:
         dim: ``D``, the width of the stored vectors (queries must have this width).
-        metric: ``"cosine"`` (truncate then L2-normalise at every stage; inner product) or ``"l2"``.
+        metric: ``"cosine"`` (truncate then L2-normalise at every stage; inner product), ``"ip"``
+            (inner product of the raw prefixes) or ``"l2"`` (Euclidean distance).
         dtype: storage of the full vectors, ``"float32"`` or ``"float16"``.
 
     Rows vs count: ``rows`` is every stored vector (tombstoned ones included, until ``compact``);
@@ -95,7 +101,7 @@ class MatryoshkaIndex:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise MRLError(f"dim must be a positive integer (the embedding width D), got {dim!r}.")
         if metric not in METRICS:
-            raise MRLError(f"metric must be one of {METRICS}, got {metric!r}.")
+            raise MRLError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}.")
         if dtype not in store.DTYPES:
             raise MRLError(f"dtype must be one of {store.DTYPES}, got {dtype!r}.")
         self.dim, self.metric, self.dtype = int(dim), metric, dtype
@@ -187,8 +193,8 @@ class MatryoshkaIndex:
             return 0
         keep = np.flatnonzero(~self.catalog.deleted)
         stored = np.empty((keep.size, self.dim), dtype=self.dtype)
-        for start in range(0, keep.size, store._CHUNK):  # noqa: SLF001 - same chunking as the store
-            rows = keep[start : start + store._CHUNK]  # noqa: SLF001
+        for start in range(0, keep.size, store._CHUNK):
+            rows = keep[start : start + store._CHUNK]
             stored[start : start + rows.size] = self._gather_stored(rows)
         self.catalog = self.catalog.subset(keep)
         self._segments, self._seg_files = ([stored], [None]) if keep.size else ([], [])
@@ -211,6 +217,10 @@ class MatryoshkaIndex:
             more = " (larger than the index dim)" if x.shape[1] > self.dim else ""
             raise MRLError(f"{name} have dim {x.shape[1]}{more} but this index stores {self.dim}-dim vectors; pass full {self.dim}-dim embeddings from the same model.")
         check_finite(x, name)
+        if self.metric != "cosine" and x.size:
+            big = float(np.abs(x).max())
+            if big > MAX_ABS_RAW:
+                raise MRLError(f"{name} hold values up to {big:.3g}: {self.metric} scores would overflow float32; rescale the vectors (or use metric cosine).")
         return x
 
     def gather(self, rows: np.ndarray, dim: int) -> np.ndarray:
@@ -369,8 +379,8 @@ class MatryoshkaIndex:
         B = q.shape[0]
         best_s = np.full((B, 0), -np.inf, dtype=np.float32)
         best_r = np.zeros((B, 0), dtype=np.int64)
-        for start in range(0, rows.size, store._CHUNK):  # noqa: SLF001
-            r = rows[start : start + store._CHUNK]  # noqa: SLF001
+        for start in range(0, rows.size, store._CHUNK):
+            r = rows[start : start + store._CHUNK]
             x = prefix(self.gather(r, dim), dim, self.metric)
             s = qp @ x.T
             if self.metric == "l2":
@@ -463,15 +473,22 @@ class MatryoshkaIndex:
         return final_s, final_r, saved, exits
 
     # ------------------------------------------------------------------ persistence
-    def save(self, folder: str | os.PathLike[str]) -> Path:
+    def save(self, folder: str | os.PathLike[str], *, attach: dict[str, bytes] | None = None) -> Path:
         """Atomically save to ``folder`` (new data files first, ``manifest.json`` swapped last).
 
         Vector segments already stored in ``folder`` are kept, so an ``add`` writes only its new
-        rows. A crash at any point leaves the previous index in ``folder`` loadable.
+        rows. A crash at any point leaves the previous index in ``folder`` loadable. The folder is
+        locked for the save; only files this index's manifests listed are ever deleted, and a file
+        they do not list is never replaced.
+
+        Args:
+            folder: the index folder (created if needed).
+            attach: extra files stored with the index, ``{name: bytes}`` (e.g. ``tuning.md``);
+                files attached by earlier saves to this folder are kept.
         """
         from mrl.index.persist import save_index
 
-        return save_index(self, Path(folder))
+        return save_index(self, Path(folder), attach)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], *, verify: bool = True) -> MatryoshkaIndex:

@@ -2,24 +2,36 @@
 
 A folder holds::
 
-    manifest.json             format, format_version (2), dim, dtype, rows, count (live), metric,
+    manifest.json             format, format_version (3), dim, dtype, rows, count (live), metric,
                               generation, files {segments: [{file, bytes, sha256, rows}], ids,
-                              deleted?, meta?}, first_stages, funnel, tuning
+                              deleted?, meta?, attached?}, first_stages, funnel, tuning,
+                              pending_generation?, pending? (see below), checksum (of the manifest)
     vectors.<gen>.<j>.npy     [n_j, D] float32 or float16 segments, read with np.load(mmap_mode="r")
     ids.<gen>.npy             [N] int64 user ids; deleted/meta files: see mrl.index.catalog
     first.<gen>.<key>.faiss   serialized FAISS first-stage structures (prefix flat/int8/binary/HNSW)
+    tuning.md, tuning.png     attached files (``files.attached``), e.g. the tuning frontier
 
-Crash safety: a save writes every data file under a new generation number (each atomically: temp,
-fsync, rename), then swaps ``manifest.json`` last (temp, fsync, ``os.replace``), and only then deletes
-the previous generation's files. A crash at any point before the swap leaves the old manifest
-pointing at the old, untouched files; after it, the new index is complete. Loading checks the format
-version, that every file exists with the recorded size and (by default) SHA-256.
+Ownership: an index deletes only files its manifests list (:func:`owned_files`); a file of the
+folder that no manifest names (a user's ``vectors.npy`` or ``first.7.backup``) is never touched,
+and a save never replaces one (it picks a generation whose names are free).
+
+Crash safety: a save first records in the current manifest the generation it is about to write
+(``pending_generation``: files of that generation are the save's own), writes every data file under
+that new generation (each atomically: temp, fsync, rename), then swaps ``manifest.json`` (temp,
+fsync, ``os.replace``; the commit point) listing the previous generation's files as ``pending``,
+deletes those, and drops them from the manifest. A crash at any point before the swap leaves the
+old manifest pointing at the old, untouched files; after it, the new index is complete; leftovers
+are always listed, so the next save removes them. Loading checks the manifest's own checksum and
+field types, the format version, and that every file exists with the recorded size and (by default)
+SHA-256.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
+import io
 import os
 import re
 from collections.abc import Iterable
@@ -28,12 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from mrl.errors import DataError, MRLError
-from mrl.io import atomic_open, read_json, write_json
+from mrl.errors import DataError, ForeignFileError, MRLError
+from mrl.io import atomic_open, check_seal, read_json
+from mrl.io import write_manifest as write_sealed
+from mrl.knn import RETRIEVAL_METRICS
 
 FORMAT = "mrl.index"
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 3: the manifest carries its own checksum, pending files and attached files
+READ_VERSIONS = (1, 2, 3)
+SEALED_FROM = 3  # manifests of this version on must carry a valid checksum
 MANIFEST = "manifest.json"
 DTYPES = ("float32", "float16")
 _CHUNK = 1 << 16  # rows per streamed chunk
@@ -57,18 +72,22 @@ def write_npy_stream(path: Path, shape: tuple[int, ...], dtype: np.dtype, chunks
     Returns ``{"file", "bytes", "sha256"}`` of the written file.
     """
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, header)
+    digest = hashlib.sha256(head.getvalue())  # hashed while writing: no second pass over the file
     rows = 0
     with atomic_open(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(head.getvalue())
         for chunk in chunks:
             arr = np.ascontiguousarray(chunk, dtype=dtype)
             rows += arr.shape[0]
-            fh.write(arr.tobytes())
+            digest.update(memoryview(arr).cast("B"))
+            fh.write(memoryview(arr).cast("B"))
     if rows != (shape[0] if shape else 1):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         raise MRLError(f"internal error: wrote {rows} rows to {path}, expected {shape[0]}.")
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def write_bytes(path: Path, data: bytes) -> dict[str, Any]:
@@ -94,20 +113,99 @@ def check_file(folder: Path, entry: dict[str, Any], verify: bool) -> Path:
     return path
 
 
+def read_owned(folder: Path) -> dict[str, Any] | None:
+    """The manifest of an index folder as a save finds it (possibly a save in progress), checksum
+    verified; ``None`` if the folder has none. Raises if the folder holds another kind of output."""
+    p = folder / MANIFEST
+    if not p.is_file():
+        return None
+    man = read_json(p)
+    if not isinstance(man, dict) or man.get("format") != FORMAT:
+        raise ForeignFileError(f"{p} is not an mrl index manifest; save the index in another folder (nothing there is replaced).")
+    if "checksum" in man or int(man.get("format_version") or 0) >= SEALED_FROM:
+        check_seal(man, p)
+    return man
+
+
+def _bad(folder: Path, what: str) -> IndexFormatError:
+    return IndexFormatError(f"{folder / MANIFEST} {what}; the manifest is corrupted: rebuild the index.")
+
+
+def _is_int(v: Any, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _check_entry(folder: Path, entry: Any, where: str) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not _is_int(entry.get("bytes"), 0) or not isinstance(entry.get("sha256"), str):
+        raise _bad(folder, f"has a malformed file entry at {where} ({entry!r})")
+    if Path(entry["file"]).name != entry["file"] or entry["file"] in (MANIFEST, "", ".", ".."):
+        raise _bad(folder, f"names a file outside the index folder at {where} ({entry['file']!r})")
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """Read and version-check ``manifest.json``."""
+    """Read ``manifest.json``: verify its checksum, version and the type of every field it holds."""
     if not folder.is_dir():
         raise IndexFormatError(f"index folder {folder} does not exist; build one with `mrl index build` or check the path.")
     man = read_json(folder / MANIFEST)
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise IndexFormatError(f"{folder / MANIFEST} is not an mrl index manifest (format {FORMAT!r}); point to a folder written by MatryoshkaIndex.save.")
+    try:
+        if "checksum" in man or (_is_int(man.get("format_version"), 0) and man["format_version"] >= SEALED_FROM):
+            check_seal(man, folder / MANIFEST)
+    except DataError as exc:
+        raise IndexFormatError(str(exc)) from exc
+    if man.get("state") == "building":
+        raise IndexFormatError(f"{folder} holds an index whose first save was interrupted; rebuild it with `mrl index build ... --overwrite`.")
     if man.get("format_version") not in READ_VERSIONS:
-        raise IndexFormatError(f"{folder} holds index format version {man.get('format_version')!r}, this mrl reads version {FORMAT_VERSION}; rebuild the index with this version (`mrl index build`).")
+        raise IndexFormatError(f"{folder} holds index format version {man.get('format_version')!r}, this mrl reads versions {READ_VERSIONS}; rebuild the index with this version (`mrl index build`).")
     for key in ("dim", "dtype", "count", "metric", "generation", "files", *(("rows",) if man["format_version"] >= 2 else ())):
         if key not in man:
-            raise IndexFormatError(f"{folder / MANIFEST} lacks {key!r}; the manifest is corrupted: rebuild the index.")
+            raise _bad(folder, f"lacks {key!r}")
+    if not _is_int(man["dim"], 1):
+        raise _bad(folder, f"has dim {man['dim']!r} where a positive integer is required")
+    for key in ("count", "generation", *(("rows",) if man["format_version"] >= 2 else ())):
+        if not _is_int(man[key], 0):
+            raise _bad(folder, f"has {key} {man[key]!r} where a non-negative integer is required")
     if man["dtype"] not in DTYPES:
         raise IndexFormatError(f"{folder / MANIFEST} has dtype {man['dtype']!r}; expected one of {DTYPES}.")
+    if man["metric"] not in RETRIEVAL_METRICS:
+        raise _bad(folder, f"has metric {man['metric']!r} where one of {RETRIEVAL_METRICS} is required")
+    files = man["files"]
+    if not isinstance(files, dict):
+        raise _bad(folder, "has a files entry that is not a mapping")
+    if man["format_version"] == 1:
+        entries = [(f"files.{k}", files.get(k)) for k in ("vectors", "ids")]
+    else:
+        segments = files.get("segments")
+        if not isinstance(segments, list):
+            raise _bad(folder, "lacks the list of vector segments")
+        entries = [(f"files.segments[{i}]", e) for i, e in enumerate(segments)] + [("files.ids", files.get("ids"))]
+        entries += [("files.deleted", files["deleted"])] if files.get("deleted") else []
+        for i, e in enumerate(segments):
+            if isinstance(e, dict) and not _is_int(e.get("rows"), 0):
+                raise _bad(folder, f"has segment {i} without a row count")
+        meta = files.get("meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(m, dict) for m in meta.values()):
+            raise _bad(folder, "has malformed metadata entries")
+        for field, m in meta.items():
+            entries += [(f"files.meta.{field}.values", m.get("values"))] + ([(f"files.meta.{field}.vocab", m["vocab"])] if "vocab" in m else [])
+    attached = files.get("attached") or {}
+    if not isinstance(attached, dict):
+        raise _bad(folder, "has attached files that are not a mapping")
+    entries += [(f"files.attached.{k}", e) for k, e in attached.items()]
+    for where, entry in entries:
+        _check_entry(folder, entry, where)
+    stages = man.get("first_stages") or []
+    if not isinstance(stages, list):
+        raise _bad(folder, f"has first_stages {stages!r} where a list is required")
+    for i, entry in enumerate(stages):
+        _check_entry(folder, entry, f"first_stages[{i}]")
+        if not _is_int(entry.get("dim"), 1) or not isinstance(entry.get("precision"), str) or not isinstance(entry.get("kind"), str):
+            raise _bad(folder, f"has a malformed first stage {i} (dim/precision/kind)")
+    if man.get("funnel") is not None and not isinstance(man["funnel"], str):
+        raise _bad(folder, f"has funnel {man['funnel']!r} where a spec string or null is required")
+    if man.get("tuning") is not None and not isinstance(man["tuning"], dict):
+        raise _bad(folder, "has a tuning record that is not a mapping")
     return man
 
 
@@ -123,37 +221,69 @@ def open_vectors(path: Path, count: int, dim: int, dtype: str) -> np.ndarray:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """The commit point of a save: atomically replace ``manifest.json``."""
-    write_json(folder / MANIFEST, manifest)
+    """Atomically replace ``manifest.json``, sealed with its own checksum (a save's commit point)."""
+    write_sealed(folder / MANIFEST, manifest)
 
 
 def referenced(manifest: dict[str, Any]) -> set[str]:
-    """Every data file name a (version 2) manifest names."""
-    files = manifest["files"]
-    names = {e["file"] for e in files["segments"]} | {files["ids"]["file"]} | {e["file"] for e in manifest.get("first_stages") or []}
-    if files.get("deleted"):
-        names.add(files["deleted"]["file"])
-    for entry in (files.get("meta") or {}).values():
-        names |= {entry["values"]["file"], *([entry["vocab"]["file"]] if "vocab" in entry else [])}
+    """Every data file name a manifest (any readable version) names."""
+    files = manifest.get("files") or {}
+    if manifest.get("format_version") == 1:
+        names = {files[k]["file"] for k in ("vectors", "ids") if isinstance(files.get(k), dict)}
+    else:
+        names = {e["file"] for e in files.get("segments") or []}
+        names |= {files["ids"]["file"]} if isinstance(files.get("ids"), dict) else set()
+        if files.get("deleted"):
+            names.add(files["deleted"]["file"])
+        for entry in (files.get("meta") or {}).values():
+            names |= {entry["values"]["file"], *([entry["vocab"]["file"]] if "vocab" in entry else [])}
+    names |= {e["file"] for e in (files.get("attached") or {}).values()}
+    names |= {e["file"] for e in manifest.get("first_stages") or []}
+    return {n for n in names if isinstance(n, str) and Path(n).name == n and n != MANIFEST}
+
+
+_OURS = r"(?:vectors|ids|first|deleted|meta)"
+
+
+def generation_files(folder: Path, gen: int) -> set[str]:
+    """Files of ``folder`` named like this module's files of generation ``gen``."""
+    pattern = re.compile(rf"^{_OURS}\.{int(gen)}\..+$")
+    return {p.name for p in folder.iterdir() if pattern.match(p.name)} if folder.is_dir() else set()
+
+
+def owned_files(folder: Path, manifest: dict[str, Any] | None) -> set[str]:
+    """Files the index can prove it wrote: those the manifest names, those it lists as ``pending``
+    (left to delete by a save), and those of its ``pending_generation`` (written by a save that had
+    announced that generation before creating any of its files)."""
+    if not manifest:
+        return set()
+    names = referenced(manifest) | {n for n in manifest.get("pending") or [] if isinstance(n, str) and Path(n).name == n and n != MANIFEST}
+    if _is_int(manifest.get("pending_generation"), 1):
+        names |= generation_files(folder, manifest["pending_generation"])
     return names
 
 
-_OURS = re.compile(r"^(?:vectors|ids|first|deleted|meta)\.\d+\..+$")
+def announce_generation(folder: Path, old: dict[str, Any] | None, extra: Iterable[str] = ()) -> int:
+    """Write-ahead for a save: pick the next generation whose file names no foreign file uses, and
+    record it in the manifest (``pending_generation``, plus ``extra`` names in ``pending``) before
+    any of those files exists."""
+    owned = owned_files(folder, old)
+    gen = int(old.get("generation") or 0) + 1 if old else 1
+    while generation_files(folder, gen) - owned:  # a file we did not write has such a name: never replace it
+        gen += 1
+    stub = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": "building", "generation": 0}
+    pending = sorted({*((old or {}).get("pending") or []), *extra})
+    write_manifest(folder, {**(old or stub), "pending_generation": gen, **({"pending": pending} if pending else {})})
+    return gen
 
 
-def remove_unreferenced(folder: Path, keep: set[str]) -> None:
-    """Delete data files of older generations not named in ``keep``, and stray temp files of ours.
-
-    Only names this module writes (``vectors|ids|first|deleted|meta.<generation>.…`` and their
-    ``.…tmp`` siblings from an interrupted write) are candidates: anything else in the folder is
-    left alone.
-    """
-    for p in folder.iterdir():
-        if p.name == MANIFEST or p.name in keep:
-            continue
-        tmp_of = p.name[1:].rsplit(".", 2)[0] if p.name.startswith(".") and p.name.endswith(".tmp") else None
-        if _OURS.match(p.name) or (tmp_of is not None and (_OURS.match(tmp_of) or tmp_of == MANIFEST)):
-            with contextlib.suppress(OSError):
+def remove_listed(folder: Path, names: Iterable[str]) -> None:
+    """Delete the named files (ones a manifest listed) and the temp files of interrupted writes of them."""
+    for name in names:
+        if Path(name).name != name or name in (MANIFEST, "", ".", ".."):
+            continue  # never follow a name outside the folder
+        for p in [folder / name, *folder.glob(f".{glob.escape(name)}.*.tmp")]:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 p.unlink()
 
 
@@ -163,24 +293,17 @@ def chunks_of(arrays: Iterable[np.ndarray], rows: int = _CHUNK) -> Iterable[np.n
             yield arr[start : start + rows]
 
 
-LOCK_NAME = ".mrl-writer.lock"
-
-
 @contextlib.contextmanager
 def writer_lock(folder: Path, timeout: float = 0.0) -> Any:
     """Hold the index folder's exclusive writer lock (one writer at a time; readers never wait).
 
-    A second writer gets an :class:`MRLError` at once (``timeout=0``) naming the fix.
+    The lock is :func:`mrl.io.writer_lock` (no lock file in the folder); a second writer gets an
+    :class:`mrl.errors.OutputLockedError` at once naming the fix. ``timeout`` is kept for callers
+    and must be 0.
     """
-    from filelock import FileLock, Timeout
+    from mrl.io import writer_lock as io_writer_lock
 
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / LOCK_NAME))
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout as exc:
-        raise MRLError(f"another process is writing to the index {folder} (lock {folder / LOCK_NAME} is held); wait for it to finish, then retry.") from exc
-    try:
+    if timeout:
+        raise MRLError("internal error: index writer locks do not wait (timeout must be 0).")
+    with io_writer_lock(folder):
         yield folder
-    finally:
-        lock.release()

@@ -130,7 +130,7 @@ def write_text_store(folder: str | os.PathLike[str], ids: np.ndarray, texts: Seq
         with atomic_open(folder / name, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
         files[key] = _entry(folder / name)
-    write_json(folder / MANIFEST, {"format": FORMAT, "count": int(len(texts)), "files": files})
+    write_json(folder / MANIFEST, {"format": FORMAT, "count": len(texts), "files": files})
     return folder
 
 

@@ -10,8 +10,9 @@ Model: ``f(x) = W (x - mu)`` (``kind="linear"``), optionally plus a residual MLP
 ``z + MLP(z)`` (``kind="mlp"``, last layer zero-initialised). ``W`` starts as the PCA rotation of the
 training vectors.
 
-Saved as ``adaptor.safetensors`` (weights; the config in its metadata) + ``adaptor.json`` (the same
-config, for humans), written into a temporary folder and renamed into place.
+Saved as ``adaptor.safetensors`` (weights, with the config and a content hash in its metadata) +
+``adaptor.json`` (the same config, for humans) + ``manifest.json``, written into a temporary
+folder and renamed into place (see :func:`mrl.io.open_output`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from torch import nn
 
 from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError
-from mrl.io import atomic_folder, load_safetensors, save_safetensors, write_json
+from mrl.io import load_safetensors, open_output, save_safetensors, write_json
 
 KINDS = ("linear", "mlp")
 WEIGHTS_FILE = "adaptor.safetensors"
 CONFIG_FILE = "adaptor.json"
+ADAPTOR_KIND = "mrl.adaptor"  # manifest format of an adaptor folder
 
 
 class MatryoshkaAdaptor(nn.Module):
@@ -79,15 +81,19 @@ class MatryoshkaAdaptor(nn.Module):
         if x.shape[1] != self.dim:
             raise MRLError(f"this adaptor was trained on {self.dim}-d vectors but got {x.shape[1]}-d; apply it to embeddings of the same model it was fit on.")
         self.eval()
-        out = [self(torch.as_tensor(np.asarray(x[i : i + batch_size], dtype=np.float32))).numpy() for i in range(0, x.shape[0], batch_size)]
+        out = [self(torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32))).numpy() for i in range(0, x.shape[0], batch_size)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def save_adaptor(model: MatryoshkaAdaptor, config: dict[str, Any], out_dir: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
-    """Write the adaptor folder atomically (temporary sibling folder, then rename)."""
+def save_adaptor(model: MatryoshkaAdaptor, config: dict[str, Any], out_dir: str | os.PathLike[str], *, extra: dict[str, Any] | None = None, overwrite: bool = False, inputs: list[Any] | None = None) -> Path:
+    """Write the adaptor folder atomically (temporary sibling folder, then rename).
+
+    The folder must be new, empty or a previous adaptor (``overwrite``); ``inputs`` are never replaced.
+    """
     out = Path(out_dir)
     meta = {"format": "mrl.adaptor/1", "dim": model.dim, "kind": model.kind, "hidden": model.hidden, "config": config, **(extra or {})}
-    with atomic_folder(out) as tmp:
+    with open_output(out, ADAPTOR_KIND, overwrite=overwrite, staged=True, inputs=inputs or []) as writer:
+        tmp = writer.path
         save_safetensors(tmp / WEIGHTS_FILE, model.state_dict(), metadata={"adaptor": json.dumps({k: meta[k] for k in ("format", "dim", "kind", "hidden")}), "config": json.dumps(config)})
         write_json(tmp / CONFIG_FILE, meta)
     return out

@@ -17,6 +17,7 @@ from mrl.errors import MRLError
 from mrl.heads import MatryoshkaLinear
 from mrl.models.vision import create_backbone
 from mrl.nesting import validate_dims
+from mrl.progress import progress
 
 MODES = ("mrl", "mrl-e", "ff")
 
@@ -62,9 +63,10 @@ def build_classifier(*, backbone: str, embed_dim: int | None, num_classes: int, 
 
 
 @torch.no_grad()
-def encode(model: MatryoshkaClassifier, inputs: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = 1024, device: str | torch.device = "cpu", with_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def encode(model: MatryoshkaClassifier, inputs: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = 1024, device: str | torch.device = "cpu", with_logits: bool = True, desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model`` in eval mode over ``inputs``: a tensor (cut into ``batch_size`` chunks) or an
-    iterable of preprocessed batches (e.g. a DataLoader's images, in order).
+    iterable of preprocessed batches (e.g. a DataLoader's images, in order). A progress bar
+    (:mod:`mrl.progress`) is shown when ``desc`` is given.
 
     Shape:
         - inputs: ``[N, C_in, H, W]`` preprocessed images, or batches ``[B, C_in, H, W]``.
@@ -73,7 +75,11 @@ def encode(model: MatryoshkaClassifier, inputs: torch.Tensor | Iterable[torch.Te
     was_training = model.training
     model.eval()
     embs, logits = [], []
-    batches = (inputs[s : s + batch_size] for s in range(0, inputs.shape[0], batch_size)) if isinstance(inputs, torch.Tensor) else inputs
+    if isinstance(inputs, torch.Tensor):
+        starts = range(0, inputs.shape[0], batch_size)
+        batches: Iterable[torch.Tensor] = progress((inputs[s : s + batch_size] for s in starts), desc=desc or "encoding", total=len(starts), unit="batch", disable=desc is None, leave=False)
+    else:
+        batches = progress(inputs, desc=desc or "encoding", total=len(inputs) if hasattr(inputs, "__len__") else None, unit="batch", disable=desc is None, leave=False)
     for batch in batches:
         x = batch.to(device, non_blocking=True)
         e = model.embed(x)

@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mrl.errors import MRLError
-from mrl.io import read_json, write_json
+from mrl.errors import CheckpointError, MRLError
+from mrl.io import MANIFEST, read_json, read_manifest, sha256_file, write_json
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 MATRYOSHKA_FILE = "matryoshka.json"
+TEXT_MODEL_KIND = "mrl.text-model"  # manifest format of a folder written by mrl.train.text
+# Weight formats that unpickle on load (arbitrary code execution): refused, safetensors only.
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm")
 
 
@@ -49,7 +52,28 @@ def resolve_model_path(name: str | os.PathLike[str]) -> Path:
     if not (path / "modules.json").is_file():
         what = "a Hugging Face transformers folder" if (path / "config.json").is_file() else "not a model folder"
         raise MRLError(f"{path} is {what}, not a sentence-transformers model (no modules.json); save it with SentenceTransformer.save() or pass a sentence-transformers folder.")
+    pickled = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix in PICKLED_SUFFIXES and p.is_file())
+    if pickled:
+        raise MRLError(f"{path} holds pickled weights ({pickled[0]}), which could run code when loaded; re-save the model with safetensors (SentenceTransformer.save(..., safe_serialization=True)) and remove the pickle files.")
+    verify_model_folder(path)
     return path
+
+
+def verify_model_folder(path: Path) -> None:
+    """Check every file listed in an mrl text model's ``manifest.json`` (size and SHA-256).
+
+    Folders without a manifest (e.g. the packaged all-MiniLM-L6-v2) are not checked.
+
+    Raises:
+        CheckpointError: a listed file is missing, truncated or corrupted.
+    """
+    man = read_manifest(path / MANIFEST)
+    if man is None or man.get("format") != TEXT_MODEL_KIND:
+        return
+    for name, entry in (man.get("files") or {}).items():
+        p = path / name
+        if not isinstance(entry, dict) or not p.is_file() or p.stat().st_size != entry.get("bytes") or sha256_file(p) != entry.get("sha256"):
+            raise CheckpointError(f"{p} is missing or fails its checksum in {path / MANIFEST}; the model folder is corrupted: retrain or restore it.")
 
 
 def load_sentence_transformer(name: str | os.PathLike[str], *, truncate_dim: int | None = None, device: str | None = None) -> SentenceTransformer:
@@ -98,7 +122,7 @@ def model_hash(model_path: str | os.PathLike[str], max_seq_length: int | None = 
     for p in files:
         h.update(str(p.relative_to(root)).encode())
         with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
 

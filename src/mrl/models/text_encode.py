@@ -24,6 +24,7 @@ import torch
 from mrl.checks import check_matrix
 from mrl.errors import MRLError
 from mrl.io import load_npy, save_npy
+from mrl.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -49,9 +50,14 @@ def encode_texts(model: SentenceTransformer, texts: Sequence[str], *, batch_size
     """
     if not texts:
         raise MRLError("no texts to encode.")
-    with torch.inference_mode(), autocast(bf16, model.device):
-        emb = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=False, convert_to_tensor=True, normalize_embeddings=False, truncate_dim=None)
-    emb = emb.float().cpu().numpy()
+    texts, parts = list(texts), []
+    chunk = batch_size * 16  # our own bar over chunks of batches (mrl.progress: throttled in logs)
+    with torch.inference_mode(), autocast(bf16, model.device), progress_bar(total=len(texts), desc="encoding texts", unit="text", disable=not progress) as bar:
+        for start in range(0, len(texts), chunk):
+            part = model.encode(texts[start : start + chunk], batch_size=batch_size, show_progress_bar=False, convert_to_numpy=False, convert_to_tensor=True, normalize_embeddings=False, truncate_dim=None)
+            parts.append(part.float().cpu().numpy())
+            bar.update(len(parts[-1]))
+    emb = np.concatenate(parts)
     check_matrix(emb, "encoded embeddings")
     return emb
 

@@ -1,4 +1,8 @@
-"""Render aggregated per-dim results as Markdown, HTML and a PNG plot, written atomically."""
+"""Render aggregated per-dim results as Markdown, HTML and a PNG plot, written atomically.
+
+Markdown and HTML are rendered from one list of blocks, so the HTML holds every line the Markdown
+has. The HTML page fits a 1400 px window (the plot is at most 1250 px wide and scales down).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,22 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mrl.io import atomic_write, guard_output, write_json  # noqa: E402
-from mrl.report.aggregate import aggregate  # noqa: E402
+from mrl.evaluate.records import results_document
+from mrl.io import atomic_write, open_output, write_json
+from mrl.report.aggregate import aggregate, groups
 
+REPORT_KIND = "mrl.report"  # manifest format of a report folder
 METRIC_TITLES = {"top1": "Head top-1 accuracy (%)", "1nn": "1-NN accuracy (%)", "map@10": "mAP@10 (%)"}
 # Titles of other metrics a record may carry (IR records from mrl.evaluate.ir); unknown names are shown as is.
 EXTRA_TITLES = {"ndcg@10": "nDCG@10 (%)", "recall@10": "Recall@10 (%)", "recall@100": "Recall@100 (%)", "mrr@10": "MRR@10 (%)"}
 # Cross-modal records (mrl.evaluate.cross_modal): text->image and image->text recall.
 EXTRA_TITLES.update({f"{way}_recall@{k}": f"{label} recall@{k} (%)" for way, label in (("t2i", "Text->image"), ("i2t", "Image->text")) for k in (1, 5, 10)})
+MAX_PLOT_PX = 1250  # the page must fit a 1400 px window with its margins
+PLOT_DPI = 100
+
+Aggregate = dict[str, dict[int, dict[str, dict[str, float]]]]
 
 
 def metric_title(metric: str) -> str:
@@ -46,8 +56,8 @@ def _cell(stats: dict[str, float] | None) -> str:
     return f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
 
 
-def tables(agg: dict[str, dict[int, dict[str, dict[str, float]]]], metrics: tuple[str, ...] = tuple(METRIC_TITLES)) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """``{metric: (header, rows)}`` with one row per method family and one column per dim."""
+def tables(agg: Aggregate, metrics: tuple[str, ...] = tuple(METRIC_TITLES)) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """``{metric: (header, rows)}`` with one row per configuration and one column per dim."""
     dims = sorted({d for fam in agg.values() for d in fam})
     out = {}
     for metric in metrics:
@@ -63,57 +73,137 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def plot(agg: dict[str, dict[int, dict[str, dict[str, float]]]], path: Path, metrics: tuple[str, ...] = tuple(METRIC_TITLES)) -> None:
-    """One subplot per metric: mean (± std band) vs log2(dim) for each method family."""
+def _reference_rows(agg: Aggregate, families: dict[str, str]) -> dict[str, int]:
+    """FF rows whose largest dim is the table's largest: drawn as a horizontal reference line at that dim."""
+    top = max((d for per in agg.values() for d in per), default=0)
+    return {label: top for label, per in agg.items() if families.get(label) == "FF" and top in per}
+
+
+def plot(agg: Aggregate, path: Path, metrics: tuple[str, ...] = tuple(METRIC_TITLES), families: dict[str, str] | None = None) -> bytes:
+    """One subplot per metric: mean (± std band) against the dim on a log2 axis labelled with the
+    dims; the full-width FF model is a dashed reference line. Returns the PNG bytes (also written
+    to ``path`` when it is not None)."""
+    families = families or {}
+    refs = _reference_rows(agg, families)
+    dims = sorted({d for per in agg.values() for d in per})
     cols = min(3, len(metrics))  # wrap after three plots so that six recall metrics stay readable
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(4.2 * cols, MAX_PLOT_PX / PLOT_DPI), 3.8 * rows), squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
     for ax, metric in zip(axes.flat, metrics):
-        for fam, per_dim in agg.items():
-            pts = [(math.log2(d), 100 * v[metric]["mean"], 100 * v[metric]["std"]) for d, v in per_dim.items() if metric in v]
+        for label, per_dim in agg.items():
+            pts = sorted((d, 100 * v[metric]["mean"], 100 * v[metric]["std"]) for d, v in per_dim.items() if metric in v)
+            if label in refs:
+                ref = [p for p in pts if p[0] == refs[label]]
+                pts = [p for p in pts if p[0] != refs[label]]
+                if ref:
+                    ax.axhline(ref[0][1], ls="--", lw=1.2, color="black", alpha=0.7, label=f"{label}-{refs[label]} (reference)")
             if not pts:
                 continue
             xs, ys, ss = zip(*pts)
-            ax.plot(xs, ys, marker="o", label=fam)
-            ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)], alpha=0.2)
-        ax.set_xlabel("log2(dim)")
-        ax.set_title(metric_title(metric))
+            line = ax.plot(xs, ys, marker="o", ms=3.5, label=label)[0]
+            ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)], alpha=0.2, color=line.get_color())
+        ax.set_xscale("log", base=2)
+        if dims:
+            ax.set_xticks(dims)
+            ax.set_xticklabels([str(d) for d in dims], fontsize=7)
+            ax.minorticks_off()
+        ax.set_xlabel("dimensions d (log scale)")
+        ax.set_title(metric_title(metric), fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=PLOT_DPI)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    data = buf.getvalue()
+    if path is not None:
+        atomic_write(path, data)
+    return data
 
 
-def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: str = "Matryoshka per-dimension report", notes: str = "", overwrite: bool = False, metrics: tuple[str, ...] | None = None) -> dict[str, Path]:
+def method_notes(records: list[dict[str, Any]], families: set[str]) -> list[str]:
+    """One sentence per method family present, saying what the row is."""
+    width = max([int((r.get("config") or {}).get("width") or 0) for r in records if r.get("mode") in ("pca", "random")] + [0])
+    width = width or max([max(r.get("dims") or [0]) for r in records if r.get("mode") == "ff"] + [0])
+    ff = f"FF-{width}" if width else "the full-width FF model"
+    notes = {
+        "MRL": "MRL: the Matryoshka model, one linear head per prefix size d (head top-1 uses the head at d).",
+        "MRL-E": "MRL-E: efficient Matryoshka, one shared head whose weight matrix is sliced to its first d columns.",
+        "FF": f"FF: fixed-feature baselines, a separate model trained with a single d-dim feature for each d; {ff} is the full-width model (the dashed reference line in the plot).",
+        "PCA": f"PCA: the {ff} embeddings projected on their top-d principal components (fit on the train split), with a linear probe for head top-1.",
+        "Random": f"Random: a random d-subset of the {ff} embedding coordinates, with a linear probe for head top-1.",
+    }
+    return [notes[f] for f in ("MRL", "MRL-E", "FF", "PCA", "Random") if f in families]
+
+
+def report_blocks(records: list[dict[str, Any]], *, title: str, notes: str, metrics: tuple[str, ...]) -> tuple[list[tuple[str, ...]], Aggregate, dict[str, str]]:
+    """The report as blocks ``("h1"|"h2"|"p", text)``, ``("table", header, rows)``, ``("img", src, alt)``."""
+    grps = groups(records)
+    agg = aggregate(records)
+    families = {g.label: g.family for g in grps}
+    blocks: list[tuple[Any, ...]] = [("h1", title)]
+    if notes:
+        blocks.append(("p", notes))
+    blocks.append(("p", "Cells: mean ± sample std over the seeds of one configuration (percent); a configuration with a single run shows no std."))
+    seeds = "; ".join(f"{g.label}: {len(g.seeds)} seed(s)" for g in grps)
+    blocks.append(("p", f"Runs per row: {seeds}."))
+    for line in method_notes(records, set(families.values())):
+        blocks.append(("p", line))
+    for metric, (header, rows) in tables(agg, metrics).items():
+        blocks += [("h2", metric_title(metric)), ("table", header, rows)]
+    blocks.append(("img", "per_dim.png", "per-dim plot: each metric against the dimensions d (log2 axis)"))
+    return blocks, agg, families
+
+
+def to_markdown(blocks: list[tuple[Any, ...]]) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h1":
+            out += [f"# {b[1]}", ""]
+        elif b[0] == "h2":
+            out += [f"## {b[1]}", ""]
+        elif b[0] == "p":
+            out += [b[1], ""]
+        elif b[0] == "table":
+            out += [markdown_table(b[1], b[2]), ""]
+        elif b[0] == "img":
+            out += [f"![{b[2]}]({b[1]})", ""]
+    return "\n".join(out)
+
+
+def to_html(blocks: list[tuple[Any, ...]], title: str) -> str:
+    e = html.escape
+    body = []
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            body.append(f"<{b[0]}>{e(b[1])}</{b[0]}>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
+            body.append(f'<div class="scroll"><table><tr>{head}</tr>{rows}</table></div>')
+        elif b[0] == "img":
+            body.append(f'<img src="{e(b[1])}" alt="{e(b[2])}">')
+    style = ("body{font-family:sans-serif;margin:1.5em auto;max-width:1340px;padding:0 1em}img{max-width:100%;height:auto}"
+             ".scroll{overflow-x:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'><title>{e(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+
+
+def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: str = "Matryoshka per-dimension report", notes: str = "", overwrite: bool = False, metrics: tuple[str, ...] | None = None, inputs: list[Any] | None = None) -> dict[str, Path]:
     """Write ``results.json``, ``report.md``, ``report.html`` and ``per_dim.png`` into ``out_dir``.
 
     ``metrics`` defaults to :func:`record_metrics` (image metrics, or whatever the records hold).
-    Refuses a folder that already holds a report unless ``overwrite``. Returns the written paths.
+    The folder must be new, empty or a previous report (``overwrite``); it is replaced as a whole,
+    and ``inputs`` (the results files read) are never replaced. Returns the written paths.
     """
     metrics = metrics or record_metrics(records)
-    out = guard_output(out_dir, overwrite, lambda p: (p / "report.md").exists())
-    agg = aggregate(records)
-    paths = {"json": out / "results.json", "md": out / "report.md", "html": out / "report.html", "png": out / "per_dim.png"}
-    write_json(paths["json"], {"schema": "mrl.eval/1", "runs": records})
-    plot(agg, paths["png"], metrics)
-    tabs = tables(agg, metrics)
-    md = [f"# {title}", "", notes, "", "Cells: mean ± std over seeds (percent); a single run shows no std.", ""]
-    for metric, (header, rows) in tabs.items():
-        md += [f"## {metric_title(metric)}", "", markdown_table(header, rows), ""]
-    md += ["![per-dim plot](per_dim.png)", ""]
-    atomic_write(paths["md"], "\n".join(md).encode())
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(notes)}</p>"]
-    for metric, (header, rows) in tabs.items():
-        body.append(f"<h2>{html.escape(metric_title(metric))}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-        body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
-        body.append("</table>")
-    body.append('<img src="per_dim.png" alt="per-dim plot">')
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
-    atomic_write(paths["html"], page.encode())
-    return paths
+    out = Path(out_dir)
+    blocks, agg, families = report_blocks(records, title=title, notes=notes, metrics=metrics)
+    names = {"json": "results.json", "md": "report.md", "html": "report.html", "png": "per_dim.png"}
+    with open_output(out, REPORT_KIND, overwrite=overwrite, staged=True, inputs=inputs or []) as writer:
+        write_json(writer.path / names["json"], results_document(records))
+        plot(agg, writer.path / names["png"], metrics, families)
+        atomic_write(writer.path / names["md"], to_markdown(blocks).encode())
+        atomic_write(writer.path / names["html"], to_html(blocks, title).encode())
+    return {k: out / v for k, v in names.items()}

@@ -116,7 +116,7 @@ class IndexSearch:
 
     def _check(self, f: Funnel, k: int) -> Funnel:
         if self.local:
-            f = self.index._resolve(k, f)  # noqa: SLF001 - the index's own k/funnel validation, without searching
+            f = self.index._resolve(k, f)
         why = self._unavailable(f)
         if why:
             raise FunnelError(f"funnel {f} cannot run: {why}.")

@@ -102,7 +102,7 @@ class DynamicBatcher(Generic[T]):
                         break
                     try:
                         nxt = await asyncio.wait_for(self._queue.get(), left)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                 if nxt is None:
                     closing = True

@@ -28,13 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from mrl.checks import check_matrix
-from mrl.errors import MRLError, OutputExistsError
+from mrl.errors import MRLError
+from mrl.io import check_output, writer_lock
 from mrl.losses import MatryoshkaEmbeddingLoss
-from mrl.models.adaptor import KINDS, MatryoshkaAdaptor, save_adaptor
+from mrl.models.adaptor import ADAPTOR_KIND, KINDS, MatryoshkaAdaptor, save_adaptor
 from mrl.nesting import validate_dims
+from mrl.progress import progress
+from mrl.train.divergence import check_finite_loss, check_finite_weights
 from mrl.weighting import create_weighting
 
 
@@ -123,7 +125,7 @@ def _neighbour_table(x: np.ndarray, k: int) -> np.ndarray:
     return ids[:, 1:]
 
 
-def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike[str] | None = None, *, pairs: tuple[np.ndarray, np.ndarray] | None = None, overwrite: bool = False) -> AdaptorResult:
+def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike[str] | None = None, *, pairs: tuple[np.ndarray, np.ndarray] | None = None, overwrite: bool = False, inputs: list[Any] | None = None) -> AdaptorResult:
     """Train a :class:`MatryoshkaAdaptor` on frozen embeddings and save it to ``out_dir``.
 
     Args:
@@ -132,7 +134,8 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
         out_dir: folder for ``adaptor.safetensors`` + ``adaptor.json`` (None: do not save).
         pairs: optional ``(queries [P, D], documents [P, D])``, row ``i`` relevant to row ``i``,
             for the supervised ranking term (weight ``config.supervised_weight``).
-        overwrite: replace an existing adaptor folder.
+        overwrite: replace an existing adaptor folder (only a previous adaptor, never other files).
+        inputs: files the caller read ``x``/``pairs`` from; the save refuses to replace them.
 
     Returns:
         :class:`AdaptorResult` with the trained module at ``result.model``.
@@ -151,22 +154,29 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
         raise MRLError("supervised_weight > 0 needs query/document pairs; pass pairs=(queries, docs) or set it to 0.")
     if n < 2:
         raise MRLError("need at least 2 embeddings to fit an adaptor.")
+    if dim < 2:
+        raise MRLError(f"the embeddings have {dim} column; an adaptor needs vectors of at least 2 dims to nest prefixes.")
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out} already holds results; pass --overwrite (overwrite=True) to replace them, or choose another output.")
+    if out is None:
+        return _fit_threads(x, cfg, dims, None, pairs, overwrite=overwrite, inputs=inputs)
+    with writer_lock(out):
+        check_output(out, ADAPTOR_KIND, overwrite=overwrite, inputs=inputs or [])  # fail before fitting
+        return _fit_threads(x, cfg, dims, out, pairs, overwrite=overwrite, inputs=inputs)
 
+
+def _fit_threads(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, *, overwrite: bool, inputs: list[Any] | None) -> AdaptorResult:
     # The per-step tensors are small ([B, B] with B <= a few hundred): one thread is faster than
     # several, and on a shared machine several OpenMP threads can be 10x slower (spin-waiting).
     saved_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit(x, cfg, dims, out, pairs)
+        return _fit(x, cfg, dims, out, pairs, overwrite=overwrite, inputs=inputs)
     finally:
         torch.set_num_threads(saved_threads)
 
 
-def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None) -> AdaptorResult:
+def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, *, overwrite: bool, inputs: list[Any] | None) -> AdaptorResult:
     n, dim = x.shape
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -191,16 +201,19 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     model.train()
-    for step in tqdm(range(cfg.steps), desc="adaptor", unit="step", disable=not cfg.progress):
+    for step in progress(range(cfg.steps), desc="adaptor", unit="step", disable=not cfg.progress):
         anchors = rng.choice(n, size=min(n_anchor, n), replace=False)
         idx = np.unique(np.concatenate([anchors, neigh[anchors].ravel()]))
         idx = idx[idx >= 0]
         geometry.target = xn_full[idx] @ xn_full[idx].T
         res = unsup(model(xt[idx]))
+        check_finite_loss(res, dims, f"step {step + 1}")
         total = res.total
         if sup is not None and pq is not None and pd is not None:
             j = rng.choice(pq.shape[0], size=min(cfg.batch_size // 2, pq.shape[0]), replace=False)
-            total = total + cfg.supervised_weight * sup(model(pq[j]), model(pd[j])).total
+            sup_res = sup(model(pq[j]), model(pd[j]))
+            check_finite_loss(sup_res, dims, f"step {step + 1} (supervised term)")
+            total = total + cfg.supervised_weight * sup_res.total
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -209,9 +222,10 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
             history.append({"step": step + 1, "loss": float(total.item()), **{f"loss@{m}": float(v) for m, v in zip(dims, res.per_dim.tolist())}})
     seconds = time.perf_counter() - t0
     model.eval()
+    check_finite_weights(model, "adaptor")
     result = AdaptorResult(model=model, out_dir=out, seconds=seconds, steps=cfg.steps, history=history)
     if out is not None:
-        save_adaptor(model, cfg.to_dict(), out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "history": history})
+        save_adaptor(model, cfg.to_dict(), out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "history": history}, overwrite=overwrite, inputs=inputs)
     return result
 
 

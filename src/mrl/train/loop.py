@@ -30,18 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from mrl.data.registry import load_image_data
 from mrl.data.splits import ImageSplit
 from mrl.errors import CheckpointError, MRLError
-from mrl.io import guard_output, write_csv, write_json
+from mrl.io import Output, check_output, open_output, write_csv, write_json
 from mrl.losses import MatryoshkaLoss, MatryoshkaLossOutput
 from mrl.models.classifier import MatryoshkaClassifier, build_classifier, encode
 from mrl.models.vision import load_backbone_weights
+from mrl.progress import note, progress
 from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint, save_model
 from mrl.train.config import TrainConfig
+from mrl.train.divergence import check_finite_loss, check_finite_weights
 
 
 @dataclass
@@ -170,19 +171,24 @@ def evaluate_heads(model: MatryoshkaClassifier, split: ImageSplit, device: torch
     return {f"val_top1@{d}": float(c) / max(n, 1) for d, c in zip(model.matryoshka_dims, correct.tolist())}
 
 
-def _output_holds_run(p: Path) -> bool:
-    return (p / MODEL_NAME).exists() or (p / CHECKPOINT_NAME).exists()
+RUN_KIND = "mrl.run"  # the manifest format of a training run folder (see mrl.io.ownership)
 
 
-def check_run_folder(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    """Refuse to start over a finished run (without ``overwrite``) or to resume from nothing."""
+def check_run_folder(out_dir: str | Path, *, resume: bool, overwrite: bool, inputs: list[Any] | None = None) -> Path:
+    """Fail early, writing nothing: refuse a folder that is not a new/empty folder or a previous
+    run (``overwrite``), or to resume from nothing."""
     out = Path(out_dir)
-    if resume:
-        if not (out / CHECKPOINT_NAME).exists():
-            raise CheckpointError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist; drop --resume to start a new run.")
-    else:
-        guard_output(out, overwrite, _output_holds_run)
+    if resume and not (out / CHECKPOINT_NAME).is_file():
+        raise CheckpointError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist; drop --resume to start a new run.")
+    check_output(out, RUN_KIND, overwrite=overwrite, append=resume, inputs=inputs or [])
     return out
+
+
+def write_run_file(out: Output | None, name: str, writer: Any) -> None:
+    """Write output file ``name`` through the run folder's manifest (rank 0 only: ``out`` is None elsewhere)."""
+    if out is not None:
+        with out.file(name) as path:
+            writer(path)
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
@@ -204,23 +210,27 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, ove
     Returns:
         :class:`TrainResult` with the per-epoch history.
     """
-    out = check_run_folder(out_dir, resume=resume, overwrite=overwrite)
+    out = Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     ctx = ddp.init_distributed(device)
     try:
-        return _train(config, out, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
+        if not ctx.is_main:  # rank 0 alone checks, locks and writes the run folder
+            return _train(config, out, None, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
+        check_run_folder(out, resume=resume, overwrite=overwrite)
+        with open_output(out, RUN_KIND, overwrite=overwrite, append=resume) as writer:
+            return _train(config, out, writer, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
     finally:
         ddp.shutdown(ctx)
 
 
-def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.device, *, resume: bool, stop_after_epoch: int | None) -> TrainResult:
+def _train(config: TrainConfig, out: Path, writer: Output | None, ctx: ddp.DistContext, device: torch.device, *, resume: bool, stop_after_epoch: int | None) -> TrainResult:
     ckpt_path = out / CHECKPOINT_NAME
     ddp.check_global_batch(config.batch_size, ctx)
     seed_everything(config.seed, ctx.rank)
 
-    log = tqdm.write if ctx.is_main and config.progress else None
+    log = note if ctx.is_main and config.progress else None
     data = load_image_data(config.to_dict(), log=log)
     train_split = data.train.subset(config.train_subset)
 
@@ -255,7 +265,7 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
         start_epoch, history = state["epoch"], state["history"]
         saved_world = int(state.get("extra", {}).get("world_size", 1))
         if saved_world != ctx.world_size and ctx.is_main and config.progress:
-            tqdm.write(f"note: resuming a checkpoint written by {saved_world} process(es) with {ctx.world_size}; data order and global batch are unchanged, batch-norm statistics are per process.")
+            note(f"note: resuming a checkpoint written by {saved_world} process(es) with {ctx.world_size}; data order and global batch are unchanged, batch-norm statistics are per process.")
         if ctx.rank > 0:  # the checkpoint holds rank 0's python/numpy states; keep rank-local streams distinct
             random.seed(config.seed + ctx.rank + 7919 * start_epoch)
             np.random.seed((config.seed + ctx.rank + 7919 * start_epoch) % 2**32)
@@ -277,12 +287,13 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
         batches = train_split.train_batches(index_batches, gen, augment=config.augment, pin_memory=device.type == "cuda")
         sums = torch.zeros(len(dims), dtype=torch.float64, device=device)
         counts = torch.zeros(len(dims), dtype=torch.float64, device=device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main), leave=False)
+        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main), leave=False)
         for step, (x, y) in zip(bar, batches):
             x, y = to_device(x, y, device)
             loss_out = train_step(net, loss_fn, optimizer, scheduler, x, y, amp_dtype=amp_dtype, extra_params=extra_params, ctx=ctx)
-            per_dim = loss_out.per_dim.double()
-            seen = ~torch.isnan(per_dim)
+            check_finite_loss(loss_out, dims, f"epoch {epoch + 1}, step {step + 1}")
+            per_dim = loss_out.per_dim.detach().double()
+            seen = loss_out.active.to(per_dim.device)  # prefixes evaluated this step (n_dims_per_step samples some)
             sums += torch.where(seen, per_dim, 0.0)
             counts += seen.double()
             if step % 20 == 0 and not bar.disable:
@@ -304,17 +315,20 @@ def _train(config: TrainConfig, out: Path, ctx: ddp.DistContext, device: torch.d
         if ctx.is_main:
             if config.progress:
                 accs = " ".join(f"{d}:{row[f'val_top1@{d}']:.3f}" for d in dims)
-                tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val top-1 per dim {accs}  ({row['seconds']:.0f}s)")
-            write_csv(out / "metrics.csv", history)
-            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, weighting=weighting, epoch=epoch + 1, config=config.to_dict(), history=history, extra={"world_size": ctx.world_size})
+                note(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val top-1 per dim {accs}  ({row['seconds']:.0f}s)")
+            check_finite_weights(model)
+            state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "weighting": weighting, "epoch": epoch + 1, "config": config.to_dict(), "history": history, "extra": {"world_size": ctx.world_size}}
+            write_run_file(writer, "metrics.csv", lambda p: write_csv(p, history))
+            write_run_file(writer, CHECKPOINT_NAME, lambda p, state=state: save_checkpoint(p, **state))
         ddp.barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
             return TrainResult(out, history, time.perf_counter() - t_start)
 
     if ctx.is_main:
-        save_model(out / MODEL_NAME, model, config.to_dict(), data.num_classes, in_channels=data.in_channels, classes=data.classes)
-        write_json(out / "config.json", config.to_dict())
+        check_finite_weights(model)
+        write_run_file(writer, MODEL_NAME, lambda p: save_model(p, model, config.to_dict(), data.num_classes, in_channels=data.in_channels, classes=data.classes))
+        write_run_file(writer, "config.json", lambda p: write_json(p, config.to_dict()))
         if data.report:
-            write_json(out / "dataset.json", data.report)
+            write_run_file(writer, "dataset.json", lambda p: write_json(p, data.report))
     ddp.barrier(ctx)
     return TrainResult(out, history, time.perf_counter() - t_start)

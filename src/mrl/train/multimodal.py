@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -49,6 +48,7 @@ from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint
 from mrl.train.loop import build_optimizer, check_run_folder, resolve_device, resolve_precision, seed_everything
 from mrl.train.multimodal_config import MultimodalTrainConfig
+
 
 @dataclass
 class MultimodalResult:

@@ -34,7 +34,7 @@ TASKS: dict[str, type[MatryoshkaRecipe]] = {}
 TASK_MODULES = ("mrl.train.config", "mrl.train.text", "mrl.train.multimodal_config")
 
 
-def register_task(name: str):  # noqa: ANN201 - a class decorator
+def register_task(name: str):
     """Class decorator: make ``task: name`` in a recipe build this dataclass."""
 
     def wrap(cls: type[R]) -> type[R]:

@@ -22,8 +22,12 @@ the Trainer shards batches across processes.
 The finished ``OUT`` is a sentence-transformers folder (``SentenceTransformer(OUT, truncate_dim=d)``;
 pass ``normalize_embeddings=True`` to ``encode`` since prefixes must be re-normalised) with
 ``is_matryoshka``/``matryoshka_dimensions`` in its configs, a model card (``README.md``) stating the
-dims and training data, ``matryoshka.json`` (recipe, statistics, the list of files written: the
-run's manifest, written last) and ``metrics.csv``.
+dims and training data, ``matryoshka.json`` (recipe, statistics, the list of files written;
+written last) and ``metrics.csv``. The folder's ``manifest.json`` (:mod:`mrl.io.ownership`) lists
+every file with its size and SHA-256 (verified when mrl loads the model); the folder is locked for
+the whole run and must be new, empty, or a previous text model of mrl (``overwrite``: its listed
+files, checkpoints included, are removed just before the new run writes its first checkpoint;
+nothing else in the folder is touched).
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ import torch
 from mrl.data.pairs import PairSet, load_pairs
 from mrl.data.texts import load_texts
 from mrl.data.wordnet import load_wordnet
-from mrl.errors import MRLError, OutputExistsError
-from mrl.io import read_json, write_csv, write_json
-from mrl.models.text import MATRYOSHKA_FILE, append_projection, load_sentence_transformer, mark_matryoshka, model_dim, resolve_model_path
+from mrl.errors import MRLError
+from mrl.io import MANIFEST, Output, open_output, read_json, write_csv, write_json, write_manifest, writer_lock
+from mrl.models.text import MATRYOSHKA_FILE, TEXT_MODEL_KIND, append_projection, load_sentence_transformer, mark_matryoshka, model_dim, resolve_model_path
 from mrl.models.text_encode import cached_encode
 from mrl.nesting import validate_dims
 from mrl.progress import throttle_progress
@@ -177,29 +181,38 @@ def _bf16(cfg: TextTrainConfig, device: str) -> bool:
     return device.startswith("cuda") and torch.cuda.is_bf16_supported()
 
 
-def _prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a finished run or foreign files; on overwrite remove only what a previous
-    run listed in its ``matryoshka.json`` (plus its checkpoints folder)."""
-    done = out / MATRYOSHKA_FILE
-    if resume:
-        if done.is_file():
-            raise MRLError(f"{out} already holds a finished model; nothing to resume (use --overwrite to train again).")
-        if not any((out / CHECKPOINTS).glob("checkpoint-*")):
-            raise MRLError(f"no checkpoint to resume in {out / CHECKPOINTS}; run without --resume.")
+def _check_resume(out: Path, resume: bool) -> None:
+    if not resume:
         return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{out} already holds results; pass --overwrite (overwrite=True) to replace them, --resume to continue, or choose another output.")
-        listed = read_json(done).get("files", []) if done.is_file() else []
-        for name in listed:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-        if done.is_file():
-            done.unlink()
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    if (out / MATRYOSHKA_FILE).is_file():
+        raise MRLError(f"{out} already holds a finished model; nothing to resume (use --overwrite to train again).")
+    if not any((out / CHECKPOINTS).glob("checkpoint-*")):
+        raise MRLError(f"no checkpoint to resume in {out / CHECKPOINTS}; run without --resume.")
+
+
+def _adopt_legacy(out: Path) -> None:
+    """Folders written before output manifests existed: ``matryoshka.json``'s file list (a finished
+    model) or a ``checkpoints/`` folder of ``checkpoint-*`` (an interrupted run) proves what mrl wrote;
+    record it as the folder's manifest so --overwrite/--resume treat it like a new-style output."""
+    if (out / MANIFEST).exists() or not out.is_dir():
+        return
+    done = out / MATRYOSHKA_FILE
+    listed: list[str] = []
+    if done.is_file():
+        doc = read_json(done)
+        listed = [f for f in doc.get("files", []) if isinstance(f, str)] if isinstance(doc, dict) else []
+    elif not any((out / CHECKPOINTS).glob("checkpoint-*")):
+        return
+    entries = {}
+    for name in {*listed, MATRYOSHKA_FILE} if listed else set():
+        p = out / name
+        if p.is_dir():
+            entries.update({str(f.relative_to(out)): None for f in p.rglob("*") if f.is_file()})
+        elif p.is_file():
+            entries[name] = None
+    if (out / CHECKPOINTS).is_dir():
+        entries[CHECKPOINTS + "/"] = None
+    write_manifest(out / MANIFEST, {"format": TEXT_MODEL_KIND, "files": entries, "state": "adopted"})
 
 
 def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -301,11 +314,19 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
         MRLError: bad config, dims above the model width, unusable model folder or data, a
             non-finite loss, or ``resume`` without a checkpoint.
     """
+    out = Path(out_dir)
+    inputs = [resolve_model_path(config.model), *([resolve_model_path(config.teacher)] if config.teacher else [])]
+    inputs += [Path(p) for p in (config.dataset, config.general_text) if p and p != "wordnet" and Path(p).exists()]
+    with writer_lock(out):
+        _adopt_legacy(out)
+        _check_resume(out, resume)
+        with open_output(out, TEXT_MODEL_KIND, overwrite=overwrite, append=resume, inputs=inputs) as writer:
+            return _train_text(config, out, writer, resume=resume)
+
+
+def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool) -> TextTrainResult:
     from mrl.train.text_trainer import run_trainer
 
-    cfg = config
-    out = Path(out_dir)
-    _prepare_out(out, resume=resume, overwrite=overwrite)
     throttle_progress()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -329,9 +350,10 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
             raise MRLError(f"only {len(data)} training rows, fewer than batch_size={cfg.batch_size}; lower batch_size or add data.")
         total = cfg.max_steps or cfg.epochs * per_epoch
     t0 = time.perf_counter()
+    writer.claim_dir(CHECKPOINTS)  # the first write: a previous model in `out` is removed here, not earlier
     trained, history, steps, seconds = run_trainer(cfg, model, loss, data, out, total=total, device=device, bf16=bf16, resume=resume, dims=dims)
     info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": time.perf_counter() - t0 - seconds})
-    _save_final(cfg, trained, loss, out, dims, info, history)
+    _save_final(cfg, trained, loss, out, dims, info, history, writer)
     return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history)
 
 
@@ -352,12 +374,14 @@ def freeze_lower_layers(model: SentenceTransformer, train_layers: int) -> None:
         p.requires_grad_(id(p) in keep)
 
 
-def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, out: Path, dims: tuple[int, ...], info: dict[str, Any], history: list[dict[str, float]]) -> None:
-    """Write the model into ``out`` (each file moved into place, ``matryoshka.json`` last = complete)."""
+def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, out: Path, dims: tuple[int, ...], info: dict[str, Any], history: list[dict[str, float]], writer: Output) -> None:
+    """Write the model into ``out`` (each file listed in the manifest, then moved into place;
+    ``matryoshka.json`` last = complete)."""
+    from mrl.train.divergence import check_finite_weights
     from mrl.train.text_trainer import model_card_section
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".final.tmp"
+    check_finite_weights(model)
+    tmp = writer.claim_dir(".final.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.model_card_data.add_tags(["matryoshka", "mrl"])
     model.save(str(tmp), model_name=f"Matryoshka {Path(str(cfg.model)).name} ({cfg.loss})", create_model_card=True)
@@ -372,15 +396,19 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     if history:
         write_csv(tmp / "metrics.csv", history)
     names = sorted(p.name for p in tmp.iterdir())
+    for f in sorted(tmp.rglob("*")):  # write-ahead: every file is listed before it appears in `out`
+        if f.is_file():
+            writer.claim(str(f.relative_to(tmp)))
     for name in names:
         dst = out / name
         if dst.is_dir():
             shutil.rmtree(dst)
         os.replace(tmp / name, dst)
-    tmp.rmdir()
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    writer.remove(".final.tmp")
+    writer.remove(CHECKPOINTS)
     record = {
         "matryoshka_dims": list(dims), "embedding_dim": dims[-1], "base_model": str(cfg.model), "truncate_then_normalize": True,
         "loss": loss.get_config_dict(), "config": cfg.to_dict(), "files": names + [MATRYOSHKA_FILE], **info,
     }
-    write_json(out / MATRYOSHKA_FILE, record)
+    with writer.file(MATRYOSHKA_FILE) as p:
+        write_json(p, record)

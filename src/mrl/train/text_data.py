@@ -75,7 +75,7 @@ def batch_order(neighbours: np.ndarray, steps: int, batch_size: int, *, group: i
     return out
 
 
-def _stream(ids: np.ndarray, rng: np.random.Generator):  # noqa: ANN202 - an infinite generator
+def _stream(ids: np.ndarray, rng: np.random.Generator):
     """Endless anchor ids: one seeded permutation after another."""
     while True:
         yield from (int(i) for i in rng.permutation(ids))

@@ -48,7 +48,7 @@ class _MetricsCallback(TrainerCallback):
         self.t0 = time.perf_counter()
         self.last_print = 0.0
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201 - the transformers callback signature
+    def on_step_end(self, args, state, control, **kwargs):
         per_dim = getattr(self.loss, "last_per_dim", None)
         if per_dim is not None:
             self.sums += per_dim.double().cpu()
@@ -56,7 +56,7 @@ class _MetricsCallback(TrainerCallback):
             self.epoch_sums += per_dim.double().cpu()
             self.epoch_count += 1
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
+    def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:
             return
         elapsed = time.perf_counter() - self.t0
@@ -71,7 +71,7 @@ class _MetricsCallback(TrainerCallback):
             self.last_print = now
             print(f"step {state.global_step}/{state.max_steps} loss {row['loss']:.4f} ({elapsed:.0f}s)", file=sys.stderr, flush=True)
 
-    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+    def on_epoch_end(self, args, state, control, **kwargs):
         weighting = getattr(self.loss, "weighting", None)
         if weighting is not None and self.epoch_count:
             weighting.on_epoch_end((self.epoch_sums / self.epoch_count).tolist())
@@ -85,7 +85,7 @@ class _LossStateCallback(TrainerCallback):
     def __init__(self, loss: torch.nn.Module) -> None:
         self.loss = loss
 
-    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+    def on_save(self, args, state, control, **kwargs):
         weighting = getattr(self.loss, "weighting", None)
         if weighting is not None and weighting.state_dict():
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -179,7 +179,7 @@ class MilvusIndex:
             else:
                 s.add_field(f, DataType.INT64)
         params = client.prepare_index_params()
-        mtype = "IP" if metric == "cosine" else "L2"
+        mtype = "L2" if metric == "l2" else "IP"
         for field in (VECTOR, *(prefix_field(d, dim) for d in dims)):
             extra = {"M": 32, "efConstruction": 200} if index_type == "HNSW" else {"nlist": 1024} if index_type == "IVF_FLAT" else {}
             params.add_index(field, index_type=index_type, metric_type=mtype, params=extra)
@@ -368,7 +368,7 @@ class MilvusIndex:
 
     def _search(self, q: np.ndarray, field: str, limit: int, expr: str) -> tuple[np.ndarray, np.ndarray]:
         """One Milvus search; ``(ids [B, limit], scores [B, limit])`` padded with -1 / -inf."""
-        params = {"metric_type": "IP" if self.metric == "cosine" else "L2", "params": {"ef": max(limit, 64)}}
+        params = {"metric_type": "L2" if self.metric == "l2" else "IP", "params": {"ef": max(limit, 64)}}
         res = self._call("search", lambda: self.client.search(self.name, data=list(q), anns_field=field, limit=limit, filter=expr, output_fields=[ID], search_params=params))
         B = q.shape[0]
         ids = np.full((B, limit), -1, dtype=np.int64)
@@ -377,7 +377,7 @@ class MilvusIndex:
             n = len(hits.ids)
             ids[b, :n] = hits.ids
             d = np.asarray(hits.distances, dtype=np.float32)
-            sc[b, :n] = d if self.metric == "cosine" else -d
+            sc[b, :n] = -d if self.metric == "l2" else d
         return ids, sc
 
     def _stage1(self, q: np.ndarray, f: Funnel, flt: Filter | None) -> tuple[np.ndarray, np.ndarray]:

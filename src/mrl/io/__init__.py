@@ -1,0 +1,82 @@
+"""Safe file output for every mrl writer: atomic writes, weights with checksums, writer locks and
+output ownership (mrl deletes or replaces only files it can prove it wrote).
+
+* :mod:`mrl.io.atomic`: ``atomic_write``/``write_json``/``save_npy``/``write_csv`` (temp + fsync +
+  rename, umask respected), ``read_json``/``load_npy`` (no pickle), ``sha256_file``.
+* :mod:`mrl.io.weights`: ``save_safetensors``/``load_safetensors`` with a content hash in the
+  metadata, verified on load.
+* :mod:`mrl.io.lock`: ``writer_lock(path)``, one writer per output (``filelock``).
+* :mod:`mrl.io.ownership`: ``open_output(folder, kind, ...)`` and ``open_files(file, kind, ...)``:
+  lock, refuse foreign files and inputs, write-ahead manifests sealed with their own checksum.
+"""
+
+from mrl.io.atomic import (
+    atomic_folder,
+    atomic_open,
+    atomic_write,
+    current_umask,
+    dumps,
+    fsync_dir,
+    json_safe,
+    load_npy,
+    make_temp_dir,
+    read_json,
+    save_npy,
+    sha256_file,
+    write_csv,
+    write_json,
+)
+from mrl.io.lock import lock_path, writer_lock
+from mrl.io.ownership import MANIFEST, Output, check_output, check_seal, file_entry, listed_files, open_files, open_output, read_manifest, seal, write_manifest
+from mrl.io.weights import load_safetensors, save_safetensors, tensors_sha256
+
+__all__ = [
+    "MANIFEST",
+    "Output",
+    "atomic_folder",
+    "atomic_open",
+    "atomic_write",
+    "check_output",
+    "check_seal",
+    "current_umask",
+    "dumps",
+    "file_entry",
+    "fsync_dir",
+    "guard_output",
+    "json_safe",
+    "listed_files",
+    "load_npy",
+    "load_safetensors",
+    "lock_path",
+    "make_temp_dir",
+    "open_files",
+    "open_output",
+    "read_json",
+    "read_manifest",
+    "save_npy",
+    "save_safetensors",
+    "seal",
+    "sha256_file",
+    "tensors_sha256",
+    "write_csv",
+    "write_json",
+    "write_manifest",
+    "writer_lock",
+]
+
+
+def guard_output(path, overwrite, exists=None):
+    """Deprecated: refuse to write into ``path`` when it already holds results, unless ``overwrite``.
+
+    It checks existence only; new code uses :func:`open_output` / :func:`open_files`, which also
+    lock the output, refuse files mrl did not write and protect the command's inputs.
+    """
+    from pathlib import Path
+
+    from mrl.errors import OutputExistsError
+
+    p = Path(path)
+    holds = exists(p) if exists is not None else (p.is_file() or (p.is_dir() and any(p.iterdir())))
+    if holds and not overwrite:
+        raise OutputExistsError(f"{p} already holds results; pass --overwrite (overwrite=True) to replace them, or choose another output.")
+    return p

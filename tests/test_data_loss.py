@@ -1,0 +1,159 @@
+"""Regression tests for the data-loss reports of the hardening issue: each failed on the old code."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mrl.cli import app
+from mrl.io import save_npy
+from tests.test_funnel import matryoshka_like
+
+runner = CliRunner()
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_index_build_overwrite_never_deletes_its_input(tmp_path):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    save_npy(folder / "vectors.npy", matryoshka_like(300, 16, 0))
+    before = digest(folder)
+    r = runner.invoke(app, ["index", "build", str(folder), "--vectors", str(folder / "vectors.npy"), "--overwrite"])
+    assert r.exit_code == 2 and "did not write" in r.output, r.output
+    assert digest(folder) == before  # the old code deleted vectors.npy (it matched `vectors.*`)
+
+
+def test_index_save_deletes_only_files_its_manifest_lists(tmp_path):
+    from mrl.index import MatryoshkaIndex
+
+    folder = tmp_path / "idx"
+    index = MatryoshkaIndex(16)
+    index.add(matryoshka_like(300, 16, 0))
+    index.build_first_stage("8:1")
+    index.save(folder)
+    (folder / "vectors.npy").write_bytes(b"user data")  # names the old cleanup treated as its own
+    (folder / "first.notes").write_text("mine")
+    index.add(matryoshka_like(10, 16, 1))
+    index.save(folder)  # a new generation: the previous one is removed, the user's files are not
+    assert (folder / "vectors.npy").read_bytes() == b"user data" and (folder / "first.notes").read_text() == "mine"
+    assert sorted(p.name for p in folder.glob("vectors.*")) == ["vectors.2.npy", "vectors.npy"]
+    assert MatryoshkaIndex.load(folder).count == 310
+
+
+def test_adapt_overwrite_refuses_a_folder_holding_its_input(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    save_npy(d / "x.npy", matryoshka_like(64, 8, 1))
+    before = digest(d)
+    r = runner.invoke(app, ["adapt", str(d / "x.npy"), "--out", str(d), "--overwrite", "--steps", "2"])
+    assert r.exit_code == 2 and "did not write" in r.output, r.output
+    assert digest(d) == before  # the old code swapped the whole folder away, input included
+
+
+def test_adapt_overwrite_replaces_a_previous_adaptor(tmp_path):
+    save_npy(tmp_path / "x.npy", matryoshka_like(64, 8, 1))
+    args = ["adapt", str(tmp_path / "x.npy"), "--out", str(tmp_path / "a"), "--steps", "2", "--neighbours", "2", "--batch-size", "32"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 2
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adaptor.json", "adaptor.safetensors", "manifest.json"]
+
+
+def test_text_training_refuses_a_folder_with_user_files_before_loading_anything(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.train.text import TextTrainConfig, train_text
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "notes.md").write_text("mine")
+    with pytest.raises(ForeignFileError):
+        train_text(TextTrainConfig(max_steps=1, batch_size=2, progress=False), out, overwrite=True)
+    assert (out / "notes.md").read_text() == "mine"
+
+
+def test_overwritten_run_never_mixes_the_old_model_with_new_results(tiny_config, tmp_path):
+    from mrl.train import train
+
+    run = tmp_path / "run"
+    train(tiny_config.replace(epochs=1), run)
+    assert (run / "model.safetensors").exists()
+    r = runner.invoke(app, ["cascade", "fit", str(run)])
+    assert r.exit_code == 0, r.output
+    # overwrite with another recipe, "killed" after its first epoch
+    train(tiny_config.replace(lr=0.05), run, overwrite=True, stop_after_epoch=1)
+    assert (run / "checkpoint.safetensors").exists()
+    assert not (run / "model.safetensors").exists() and not (run / "cascade.json").exists()  # old outputs went first
+    r = runner.invoke(app, ["cascade", "fit", str(run)])
+    assert r.exit_code == 2 and "does not exist" in r.output  # instead of silently using the old model
+
+
+def test_out_folder_with_the_users_files_is_refused_even_with_overwrite(fmnist_dir, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.csv").write_text("my,own\n1,2\n")
+    (out / "config.json").write_text('{"mine": true}')
+    before = digest(out)
+    sets = ["data_root=" + str(fmnist_dir), "val_size=200", "embed_dim=16", "width=4", "matryoshka_dims=[4,8,16]", "epochs=1", "batch_size=100", "progress=false"]
+    r = runner.invoke(app, ["train", "--out", str(out), "--overwrite", *[a for s in sets for a in ("--set", s)]])
+    assert r.exit_code == 2 and "did not write" in r.output, r.output
+    assert digest(out) == before
+
+
+def _hold_lock(path: Path) -> subprocess.Popen:
+    code = "import sys, time\nfrom mrl.io import writer_lock\nwith writer_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_gets_a_clear_error(tmp_path):
+    save_npy(tmp_path / "x.npy", matryoshka_like(200, 16, 2))
+    proc = _hold_lock(tmp_path / "idx")
+    try:
+        t0 = time.perf_counter()
+        r = runner.invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "x.npy")])
+        assert r.exit_code == 2 and "another mrl process" in r.output and time.perf_counter() - t0 < 30, r.output
+        r = runner.invoke(app, ["train", "--out", str(tmp_path / "idx"), "--set", "epochs=1"])
+        assert r.exit_code == 2 and "another mrl process" in r.output, r.output
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "idx").exists()
+    r = runner.invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "x.npy")])
+    assert r.exit_code == 0, r.output
+
+
+def test_embed_and_search_never_replace_a_users_sibling_files(fmnist_dir, tmp_path):
+    from mrl.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data_root=str(fmnist_dir), val_size=200, embed_dim=16, matryoshka_dims=[4, 8, 16], epochs=1, batch_size=100, warmup_steps=1, progress=False, width=4), run)
+    (tmp_path / "e.labels.npy").write_bytes(b"my labels")
+    (tmp_path / "e.npy").write_bytes(b"my old vectors")
+    r = runner.invoke(app, ["embed", str(run), "--out", str(tmp_path / "e.npy"), "--data-root", str(fmnist_dir), "--overwrite"])
+    assert r.exit_code == 2 and "e.labels.npy" in r.output, r.output
+    assert (tmp_path / "e.labels.npy").read_bytes() == b"my labels" and (tmp_path / "e.npy").read_bytes() == b"my old vectors"
+    (tmp_path / "e.labels.npy").unlink()
+    r = runner.invoke(app, ["embed", str(run), "--out", str(tmp_path / "e.npy"), "--data-root", str(fmnist_dir), "--overwrite"])
+    assert r.exit_code == 0, r.output  # the user named e.npy and asked for --overwrite
+    side = __import__("json").loads((tmp_path / "e.json").read_text())
+    assert side["format"] == "mrl.embeddings" and set(side["files"]) == {"e.npy", "e.labels.npy"}
+    x = np.load(tmp_path / "e.npy")
+    r = runner.invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "r.scores.npy").write_bytes(b"my scores")
+    r = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "e.npy"), "--out", str(tmp_path / "r.npy"), "--overwrite"])
+    assert r.exit_code == 2 and "r.scores.npy" in r.output, r.output
+    assert (tmp_path / "r.scores.npy").read_bytes() == b"my scores" and not (tmp_path / "r.npy").exists()
+    assert x.shape[1] == 16
