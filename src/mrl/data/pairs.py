@@ -86,6 +86,9 @@ def _rows_delimited(text: str, path: Path, delimiter: str) -> list[tuple[int, di
     if missing:
         sep = "tab" if delimiter == "\t" else "comma"
         raise DataError(f"{path} has no column(s) {missing} in its header {header}; the first row must name the columns ({sep}-separated), e.g. 'anchor{delimiter}positive'.")
+    dup = sorted({h for h in header if h and header.count(h) > 1})
+    if dup:
+        raise DataError(f"{path} names the column(s) {dup} more than once in its header {header}; rename or drop the duplicate so each column is read once.")
     reader.fieldnames = header
     rows = []
     for row in reader:
