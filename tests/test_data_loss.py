@@ -41,12 +41,13 @@ def test_index_save_deletes_only_files_its_manifest_lists(tmp_path):
     index.add(matryoshka_like(300, 16, 0))
     index.build_first_stage("8:1")
     index.save(folder)
-    (folder / "vectors.npy").write_bytes(b"user data")  # names the old cleanup treated as its own
-    (folder / "first.notes").write_text("mine")
+    user = {"vectors.npy": b"user data", "vectors.9.npy": b"named like a segment", "first.7.backup": b"mine", "ids.2.npy": b"the next generation's name"}
+    for name, data in user.items():  # names the old cleanup treated as its own
+        (folder / name).write_bytes(data)
     index.add(matryoshka_like(10, 16, 1))
-    index.save(folder)  # a new generation: the previous one is removed, the user's files are not
-    assert (folder / "vectors.npy").read_bytes() == b"user data" and (folder / "first.notes").read_text() == "mine"
-    assert sorted(p.name for p in folder.glob("vectors.*")) == ["vectors.2.npy", "vectors.npy"]
+    index.save(folder)  # a new generation: the previous one's files go, the user's stay (and are not overwritten)
+    assert {n: (folder / n).read_bytes() for n in user} == user
+    assert not (folder / "ids.1.npy").exists()
     assert MatryoshkaIndex.load(folder).count == 310
 
 

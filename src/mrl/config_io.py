@@ -37,7 +37,9 @@ def read_config(path: str | os.PathLike[str] | None, overrides: list[str] | dict
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise MRLError(f"config file {p} is not valid YAML: {exc}") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise MRLError(f"config file {p} is not valid YAML ({getattr(exc, 'problem', None) or type(exc).__name__}{where}); fix the syntax.") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise MRLError(f"config file {p} must hold a mapping of keys to values.")
         data.update(loaded or {})

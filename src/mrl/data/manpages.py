@@ -163,7 +163,8 @@ def page_name(path: Path) -> str:
 def is_so_stub(path: Path) -> bool:
     """True for a page that only includes another (``.so man3/other.3``), after comments."""
     try:
-        head = gzip.open(path).read(512) if path.suffix == ".gz" else path.open("rb").read(512)
+        with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as fh:
+            head = fh.read(512)
     except (OSError, EOFError):
         return True
     return bool(_SO_STUB.match(head)) and head.count(b"\n.") <= 1

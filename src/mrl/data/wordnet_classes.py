@@ -149,7 +149,7 @@ def load_wordnet_classes(
             offs = np.sort(rng.choice(offs, size=max_per_class, replace=False))
         offs = offs[rng.permutation(len(offs))]
         n = len(offs)
-        counts = [max(1, int(round(f * n))) for f in fractions[1:]]
+        counts = [max(1, round(f * n)) for f in fractions[1:]]
         bounds = np.cumsum([n - sum(counts), *counts])
         for name, lo, hi in zip(SPLITS, [0, *bounds[:-1]], bounds):
             parts[name].extend((str(o), label) for o in offs[lo:hi])

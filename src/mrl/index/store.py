@@ -149,15 +149,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     man = read_json(folder / MANIFEST)
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise IndexFormatError(f"{folder / MANIFEST} is not an mrl index manifest (format {FORMAT!r}); point to a folder written by MatryoshkaIndex.save.")
+    if man.get("format_version") not in READ_VERSIONS:
+        raise IndexFormatError(f"{folder} holds index format version {man.get('format_version')!r}, this mrl reads versions {READ_VERSIONS}; rebuild the index with this version (`mrl index build`).")
     try:
-        if "checksum" in man or (_is_int(man.get("format_version"), 0) and man["format_version"] >= SEALED_FROM):
+        if "checksum" in man or man["format_version"] >= SEALED_FROM:
             check_seal(man, folder / MANIFEST)
     except DataError as exc:
         raise IndexFormatError(str(exc)) from exc
     if man.get("state") == "building":
         raise IndexFormatError(f"{folder} holds an index whose first save was interrupted; rebuild it with `mrl index build ... --overwrite`.")
-    if man.get("format_version") not in READ_VERSIONS:
-        raise IndexFormatError(f"{folder} holds index format version {man.get('format_version')!r}, this mrl reads versions {READ_VERSIONS}; rebuild the index with this version (`mrl index build`).")
     for key in ("dim", "dtype", "count", "metric", "generation", "files", *(("rows",) if man["format_version"] >= 2 else ())):
         if key not in man:
             raise _bad(folder, f"lacks {key!r}")
@@ -246,8 +246,9 @@ _OURS = r"(?:vectors|ids|first|deleted|meta)"
 
 
 def generation_files(folder: Path, gen: int) -> set[str]:
-    """Files of ``folder`` named like this module's files of generation ``gen``."""
-    pattern = re.compile(rf"^{_OURS}\.{int(gen)}\..+$")
+    """Files of ``folder`` named like this module's files of generation ``gen`` (and the temp files
+    of their interrupted atomic writes, ``.<name>.<random>.tmp``)."""
+    pattern = re.compile(rf"^(?:{_OURS}\.{int(gen)}\..+|\.{_OURS}\.{int(gen)}\..+\.tmp)$")
     return {p.name for p in folder.iterdir() if pattern.match(p.name)} if folder.is_dir() else set()
 
 
@@ -271,6 +272,9 @@ def announce_generation(folder: Path, old: dict[str, Any] | None, extra: Iterabl
     gen = int(old.get("generation") or 0) + 1 if old else 1
     while generation_files(folder, gen) - owned:  # a file we did not write has such a name: never replace it
         gen += 1
+    for tmp in folder.glob(f".{MANIFEST}.*.tmp"):  # an interrupted swap of our own manifest
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     stub = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": "building", "generation": 0}
     pending = sorted({*((old or {}).get("pending") or []), *extra})
     write_manifest(folder, {**(old or stub), "pending_generation": gen, **({"pending": pending} if pending else {})})
