@@ -166,13 +166,19 @@ def test_open_output_overwrite_replaces_only_listed_files_and_invalidates_first(
     assert sorted(f.name for f in run.iterdir()) == ["manifest.json", "metrics.csv"]
     assert read_manifest(run / "manifest.json")["state"] == "writing"
     (run / "mine.txt").write_text("user")
-    with pytest.raises(ForeignFileError, match=r"mine\.txt"):
-        with open_output(run, "mrl.run", overwrite=True):
+    with pytest.raises(ForeignFileError, match=r"mine\.txt"):  # replaced as a whole: must hold only listed files
+        with open_output(run, "mrl.run", overwrite=True, staged=True):
+            pass
+    with open_output(run, "mrl.run", overwrite=True) as out:  # in place: listed files go, the user's stays
+        with out.file("metrics.csv") as p:
+            p.write_text("newer")
+    with pytest.raises(OutputExistsError, match="input"):
+        with open_output(run, "mrl.run", overwrite=True, inputs=[run / "metrics.csv"]):
             pass
     with open_output(run, "mrl.run", append=True) as out:  # resume: keeps everything, user file untouched
         with pytest.raises(ForeignFileError):
             out.claim("mine.txt")
-    assert (run / "mine.txt").read_text() == "user" and (run / "metrics.csv").read_text() == "new"
+    assert (run / "mine.txt").read_text() == "user" and (run / "metrics.csv").read_text() == "newer"
 
 
 def test_open_output_never_deletes_an_input(tmp_path):

@@ -46,7 +46,7 @@ def demo(
         plans += [(f"ff-{d}", base.replace(mode="ff", matryoshka_dims=[d])) for d in (2, 4, 8)]
     for name, _ in plans:  # fail before the first (long) training, not after it
         check_run_folder(out / "runs" / name, resume=False, overwrite=overwrite)
-    check_output(out / "report", REPORT_KIND, overwrite=overwrite)
+    check_output(out / "report", REPORT_KIND, overwrite=overwrite, staged=True)
     t0 = time.perf_counter()
     runs = []
     for name, cfg in plans:

@@ -10,8 +10,9 @@ Every output mrl writes is described by a **manifest** (JSON, sealed with its ow
 Rules, checked under the output's writer lock (:mod:`mrl.io.lock`) before anything is written:
 
 * a new or empty folder is fine; a folder holding a previous output of the same ``kind`` needs
-  ``overwrite``; anything else (a user's files, another kind of output) is refused, even with
-  ``overwrite``. Files a folder holds that its manifest does not list are never deleted;
+  ``overwrite``; anything else (a folder of a user's files without a manifest, another kind of
+  output) is refused, even with ``overwrite``. Files a folder holds that its manifest does not list
+  are never deleted or replaced (a folder replaced as a whole, ``staged``, must hold none);
 * with ``overwrite`` the old outputs are removed just before the first new file is written, so a
   folder never mixes old and new results (e.g. an old model beside a new checkpoint);
 * an input of the running command is never replaced or deleted;
@@ -304,7 +305,7 @@ def _inspect_folder(p: Path, kind: str) -> dict[str, Any] | None:
     return man
 
 
-def check_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = False, append: bool = False, inputs: Iterable[Any] = (), owned: Any = None) -> dict[str, Any] | None:
+def check_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = False, append: bool = False, staged: bool = False, inputs: Iterable[Any] = (), owned: Any = None) -> dict[str, Any] | None:
     """Check, without writing anything, that folder ``path`` may receive a ``kind`` output.
 
     Returns the manifest of the previous output there (``None`` for a new or empty folder). Used
@@ -323,10 +324,15 @@ def check_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = F
         raise OutputExistsError(f"{p} already holds an mrl {kind!r} output; pass --overwrite (overwrite=True) to replace it, or choose another output.")
     if old is not None:
         mine = owned(p, old) if owned is not None else listed_files(old)
-        unlisted = [f for f in _folder_files(p) if not _owned(f, mine) and f != MANIFEST]
-        if unlisted:
-            raise ForeignFileError(f"{p} holds files mrl did not write ({_short(unlisted)}); move them out before --overwrite, nothing there is deleted.")
-        _check_inputs(inputs, [], p, f"folder {p}")
+        if staged:  # the folder is replaced as a whole: it may hold nothing but what mrl listed
+            unlisted = [f for f in _folder_files(p) if not _owned(f, mine) and f != MANIFEST]
+            if unlisted:
+                raise ForeignFileError(f"{p} holds files mrl did not write ({_short(unlisted)}); move them out before --overwrite, nothing there is deleted.")
+            _check_inputs(inputs, [], p, f"folder {p}")
+        else:  # listed files are removed, others stay: no input may be a listed one
+            _check_inputs(inputs, [p / n for n in mine if not n.endswith("/")], None, f"folder {p}")
+            for d in (n for n in mine if n.endswith("/")):
+                _check_inputs(inputs, [], p / d, f"folder {p}")
     return old
 
 
@@ -354,7 +360,7 @@ def open_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = Fa
     p = Path(path)
     inputs = [i for i in inputs if i is not None]
     with writer_lock(p):
-        old = check_output(p, kind, overwrite=overwrite, append=append, inputs=inputs)
+        old = check_output(p, kind, overwrite=overwrite, append=append, staged=staged, inputs=inputs)
         if not staged:
             out = Output(p, p / MANIFEST, kind, old=old, reset=not append, inputs=inputs)
             yield out

@@ -160,7 +160,7 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
     if out is None:
         return _fit_threads(x, cfg, dims, None, pairs, overwrite=overwrite, inputs=inputs)
     with writer_lock(out):
-        check_output(out, ADAPTOR_KIND, overwrite=overwrite, inputs=inputs or [])  # fail before fitting
+        check_output(out, ADAPTOR_KIND, overwrite=overwrite, staged=True, inputs=inputs or [])  # fail before fitting
         return _fit_threads(x, cfg, dims, out, pairs, overwrite=overwrite, inputs=inputs)
 
 
