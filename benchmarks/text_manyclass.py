@@ -50,7 +50,7 @@ def head_logits(train: np.ndarray, y: np.ndarray, others: list[np.ndarray], n_cl
     """Per-prefix heads; returns logits ``[G, N, C]`` for each array of ``others``."""
     out = [np.zeros((len(DIMS), o.shape[0], n_classes), dtype=np.float32) for o in others]
     for g, d in enumerate(DIMS):
-        prep = (lambda a: l2_normalize(a[:, :d])) if normalize else (lambda a: np.ascontiguousarray(a[:, :d]))
+        prep = (lambda a, d=d: l2_normalize(a[:, :d])) if normalize else (lambda a, d=d: np.ascontiguousarray(a[:, :d]))
         probe = fit_linear_probe(prep(train), y, num_classes=n_classes, max_iter=100)
         for o, arr in zip(out, others):
             o[g] = probe.predict_logits(prep(arr))

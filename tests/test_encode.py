@@ -28,13 +28,13 @@ def write_corpus(path: Path, n: int = 40) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def st_model(minilm_path):  # noqa: F811
+def st_model(minilm_path):
     from mrl.models.text import load_sentence_transformer
 
     return load_sentence_transformer(minilm_path)
 
 
-def test_shards_match_direct_encode_and_keep_row_order(tmp_path, minilm_path, st_model):  # noqa: F811
+def test_shards_match_direct_encode_and_keep_row_order(tmp_path, minilm_path, st_model):
     from mrl.encode.text import encode_corpus
 
     texts = write_corpus(tmp_path / "c.jsonl")
@@ -46,7 +46,7 @@ def test_shards_match_direct_encode_and_keep_row_order(tmp_path, minilm_path, st
     assert reader.manifest["sources"][0]["rows"] == 40 and len(reader.manifest["model"]["sha256"]) == 64
 
 
-def test_resume_after_interrupt_encodes_only_missing_shards(tmp_path, minilm_path, monkeypatch):  # noqa: F811
+def test_resume_after_interrupt_encodes_only_missing_shards(tmp_path, minilm_path, monkeypatch):
     import mrl.encode.text as enc
 
     write_corpus(tmp_path / "c.jsonl")
@@ -90,7 +90,7 @@ enc.encode_corpus(sys.argv[1], [sys.argv[2]], sys.argv[3], rows_per_shard=10, pr
 """
 
 
-def test_sigkill_leaves_no_shard_that_looks_complete(tmp_path, minilm_path):  # noqa: F811
+def test_sigkill_leaves_no_shard_that_looks_complete(tmp_path, minilm_path):
     from mrl.encode.text import encode_corpus
 
     write_corpus(tmp_path / "c.jsonl")
@@ -107,7 +107,7 @@ def test_sigkill_leaves_no_shard_that_looks_complete(tmp_path, minilm_path):  # 
     np.testing.assert_allclose(reader.array(), ref.array(), atol=1e-6)
 
 
-def test_bf16_records_fidelity(tmp_path, minilm_path):  # noqa: F811
+def test_bf16_records_fidelity(tmp_path, minilm_path):
     from mrl.encode.text import encode_corpus
 
     write_corpus(tmp_path / "c.jsonl", n=12)
@@ -117,7 +117,7 @@ def test_bf16_records_fidelity(tmp_path, minilm_path):  # noqa: F811
     assert reader.manifest["settings"]["precision"] == "bf16-autocast"
 
 
-def test_refuses_other_encoding_bad_input_and_foreign_folder(tmp_path, minilm_path):  # noqa: F811
+def test_refuses_other_encoding_bad_input_and_foreign_folder(tmp_path, minilm_path):
     from mrl.encode.text import encode_corpus
 
     write_corpus(tmp_path / "c.jsonl", n=6)

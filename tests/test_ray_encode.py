@@ -35,7 +35,7 @@ def write_texts(path: Path, n: int) -> list[str]:
     return texts
 
 
-def test_ray_shards_equal_single_process_and_resume(tmp_path, minilm_path, ray_session) -> None:  # noqa: F811
+def test_ray_shards_equal_single_process_and_resume(tmp_path, minilm_path, ray_session) -> None:
     from mrl.cli.app import app
     from mrl.encode import open_shards
     from mrl.encode.text import encode_corpus

@@ -24,7 +24,7 @@ def _cfg(toy, wordnet, **kw):
 
 
 @pytest.fixture(scope="session")
-def tuned(tmp_path_factory, toy_model, wordnet_dir):  # noqa: F811
+def tuned(tmp_path_factory, toy_model, wordnet_dir):
     """`mrl train` of the default (distill) recipe for 4 steps on the synthetic WordNet."""
     root = tmp_path_factory.mktemp("text-run")
     cfg = root / "text.yaml"
@@ -55,7 +55,7 @@ def test_saved_model_is_a_matryoshka_sentence_transformer(tuned):
     assert emb.shape == (1, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 
-def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir, tmp_path):  # noqa: F811
+def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir, tmp_path):
     """Before any step the student equals PCA of the teacher's vectors: W (x - mu), nested by variance."""
     from mrl.models.text import load_sentence_transformer
     from mrl.train.text import _projection_init
@@ -70,7 +70,7 @@ def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir,
     assert np.all(np.diff(var) <= 1e-6) and np.allclose(y.mean(axis=0), 0, atol=1e-5)
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir, tmp_path, monkeypatch):
     from mrl.train import text_trainer
     from mrl.train.text import train_text
 
@@ -103,7 +103,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir
     assert full.steps == 6
 
 
-def test_overwrite_removes_only_what_the_run_wrote(tuned, toy_model, wordnet_dir, tmp_path):  # noqa: F811
+def test_overwrite_removes_only_what_the_run_wrote(tuned, toy_model, wordnet_dir, tmp_path):
     from mrl.train.text import train_text
 
     cfg = _cfg(toy_model, wordnet_dir, max_steps=2, cache_dir=str(tmp_path / "cache"))
@@ -116,7 +116,7 @@ def test_overwrite_removes_only_what_the_run_wrote(tuned, toy_model, wordnet_dir
     assert (out / "notes.txt").read_text() == "mine" and (out / "matryoshka.json").is_file()
 
 
-def test_pair_losses_and_weightings(toy_model, wordnet_dir, tmp_path):  # noqa: F811
+def test_pair_losses_and_weightings(toy_model, wordnet_dir, tmp_path):
     from mrl.train.text import train_text
 
     rows = [("red boat", "a boat painted red", "a green lamp"), ("blue cup", "a cup painted blue", "a black drum"), ("white coat", "a coat painted white", "a purple fish"), ("tall tree", "a big plant", "a small cup")]
@@ -131,7 +131,7 @@ def test_pair_losses_and_weightings(toy_model, wordnet_dir, tmp_path):  # noqa: 
     assert train_text(_cfg(toy_model, wordnet_dir, loss="cosent", projection="none", dataset=str(tmp_path / "s.csv"), batch_size=2, max_steps=1), tmp_path / "cos").steps == 1
 
 
-def test_teacher_of_another_width(toy_model, minilm_path, wordnet_dir, tmp_path):  # noqa: F811
+def test_teacher_of_another_width(toy_model, minilm_path, wordnet_dir, tmp_path):
     """distill compares similarity matrices, so a 384-d teacher trains a 32-d student; mse_distill refuses."""
     from mrl.train.text import train_text
 
@@ -173,7 +173,7 @@ def test_config_validation_and_cli_refusals(tmp_path):
     assert res.exit_code == 2 and "accelerate launch" in res.output
 
 
-def test_dims_above_model_width_are_refused(toy_model, wordnet_dir, tmp_path):  # noqa: F811
+def test_dims_above_model_width_are_refused(toy_model, wordnet_dir, tmp_path):
     from mrl.train.text import train_text
 
     with pytest.raises(MRLError, match="cannot add dimensions"):
@@ -181,7 +181,7 @@ def test_dims_above_model_width_are_refused(toy_model, wordnet_dir, tmp_path):  
     assert not (tmp_path / "o" / "matryoshka.json").exists()
 
 
-def test_encode_cache_and_eval_text_cli(tuned, toy_model, tmp_path, wordnet_dir, monkeypatch):  # noqa: F811
+def test_encode_cache_and_eval_text_cli(tuned, toy_model, tmp_path, wordnet_dir, monkeypatch):
     import mrl.models.text_encode as enc
     from mrl.data.wordnet import load_wordnet
 
@@ -227,7 +227,7 @@ def _beir(folder, *, graded=False):
     return folder
 
 
-def test_eval_text_on_a_beir_folder_with_bounds(toy_model, tmp_path):  # noqa: F811
+def test_eval_text_on_a_beir_folder_with_bounds(toy_model, tmp_path):
     folder = _beir(tmp_path / "beir", graded=True)
     res = CliRunner().invoke(app, ["eval-text", str(toy_model), "--beir", str(folder), "--out", str(tmp_path / "r.json"), "--dims", "8,32", "--max-queries", "3", "--max-corpus", "10", "--fit-texts", "12", "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
@@ -249,7 +249,7 @@ def test_eval_text_on_a_beir_folder_with_bounds(toy_model, tmp_path):  # noqa: F
         (lambda f: (f / "corpus.jsonl").write_bytes(b'{"_id": "d0", "text": "caf\xe9"}\n'), "not UTF-8"),
     ],
 )
-def test_eval_text_bad_beir_folders_fail_with_one_line(toy_model, tmp_path, breakage, match):  # noqa: F811
+def test_eval_text_bad_beir_folders_fail_with_one_line(toy_model, tmp_path, breakage, match):
     folder = _beir(tmp_path / "beir")
     (folder / "manifest.json").unlink()  # a hand-edited folder from elsewhere carries no manifest
     breakage(folder)

@@ -7,7 +7,7 @@ from mrl.data.texts import load_texts
 from mrl.errors import DataError
 
 
-def test_text_and_jsonl_sources(tmp_path, wordnet_dir):  # noqa: F811
+def test_text_and_jsonl_sources(tmp_path, wordnet_dir):
     (tmp_path / "a.txt").write_text("first text\n\n second text \nfirst text\n")
     assert load_texts(tmp_path / "a.txt") == ("first text", "second text")
     (tmp_path / "b.jsonl").write_text('{"_id": "1", "title": "ls", "text": "list files"}\n"a bare string"\n\n{"text": "more"}\n')

@@ -15,7 +15,7 @@ def test_parse_real_line():
     assert s.query() == "object: it was full of rackets, balls and other objects"
 
 
-def test_synthetic_folder_splits_by_synset(wordnet_dir):  # noqa: F811
+def test_synthetic_folder_splits_by_synset(wordnet_dir):
     assert len(load_synsets(wordnet_dir)) == 80
     data = load_wordnet(wordnet_dir, test_fraction=0.25, val_fraction=0.1, max_queries=10)
     assert data.info["test_synsets"] == 20 and data.info["val_synsets"] == 8 and len(data.train) == 52
