@@ -139,7 +139,7 @@ def test_dedupe_merges_copies_collapses_variants_and_groups_recolours(tmp_path):
     assert (tmp_path / "e" / "items.jsonl").read_bytes() == (tmp_path / "d" / "items.jsonl").read_bytes()
 
 
-def test_data_set_files_checksums_and_overwrite_rules(mm_data, tmp_path):  # noqa: F811
+def test_data_set_files_checksums_and_overwrite_rules(mm_data, tmp_path):
     data = load_image_text(mm_data)
     test = data.split("test")
     assert test.images.shape[1:] == (16, 16, 3) and test.images.dtype == np.uint8

