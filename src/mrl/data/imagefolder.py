@@ -271,7 +271,7 @@ def _hold_out(labels: np.ndarray, fraction: float, parts: int, seed: int) -> lis
     out: list[list[int]] = [[] for _ in range(parts + 1)]
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(fraction * len(idx)))
+        k = round(fraction * len(idx))
         for p in range(parts):
             out[p].extend(idx[p * k : (p + 1) * k])
         out[parts].extend(idx[parts * k :])
