@@ -69,12 +69,13 @@ def main() -> None:
     p.add_argument("--notes", default="", help="text placed under the title")
     p.add_argument("--compare-idx", action="store_true")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--heads-only", action="store_true", help="record each head's final validation top-1 from the run's metrics (no retrieval evaluation)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     base = TrainConfig.from_dict({**read_config(None, args.sets), "dataset": "imagefolder", "data_root": args.folder, "device": "cpu", "threads": args.threads, "progress": False})
     width = base.embedding_width
-    data = load_image_data(base.to_dict(), log=print)
+    data = load_image_data({**base.to_dict(), "scan_images": not args.heads_only and base.scan_images}, log=print)
     records: list[dict[str, Any]] = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name in args.runs.split(","):
@@ -86,6 +87,14 @@ def main() -> None:
                     print(f"[train] {run_dir.name}", flush=True)
                     result = train(base.replace(seed=seed, **run_changes(name, width)), run_dir, resume=resume, overwrite=not resume)
                     print(f"[train] {run_dir.name} done in {result.seconds:.0f}s", flush=True)
+                if args.heads_only:
+                    import csv
+
+                    final = list(csv.DictReader(open(run_dir / "metrics.csv")))[-1]
+                    dims = [int(k.split("@")[1]) for k in final if k.startswith("val_top1@")]
+                    write_json(eval_path, {"schema": "mrl.eval/1", "runs": [{"method": name.upper(), "mode": run_changes(name, width)["mode"], "seed": seed, "split": "validation", "dims": dims, "per_dim": {str(d): {"top1": float(final[f"val_top1@{d}"])} for d in dims}}]})
+                    records += read_json(eval_path)["runs"]
+                    continue
                 rec = evaluate_model(run_dir, data)
                 recs = [public(rec)]
                 tr, te = rec["_encoded"]
