@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -27,7 +27,7 @@ def adapt(
     neighbours: int = typer.Option(7, help="True nearest neighbours drawn into each batch with every anchor (local neighbourhoods the ranking term preserves)."),
     supervised_weight: float = typer.Option(1.0, help="Weight of the supervised ranking term (needs --queries/--docs)."),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous adaptor in OUT (never other files, never an input)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous adaptor in OUT (never other files, never an input)."),
 ) -> None:
     """Learn a post-hoc Matryoshka adaptor for frozen embeddings (any model, any API)."""
     import numpy as np

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from mrl.cli import adapt_cmd, cascade_cmd, demo_cmd, embed_cmd, encode_cmd, eval_cmd, index_cmd, multimodal_cmd, serve_cmd, train_cmd
+from mrl.cli.console import flag
 
 app = typer.Typer(
     add_completion=False,
@@ -27,7 +28,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+def _root(version: bool = flag(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
     """Matryoshka Representation Learning: train, evaluate and use nested embeddings."""
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 from mrl.errors import MRLError
 
 app = typer.Typer(no_args_is_help=True, help="Adaptive classification: stop at the smallest confident prefix.")
@@ -62,7 +62,7 @@ def cascade_fit(
     split: str = typer.Option("val", help="Calibration split."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Thresholds JSON (default: cascade.json next to the model)."),
     data_root: Optional[Path] = typer.Option(None),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
     """Learn per-stage confidence thresholds on the calibration split and save them as JSON."""
     from mrl.adaptive.cascade import fit_cascade
@@ -96,7 +96,7 @@ def cascade_eval(
     split: str = typer.Option("test", help="Report split (disjoint from the calibration split)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
     data_root: Optional[Path] = typer.Option(None),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
     """Accuracy, expected dims, cumulative cost, oracle bound and best fixed prefix on a split."""
     import contextlib

@@ -41,6 +41,16 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def flag(default: bool, *names: str, **kwargs: Any) -> Any:
+    """A boolean option (``--overwrite``), shown in ``--help`` without a value placeholder.
+
+    typer renders every bool option with a ``<bool>`` type column although the flag takes no
+    value; an empty ``metavar`` removes it. (The built-in ``--help``/``-h`` option still shows it:
+    changing that needs a custom Typer command class, which we do not carry.)
+    """
+    return typer.Option(default, *names, metavar="", **kwargs)
+
+
 def parse_list(text: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``; ``None`` or ``""`` -> ``[]``."""
     return [t.strip() for t in text.split(",") if t.strip()] if text else []

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 
 app = typer.Typer()
 
@@ -18,9 +18,9 @@ app = typer.Typer()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Folder for runs and report."),
     epochs: int = typer.Option(3, help="Epochs per model."),
-    all_baselines: bool = typer.Option(False, "--all-baselines", help="Also train MRL-E and FF-2/4/8."),
+    all_baselines: bool = flag(False, "--all-baselines", help="Also train MRL-E and FF-2/4/8."),
     data_root: Optional[Path] = typer.Option(None),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
     """Train MRL and FF-512 on Fashion-MNIST, evaluate every prefix (+ PCA/random), write a report."""
     from mrl.data.fashion_mnist import load_fashion_mnist

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -22,7 +22,7 @@ def embed(
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy; OUT.labels.npy and a JSON sidecar OUT.json are written beside it."),
     split: str = typer.Option("test", help="train, val or test."),
     data_root: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since training (default: the run's data_root)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
     adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Apply this `mrl adapt` folder to --input vectors instead of running a model."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frozen embeddings .npy for --adaptor; with --tower, a file of captions or picture paths (one per line)."),
     tower: Optional[str] = typer.Option(None, "--tower", help="Two-tower runs (task: multimodal): embed with the image or the text tower."),
@@ -93,12 +93,12 @@ def embed_text(
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy (float32) with a JSON sidecar OUT.json; with --ray a shard folder."),
     truncate_dim: Optional[int] = typer.Option(None, help="Keep the first d dims, then L2-normalise (default: full width, as the model outputs it)."),
     batch_size: int = typer.Option(128),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
-    ray: bool = typer.Option(False, "--ray", help="Encode on Ray Data into a resumable shard folder (as `mrl encode`); a local Ray unless --ray-address."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
+    ray: bool = flag(False, "--ray", help="Encode on Ray Data into a resumable shard folder (as `mrl encode`); a local Ray unless --ray-address."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local Ray (2 CPUs)."),
     actors: int = typer.Option(2, "--actors", help="--ray: model replicas (actors), each loads the model once."),
     rows_per_shard: int = typer.Option(16384, "--rows-per-shard", help="--ray: rows per shard (the unit of work and of resume)."),
-    bf16: bool = typer.Option(False, "--bf16", help="--ray: bf16 autocast on CPU."),
+    bf16: bool = flag(False, "--bf16", help="--ray: bf16 autocast on CPU."),
 ) -> None:
     """Encode texts with a sentence encoder into a .npy (truncate-then-normalise when --truncate-dim).
 
@@ -156,7 +156,7 @@ def apply_adaptor_cmd(
     adaptor: Path = typer.Argument(..., help="Adaptor folder from `mrl adapt`."),
     input: Path = typer.Option(..., "--input", "-i", help="Embeddings .npy [N, D]."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy [N, D] (Matryoshka: truncate then normalise) with a JSON sidecar OUT.json."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
 ) -> None:
     """Apply an adaptor to frozen embeddings (same as `mrl embed --adaptor DIR --input x.npy`)."""
     run_adaptor(adaptor, input, out, overwrite)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -24,12 +24,12 @@ def encode(
     rows_per_shard: int = typer.Option(16384, help="Rows per shard (the unit of resume)."),
     batch_size: int = typer.Option(128, help="Texts per model batch (length-sorted)."),
     dtype: str = typer.Option("float32", help="Shard storage: float32 or float16 (full width either way)."),
-    bf16: bool = typer.Option(False, "--bf16", help="Run the model under bf16 autocast on CPU (fidelity vs fp32 is measured and recorded)."),
+    bf16: bool = flag(False, "--bf16", help="Run the model under bf16 autocast on CPU (fidelity vs fp32 is measured and recorded)."),
     max_seq_length: Optional[int] = typer.Option(None, help="Tokens per text (default: the model's)."),
     limit: Optional[int] = typer.Option(None, help="Encode only the first N texts."),
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's)."),
-    progress: bool = typer.Option(True, help="Show a progress bar (throttled when stderr is not a terminal)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder holding a different encoding (only the files its manifest lists)."),
+    progress: bool = flag(True, help="Show a progress bar (throttled when stderr is not a terminal)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a folder holding a different encoding (only the files its manifest lists)."),
 ) -> None:
     """Encode texts into fixed-size .npy shards with a manifest; rerun the same command to resume."""
     from mrl.encode.text import encode_corpus

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from mrl.cli.console import console, friendly, parse_list
+from mrl.cli.console import console, flag, friendly, parse_list
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -23,7 +23,7 @@ def eval_(
     dims: Optional[str] = typer.Option(None, help="Dims for the baselines, e.g. '2,4,...,512' (default: the MRL runs' dims)."),
     metric: str = typer.Option("l2", help="Retrieval metric: l2 (the default for image runs: post-ReLU prefixes keep their magnitude), cosine or ip."),
     data_root: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since training (default: the runs' data_root)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT (never one of the runs)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace OUT (never one of the runs)."),
 ) -> None:
     """Per-dim head top-1/top-5, 1-NN, mAP@10 and recall@10 (database = train, queries = test)."""
     from mrl.evaluate.records import results_document
@@ -67,9 +67,9 @@ def eval_text(
     data_root: Optional[Path] = typer.Option(None, help="Folder with WordNet's data.noun."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where encodings are cached (default $MRL_CACHE or ~/.cache/mrl/embeddings), keyed by model content + texts."),
     max_seq_length: int = typer.Option(128),
-    bf16: bool = typer.Option(False, "--bf16", help="Encode under bf16 autocast (fast on GPUs and AVX-512 BF16 CPUs; cosine >= 0.9999 to fp32)."),
+    bf16: bool = flag(False, "--bf16", help="Encode under bf16 autocast (fast on GPUs and AVX-512 BF16 CPUs; cosine >= 0.9999 to fp32)."),
     seed: int = typer.Option(0, help="Seed of the query/corpus/fitting samples."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
     """Per-dim nDCG@10, recall@10/100, MRR@10 (ir-measures; cosine, truncate then normalise) on a BEIR folder or WordNet."""
     from mrl.evaluate.ir import ir_record
@@ -108,7 +108,7 @@ def report(
     results: list[Path] = typer.Argument(..., help="Results JSON files from `mrl eval`."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
     title: str = typer.Option("Matryoshka per-dimension report"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous report in OUT (never other files, never an input)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous report in OUT (never other files, never an input)."),
 ) -> None:
     """Markdown + HTML report: one row per configuration (± over its seeds), a plot against the dims."""
     from mrl.evaluate.records import read_results

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from mrl.cli.console import console, friendly, load_matrix
+from mrl.cli.console import console, flag, friendly, load_matrix
 from mrl.errors import MRLError
 
 app = typer.Typer(no_args_is_help=True, help="Persistent Matryoshka retrieval index with funnel search (local folder or Milvus).")
@@ -130,7 +130,7 @@ def index_build(
     sample: int = typer.Option(1000, help="Tuning queries used."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank)."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Tuning: require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous index in FOLDER (only files its manifest lists; never an input)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous index in FOLDER (only files its manifest lists; never an input)."),
 ) -> None:
     """Build a Matryoshka index from an embeddings file (optionally auto-tuned)."""
     from mrl.index import MatryoshkaIndex
@@ -179,7 +179,7 @@ def index_add(
     vectors: Path = typer.Option(..., "--vectors", help="Full-D embeddings .npy [n, D]."),
     ids: Optional[str] = typer.Option(None, "--ids", help="Ids: int .npy [n] or comma-separated integers (default: after the largest id)."),
     meta: Optional[Path] = typer.Option(None, "--meta", help="Metadata JSON Lines, one object per vector (same fields as the index)."),
-    upsert: bool = typer.Option(False, "--upsert", help="Replace the vectors of ids already present (else they are refused)."),
+    upsert: bool = flag(False, "--upsert", help="Replace the vectors of ids already present (else they are refused)."),
     milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
     collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
 ) -> None:
@@ -257,7 +257,7 @@ def index_push(
     prefix_dims: Optional[str] = typer.Option(None, "--prefix-dims", help="Prefix fields to create, e.g. '32,128' (default: the funnel's stage dims)."),
     batch_size: int = typer.Option(5000, "--batch-size", help="Rows per upsert (and per recorded progress step)."),
     index_type: str = typer.Option("FLAT", "--index-type", help="Milvus index on the vector fields: FLAT, IVF_FLAT or HNSW."),
-    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Time server vs client rerank and record the faster."),
+    calibrate: bool = flag(True, "--calibrate/--no-calibrate", help="Time server vs client rerank and record the faster."),
     target_recall: Optional[float] = typer.Option(None, "--target-recall", help="First tune the local funnel (float first stages, which Milvus can run) to this recall@k."),
     k: int = typer.Option(10, help="k for tuning."),
     sample: int = typer.Option(1000, help="Tuning queries used."),
@@ -297,13 +297,13 @@ def index_search(
     funnel: Optional[str] = typer.Option(None, help="Funnel spec (default: the index's tuned funnel, else exact)."),
     recall_target: Optional[float] = typer.Option(None, "--recall-target", help="Use the fastest tuned funnel whose recall@k met this target."),
     filter: Optional[str] = typer.Option(None, "--filter", help="Metadata filter, e.g. 'lang == \"en\" and year in [2020, 2021]'."),
-    early_exit: bool = typer.Option(False, "--early-exit", help="Stop reranking queries whose top-k is stable between two stages (local)."),
+    early_exit: bool = flag(False, "--early-exit", help="Stop reranking queries whose top-k is stable between two stages (local)."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank)."),
     milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
     collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
     rerank: str = typer.Option("auto", "--rerank", help="Milvus: where later stages run: auto (the measured faster), server or client."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write ids to OUT (.npy), scores to OUT.scores.npy and a JSON sidecar OUT.json."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous search output (never other files, never an input)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a previous search output (never other files, never an input)."),
 ) -> None:
     """Search an index with a funnel (local or Milvus); prints throughput (and early exit's savings when on)."""
     import contextlib
@@ -354,7 +354,7 @@ def _search(folder: Optional[Path], queries: Path, k: int, funnel: Optional[str]
 @friendly
 def index_info(
     folder: Optional[Path] = typer.Argument(None, help="Index folder (omit with --milvus)."),
-    verify: bool = typer.Option(True, help="Check SHA-256 checksums."),
+    verify: bool = flag(True, help="Check SHA-256 checksums."),
     milvus: Optional[str] = typer.Option(None, "--milvus", help=MILVUS_HELP),
     collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
 ) -> None:

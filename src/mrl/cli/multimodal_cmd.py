@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mrl.cli.console import console, friendly, parse_list
+from mrl.cli.console import console, flag, friendly, parse_list
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -50,7 +50,7 @@ def eval_multimodal(
     baselines: str = typer.Option("pca", help="Comma list of baselines of FF runs: pca ('' for none)."),
     dims: Optional[str] = typer.Option(None, help="Prefixes to evaluate, e.g. '8,16,...,256' (default: each run's matryoshka_dims)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache for frozen text-encoder features (default: none)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
     """Per-prefix text->image and image->text recall@1/5/10 (cosine) on the held-out split."""
     from mrl.data.image_text import load_image_text
@@ -71,7 +71,7 @@ def eval_multimodal(
 def export_text_tower_cmd(
     run: Path = typer.Argument(..., help="Two-tower run folder (task: multimodal)."),
     out: Path = typer.Option(..., "--out", "-o", help="Sentence-transformers folder to write."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
     """Save the text tower as a sentence-transformers folder (for `mrl embed-text`, `mrl serve`, any ST user)."""
     from mrl.io import check_output

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 from mrl.errors import MRLError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MRL_API_KEY", show_default=False, help="Require 'Authorization: Bearer KEY' on every endpoint but /health (also from MRL_API_KEY)."),
-    allow_untrained_dimensions: bool = typer.Option(False, "--allow-untrained-dimensions", help="Accept `dimensions` < D for a model that is not Matryoshka-trained and has no adaptor."),
+    allow_untrained_dimensions: bool = flag(False, "--allow-untrained-dimensions", help="Accept `dimensions` < D for a model that is not Matryoshka-trained and has no adaptor."),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="The id clients pass as `model` (default: the --model value)."),
     report: Optional[Path] = typer.Option(None, "--report", help="`mrl eval-text` JSON whose per-dim curve the page shows (default: eval.json in the model folder)."),
     max_batch: int = typer.Option(64, "--max-batch", help="Texts per encoding batch (1 = no dynamic batching)."),

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mrl.cli.console import console, friendly
+from mrl.cli.console import console, flag, friendly
 from mrl.cli.multimodal_cmd import run_multimodal
 from mrl.errors import MRLError
 
@@ -62,10 +62,10 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoint, metrics and model."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe (see configs/); its `task:` picks the trainer."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set epochs=5 --set mode=mrl-e."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT (image: OUT/checkpoint.safetensors; text: OUT/checkpoints/)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in OUT."),
+    resume: bool = flag(False, "--resume", help="Continue from the last checkpoint in OUT (image: OUT/checkpoint.safetensors; text: OUT/checkpoints/)."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace a run already in OUT."),
     nproc: int = typer.Option(1, "--nproc", help="Processes for distributed data-parallel training (torchrun; gloo on CPU, NCCL on GPU)."),
-    force: bool = typer.Option(False, "--force", help="Allow --nproc above the number of CPU cores."),
+    force: bool = flag(False, "--force", help="Allow --nproc above the number of CPU cores."),
 ) -> None:
     """Train a Matryoshka model: a classifier (mrl, mrl-e, ff), a sentence encoder (task: text) or an image-text two-tower model (task: multimodal)."""
     from mrl.train.recipe import load_recipe
