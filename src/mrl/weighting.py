@@ -41,12 +41,29 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from mrl.errors import MRLError
+
+W = TypeVar("W", bound="Weighting")
+
+# name -> strategy class; filled by @register_weighting (timm's @register_model style): one source of truth.
+WEIGHTINGS: dict[str, Callable[..., Weighting]] = {}
+
+
+def register_weighting(name: str) -> Callable[[type[W]], type[W]]:
+    """Class decorator: make ``weighting: name`` in a recipe build this strategy."""
+
+    def wrap(cls: type[W]) -> type[W]:
+        if name in WEIGHTINGS:
+            raise MRLError(f"internal error: weighting {name!r} is registered twice.")
+        WEIGHTINGS[name] = cls
+        return cls
+
+    return wrap
 
 
 class Weighting(nn.Module):
@@ -102,12 +119,14 @@ class Weighting(nn.Module):
         return {"weighting": self.name}
 
 
+@register_weighting("uniform")
 class UniformWeighting(Weighting):
     """Every prefix weighs 1 (the paper's default)."""
 
     name = "uniform"
 
 
+@register_weighting("fixed")
 class FixedWeighting(Weighting):
     """User-given non-negative weights, e.g. the paper's boost ``[2, 1, 1, ...]`` of the smallest dim."""
 
@@ -125,6 +144,7 @@ class FixedWeighting(Weighting):
         return {"weighting": self.name, "matryoshka_weights": self.fixed.tolist()}
 
 
+@register_weighting("uncertainty")
 class UncertaintyWeighting(Weighting):
     """Learned homoscedastic-uncertainty weights (Kendall et al. 2018).
 
@@ -163,6 +183,7 @@ class UncertaintyWeighting(Weighting):
         return {"weighting": self.name, "init_log_var": self.init_log_var}
 
 
+@register_weighting("dwa")
 class DynamicWeightAverage(Weighting):
     """Dynamic weight average (Liu et al. 2019), updated at the end of every epoch.
 
@@ -212,6 +233,7 @@ class DynamicWeightAverage(Weighting):
         return {"weighting": self.name, "temperature": self.temperature}
 
 
+@register_weighting("focal")
 class FocalWeighting(Weighting):
     """Boost prefixes whose loss lags: ``w_i = clamp((L_i / min_j L_j)^gamma, 1, max_weight)``.
 
@@ -282,15 +304,6 @@ def check_weights(weights: Sequence[float], num_dims: int) -> list[float]:
     if sum(w) == 0:
         raise MRLError("matryoshka_weights are all zero, so nothing would be trained; give at least one positive weight.")
     return w
-
-
-WEIGHTINGS: dict[str, Callable[..., Weighting]] = {
-    "uniform": UniformWeighting,
-    "fixed": FixedWeighting,
-    "uncertainty": UncertaintyWeighting,
-    "dwa": DynamicWeightAverage,
-    "focal": FocalWeighting,
-}
 
 
 def create_weighting(name: str, num_dims: int, **kwargs: Any) -> Weighting:

@@ -10,7 +10,8 @@ on the reduced features (the head accuracy of these baselines) and runs the same
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -18,7 +19,30 @@ from sklearn.decomposition import PCA
 from mrl.checks import check_matrix
 from mrl.errors import MRLError
 
-REDUCERS = ("pca", "random")
+
+@dataclass(frozen=True)
+class Baseline:
+    """A registered post-hoc baseline: its report ``label``, what it is (``description``, with
+    ``{source}`` standing for the full-width model it reduces) and its reducer."""
+
+    name: str
+    label: str
+    description: str
+    reduce: Callable[..., Iterator[tuple[int, np.ndarray, list[np.ndarray]]]]
+
+
+# name -> Baseline; filled by @register_baseline (one source of truth for names, labels and texts).
+BASELINES: dict[str, Baseline] = {}
+
+
+def register_baseline(name: str, label: str, description: str) -> Callable[[Callable[..., Iterator[tuple[int, np.ndarray, list[np.ndarray]]]]], Callable[..., Iterator[tuple[int, np.ndarray, list[np.ndarray]]]]]:
+    """Decorator: register a reducer ``fn(train, others, dims, seed) -> (d, train_d, others_d)*``."""
+
+    def wrap(fn: Callable[..., Iterator[tuple[int, np.ndarray, list[np.ndarray]]]]) -> Callable[..., Iterator[tuple[int, np.ndarray, list[np.ndarray]]]]:
+        BASELINES[name] = Baseline(name, label, description, fn)
+        return fn
+
+    return wrap
 
 
 def pca_transform(fit_on: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -45,19 +69,30 @@ def reductions(method: str, train: np.ndarray, others: list[np.ndarray], dims: S
     check_matrix(train, "train embeddings")
     for o in others:
         check_matrix(o, "embeddings", cols=train.shape[1])
-    if method not in REDUCERS:
-        raise MRLError(f"unknown reduction {method!r}; choose one of {REDUCERS}.")
+    if method not in BASELINES:
+        raise MRLError(f"unknown reduction {method!r}; choose one of {tuple(BASELINES)}.")
     for d in dims:
         if not 1 <= d <= train.shape[1]:
             raise MRLError(f"d must be in [1, {train.shape[1]}], got {d}.")
-    projected = pca_transform(train, train, *others) if method == "pca" else None
+    yield from BASELINES[method].reduce(train, others, dims, seed)
+
+
+@register_baseline("pca", "PCA", "PCA: the {source} embeddings projected on their top-d principal components (fit on the train split), with a linear probe for head top-1.")
+def _pca(train: np.ndarray, others: list[np.ndarray], dims: Sequence[int], seed: int) -> Iterator[tuple[int, np.ndarray, list[np.ndarray]]]:
+    projected = pca_transform(train, train, *others)  # fit once: the components are nested
     for d in dims:
-        if projected is not None:
-            tr, *rest = (np.ascontiguousarray(p[:, :d]) for p in projected)
-        else:
-            cols = np.sort(np.random.default_rng(seed).choice(train.shape[1], size=d, replace=False))
-            tr, rest = train[:, cols].astype(np.float32), [o[:, cols].astype(np.float32) for o in others]
+        tr, *rest = (np.ascontiguousarray(p[:, :d]) for p in projected)
         yield int(d), tr, list(rest)
+
+
+@register_baseline("random", "Random", "Random: a random d-subset of the {source} embedding coordinates, with a linear probe for head top-1.")
+def _random(train: np.ndarray, others: list[np.ndarray], dims: Sequence[int], seed: int) -> Iterator[tuple[int, np.ndarray, list[np.ndarray]]]:
+    for d in dims:
+        cols = np.sort(np.random.default_rng(seed).choice(train.shape[1], size=d, replace=False))
+        yield int(d), train[:, cols].astype(np.float32), [o[:, cols].astype(np.float32) for o in others]
+
+
+REDUCERS = tuple(BASELINES)  # the registered baseline names
 
 
 def reduce_embeddings(method: str, train: np.ndarray, others: list[np.ndarray], d: int, *, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -32,8 +32,6 @@ from mrl.knn import knn_search
 from mrl.models.text import model_hash  # noqa: F401 - re-exported
 from mrl.models.text_encode import cached_encode, default_cache_dir, encode_texts, texts_hash  # noqa: F401 - re-exported
 
-IR_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-
 
 def qrels_keys(qrels: Sequence[Sequence[int]], n_corpus: int) -> tuple[np.ndarray, np.ndarray]:
     """Encode relevance as sorted int64 keys ``query * n_corpus + doc`` and count per query.

@@ -23,7 +23,7 @@ from mrl.data.fashion_mnist import FashionMNIST, to_tensor
 from mrl.data.registry import from_fashion_mnist, load_image_data
 from mrl.data.splits import ImageData, ImageSplit, TensorSplit
 from mrl.errors import MRLError
-from mrl.evaluate.baselines import reductions
+from mrl.evaluate.baselines import BASELINES, reductions
 from mrl.evaluate.metrics import per_dim_retrieval, topk_accuracy
 from mrl.evaluate.probe import fit_linear_probe
 from mrl.evaluate.records import config_key, model_config
@@ -120,7 +120,7 @@ def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence
         row = {"top1": topk_accuracy(logits, test.labels, 1), "top5": topk_accuracy(logits, test.labels, min(5, num_classes))}
         row.update(per_dim_retrieval(tr, train.labels, te, test.labels, [d], ks, metric=metric)[int(d)])
         per_dim[str(d)] = row
-    label = {"pca": "PCA", "random": "Random"}[method]
+    label = BASELINES[method].label
     cfg = {"source": source_config or {}, "width": int(train.embeddings.shape[1])}  # identifies the configuration (not the seed)
     return {"method": label, "mode": method, "seed": seed, "model": source, "dims": [int(d) for d in dims], "metric": metric, "per_dim": per_dim,
             "config": cfg, "config_key": config_key(label, cfg, metric)}

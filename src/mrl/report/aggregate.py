@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from mrl.errors import MRLError
+from mrl.evaluate.baselines import BASELINES
 
-FAMILIES = {"mrl": "MRL", "mrl-e": "MRL-E", "ff": "FF", "pca": "PCA", "random": "Random"}
-ORDER = ("MRL", "MRL-E", "FF", "PCA", "Random")
+FAMILIES = {"mrl": "MRL", "mrl-e": "MRL-E", "ff": "FF", **{name: b.label for name, b in BASELINES.items()}}
+ORDER = ("MRL", "MRL-E", "FF", *(b.label for b in BASELINES.values()))
 
 
 def family(record: dict[str, Any]) -> str:

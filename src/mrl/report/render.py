@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from mrl.evaluate.baselines import BASELINES
 from mrl.evaluate.records import results_document
 from mrl.io import atomic_write, open_output, write_json
 from mrl.report.aggregate import aggregate, groups
@@ -132,10 +133,9 @@ def method_notes(records: list[dict[str, Any]], families: set[str]) -> list[str]
         "MRL": "MRL: the Matryoshka model, one linear head per prefix size d (head top-1 uses the head at d).",
         "MRL-E": "MRL-E: efficient Matryoshka, one shared head whose weight matrix is sliced to its first d columns.",
         "FF": f"FF: fixed-feature baselines, a separate model trained with a single d-dim feature for each d; {ff} is the full-width model (the dashed reference line in the plot).",
-        "PCA": f"PCA: the {ff} embeddings projected on their top-d principal components (fit on the train split), with a linear probe for head top-1.",
-        "Random": f"Random: a random d-subset of the {ff} embedding coordinates, with a linear probe for head top-1.",
+        **{b.label: b.description.format(source=ff) for b in BASELINES.values()},
     }
-    return [notes[f] for f in ("MRL", "MRL-E", "FF", "PCA", "Random") if f in families]
+    return [text for fam, text in notes.items() if fam in families]
 
 
 def report_blocks(records: list[dict[str, Any]], *, title: str, notes: str, metrics: tuple[str, ...]) -> tuple[list[tuple[str, ...]], Aggregate, dict[str, str]]:
