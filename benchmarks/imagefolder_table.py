@@ -90,7 +90,7 @@ def main() -> None:
                 if args.heads_only:
                     import csv
 
-                    final = list(csv.DictReader(open(run_dir / "metrics.csv")))[-1]
+                    final = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))[-1]
                     dims = [int(k.split("@")[1]) for k in final if k.startswith("val_top1@")]
                     write_json(eval_path, {"schema": "mrl.eval/1", "runs": [{"method": name.upper(), "mode": run_changes(name, width)["mode"], "seed": seed, "split": "validation", "dims": dims, "per_dim": {str(d): {"top1": float(final[f"val_top1@{d}"])} for d in dims}}]})
                     records += read_json(eval_path)["runs"]
