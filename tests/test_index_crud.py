@@ -150,3 +150,30 @@ def test_cli_crud_and_milvus_flags_need_a_collection(data, tmp_path) -> None:
     assert (info["count"], info["deleted"], info["metadata_fields"]) == (N - 2, 0, {"lang": "str", "year": "int"})
     res = r.invoke(app, ["index", "search", "--milvus", str(tmp_path / "m.db"), "--queries", str(tmp_path / "q.npy")])
     assert res.exit_code == 2 and "collection" in res.output
+
+
+def test_one_writer_at_a_time_and_one_protocol(data, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from mrl.index.backend import IndexBackend
+
+    x, q, ids, meta = data
+    folder = tmp_path / "idx"
+    index = MatryoshkaIndex(D)
+    index.add(x[:100], ids[:100])
+    index.save(folder)
+    assert isinstance(index, IndexBackend)
+    np.save(tmp_path / "v.npy", x[100:110])
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mrl.index.store import writer_lock\n"
+                               "with writer_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another process holds the folder's writer lock
+        res = CliRunner().invoke(app, ["index", "add", str(folder), "--vectors", str(tmp_path / "v.npy")])
+        assert res.exit_code == 2 and "another mrl process" in res.output, res.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert MatryoshkaIndex.load(folder).count == 100
+    res = CliRunner().invoke(app, ["index", "delete", str(tmp_path / "missing"), "--ids", "1"])
+    assert res.exit_code == 2 and "does not exist" in res.output and not (tmp_path / "missing").exists()

@@ -61,3 +61,24 @@ def test_ray_shards_equal_single_process_and_resume(tmp_path, minilm_path, ray_s
     assert res.exit_code == 0 and "90 x 384" in res.output, res.output
     res = CliRunner().invoke(app, ["embed-text", minilm_path, "-i", str(tmp_path / "t.txt"), "--out", str(tmp_path / "x.npy"), "--ray"])
     assert res.exit_code == 2 and "shard folder" in res.output
+
+
+def test_ray_image_split_equals_mrl_embed(tmp_path, tiny_config, fmnist_dir, ray_session) -> None:
+    from dataclasses import replace
+
+    from mrl.cli.app import app
+    from mrl.encode import open_shards
+    from mrl.train import train
+
+    run = tmp_path / "run"
+    train(replace(tiny_config, epochs=1), run)
+    r = CliRunner()
+    res = r.invoke(app, ["embed", str(run), "--split", "test", "--out", str(tmp_path / "test.npy"), "--data-root", str(fmnist_dir)])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["embed", str(run), "--split", "test", "--out", str(tmp_path / "enc"), "--data-root", str(fmnist_dir), "--ray", "--actors", "1", "--rows-per-shard", "128"])
+    assert res.exit_code == 0 and "3 to encode on Ray" in res.output, res.output
+    got = open_shards(tmp_path / "enc", verify=True)
+    assert len(got.arrays) == 3 and all(e["executor"] == "ray" for e in got.manifest["shards"])
+    np.testing.assert_allclose(got.array(), np.load(tmp_path / "test.npy"), atol=1e-5)
+    res = r.invoke(app, ["embed", str(run), "--split", "test", "--out", str(tmp_path / "enc"), "--data-root", str(fmnist_dir), "--ray", "--actors", "1", "--rows-per-shard", "128"])
+    assert res.exit_code == 0 and "0 to encode" in res.output  # finished: nothing re-encoded

@@ -28,12 +28,17 @@ def embed(
     tower: Optional[str] = typer.Option(None, "--tower", help="Two-tower runs (task: multimodal): embed with the image or the text tower."),
     data: Optional[Path] = typer.Option(None, "--data", help="With --tower: the image-text data set whose --split pictures or captions to embed."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="With --tower text: the sentence encoder feeding the projection (default: the one trained with)."),
+    ray: bool = typer.Option(False, "--ray", help="Encode on Ray Data into a resumable shard folder (--out is a folder); a local Ray unless --ray-address."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: a running Ray cluster (e.g. ray://head:10001)."),
+    actors: int = typer.Option(2, "--actors", help="--ray: model replicas (actors)."),
+    rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="--ray: rows per shard (the unit of work and of resume)."),
 ) -> None:
     """Write the embeddings of a split as float32 .npy with a JSON sidecar (dims, model, split).
 
     With ``--adaptor DIR --input x.npy`` it maps frozen embeddings through a post-hoc adaptor instead.
     With ``--tower image|text`` it embeds pictures or captions with a two-tower run (both land in one
     space: search pictures with text queries).
+    With ``--ray`` the split is encoded by Ray actors into shards plus a manifest (as `mrl encode`).
     """
     if tower is not None:
         from mrl.cli.multimodal_cmd import embed_tower
@@ -41,6 +46,19 @@ def embed(
         if model is None or adaptor is not None:
             raise MRLError("--tower needs a two-tower run folder (MODEL) and no --adaptor.")
         return embed_tower(model, tower, out, data=data, split=split, input=input, text_model=text_model, overwrite=overwrite)
+    if ray_address is not None and not ray:
+        raise MRLError("--ray-address needs --ray.")
+    if ray:
+        from mrl.encode.ray_image import encode_split_ray
+
+        if model is None or adaptor is not None:
+            raise MRLError("--ray encodes an image run's split: give MODEL (a run folder), not --adaptor.")
+        if out.suffix == ".npy":
+            raise MRLError(f"--ray writes a shard folder, not a .npy: give --out a folder, got {out}.")
+        reader = encode_split_ray(model, split, out, data_root=None if data_root is None else str(data_root), address=ray_address, actors=actors,
+                                  rows_per_shard=rows_per_shard, overwrite=overwrite, log=console.print)
+        console.print(f"wrote {out}: {reader.rows} x {reader.dim} {reader.dtype} in {len(reader.arrays)} shards")
+        return
     if adaptor is not None or input is not None:
         if adaptor is None or input is None or model is not None:
             raise MRLError("use either MODEL (image run folder) or --adaptor DIR --input x.npy, not a mix.")

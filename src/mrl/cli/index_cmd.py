@@ -139,7 +139,7 @@ def index_build(
     from mrl.index.tune import check_target
     from mrl.io import check_output
 
-    with writer_lock(folder):
+    with writer_lock(folder, create=True):
         check_output(folder, FORMAT, overwrite=overwrite, inputs=[vectors, ids, meta, queries], owned=owned_files)
         MatryoshkaIndex(1, metric=metric, dtype=dtype)  # validates metric and dtype before reading anything
         if target_recall is not None:

@@ -298,16 +298,19 @@ def chunks_of(arrays: Iterable[np.ndarray], rows: int = _CHUNK) -> Iterable[np.n
 
 
 @contextlib.contextmanager
-def writer_lock(folder: Path, timeout: float = 0.0) -> Any:
+def writer_lock(folder: Path, timeout: float = 0.0, *, create: bool = False) -> Any:
     """Hold the index folder's exclusive writer lock (one writer at a time; readers never wait).
 
     The lock is :func:`mrl.io.writer_lock` (no lock file in the folder); a second writer gets an
     :class:`mrl.errors.OutputLockedError` at once naming the fix. ``timeout`` is kept for callers
-    and must be 0.
+    and must be 0. ``create``: the folder may not exist yet (a new index); otherwise a missing folder
+    is an error (and is not created).
     """
     from mrl.io import writer_lock as io_writer_lock
 
     if timeout:
         raise MRLError("internal error: index writer locks do not wait (timeout must be 0).")
+    if not create and not folder.is_dir():
+        raise IndexFormatError(f"index folder {folder} does not exist; build one with `mrl index build` or check the path.")
     with io_writer_lock(folder):
         yield folder
