@@ -26,7 +26,7 @@ from mrl.index.funnel import Funnel, FunnelError
 def save_index(index: Any, folder: Path, attach: dict[str, bytes] | None = None) -> Path:
     if folder.exists() and not folder.is_dir():
         raise MRLError(f"{folder} is a file; an index is saved into a folder.")
-    with store.writer_lock(folder):
+    with store.writer_lock(folder, create=True):
         return _save(index, folder, attach or {})
 
 
