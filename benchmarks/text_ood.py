@@ -164,6 +164,10 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
         if name != "wordnet":
             body += [*[t.replace("- ", "- general-text-only variant: ", 1) for t in _targets(res["records"], "Default recipe, general text only (WordNet)")]]
         body.append("")
+    missing_sets = [n for n in [*args.sets, "wordnet"] if n not in results]
+    missing_models = [n for n in runs(args) if n not in info]
+    if missing_sets or missing_models:
+        body += [f"**Not measured** (the shared CPU was saturated and the lock queue long; the commands above produce them): sets {missing_sets or 'none'}; models {missing_models or 'none'} (their rows are absent from the tables), the many-class cascade and the corpus model.", ""]
     body += ["### Training cost (2-core CPU, bf16 autocast)", "", "| model | data | steps x batch | max_seq_length | wall-clock | steps/s |", "|---|---|---|---|---|---|"]
     for name, inf in info.items():
         c = inf["config"]
