@@ -259,3 +259,18 @@ def test_serve_searches_pictures_with_text_through_the_exported_text_tower(mm_ru
         assert r.json()["data"][0]["texts"][0] == names[best[0]]
         r = c.post("/v1/embeddings", json={"input": "red circle", "dimensions": 8})
         assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 8
+
+
+def test_fine_tuned_text_encoder_trains_saves_and_reloads(mm_config, tmp_path):
+    cfg = mm_config.replace(text_tower="finetune", epochs=1, batch_size=24, max_seq_length=8)
+    train_multimodal(cfg, tmp_path / "run")
+    model, saved = load_two_tower(tmp_path / "run")
+    assert model.encoder is not None and saved["text_tower"] == "finetune"
+    weights, _ = load_safetensors(tmp_path / "run" / "model.safetensors")
+    from mrl.models.text_features import load_text_encoder
+
+    base, _ = load_text_encoder(cfg.text_model, max_seq_length=8)
+    name = next(k for k in weights if k.startswith("encoder.") and k.endswith("query.weight"))
+    assert not torch.equal(weights[name], base.state_dict()[name[len("encoder."):]])  # the encoder moved
+    texts = ["red circle", "a bar in blue"]
+    assert embed_texts(model, saved, texts).shape == (2, 16)

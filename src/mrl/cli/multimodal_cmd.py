@@ -15,7 +15,7 @@ app = typer.Typer()
 
 
 def run_multimodal(cfg, config: Path | None, overrides: list[str], out: Path, *, resume: bool, overwrite: bool, nproc: int, force: bool) -> None:
-    """The ``mrl train`` runner of ``task: multimodal`` (one process, or ``nproc`` torchrun ranks)."""
+    """The ``mrl train`` runner of ``task: multimodal`` (one process, or ``nproc`` torchrun ranks); ``cfg`` is a MultimodalTrainConfig."""
     from mrl.train.multimodal import train_multimodal
 
     if nproc != 1:

@@ -87,7 +87,7 @@ def components(n: int, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.nda
     graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     first: dict[int, int] = {}
-    for _node, lab in enumerate(labels.tolist()):
+    for lab in labels.tolist():
         first.setdefault(lab, len(first))
     return np.array([first[lab] for lab in labels.tolist()], dtype=np.int64)
 

@@ -46,8 +46,7 @@ class ImageTower(nn.Module):
 
     def __init__(self, embed_dim: int, *, backbone: str = "small_resnet", width: int = 32, features: int = 256) -> None:
         super().__init__()
-        kwargs: dict[str, Any] = {"width": width, "in_channels": 3} if backbone == "small_resnet" else {}
-        self.backbone = create_backbone(backbone, features, **kwargs)
+        self.backbone = create_backbone(backbone, features, in_channels=3, width=width)  # options a backbone lacks are ignored
         self.head = nn.Linear(features, embed_dim)
         self.embed_dim = embed_dim
 
