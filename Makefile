@@ -42,7 +42,7 @@ data:
 # emoji font, icon themes and SVG rasteriser for benchmarks/build_image_text.py); the tests do not need them.
 BENCH_PKGS := mandoc python3.11-doc linux-doc perl-doc postgresql-doc-15 erlang-doc openjdk-17-doc python-django-doc \
   llvm-14-doc nodejs-doc sqlite3-doc git-doc qtbase5-doc-html python-scipy-doc python-sklearn-doc python-sympy-doc \
-  python-statsmodels-doc gimp-help-en rust-doc gnu-standards dict-gcide \
+  python-statsmodels-doc gimp-help-en python-astropy-doc rust-doc gnu-standards dict-gcide \
   fonts-noto-color-emoji papirus-icon-theme adwaita-icon-theme librsvg2-bin
 bench-data: data
 	@missing=$$(for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -155,3 +155,17 @@ def test_man_source_marks_ood_evaluated_passages(tmp_path):
     ood_texts = {c.texts[r] for r in marked if c.sources[r] == "man"}
     assert ood_texts and all(page in t for t in ood_texts)
     assert all(page not in t for t, s in zip(c.texts, c.sources) if s == "man" and t not in ood_texts)
+
+
+def test_changed_rules_redo_units_and_drop_stale_parts(tmp_path, monkeypatch):
+    sources = make_sources(tmp_path)
+    out = tmp_path / "corpus"
+    build_corpus(out, sources, CFG, wordnet_root=tmp_path / "wn", log=lambda s: None)
+    before = {p.name for p in (out / "parts").glob("*.jsonl")}
+    calls = []
+    real = corpus_mod.read_unit
+    monkeypatch.setattr(corpus_mod, "read_unit", lambda src, files: calls.append(files) or real(src, files))
+    build_corpus(out, sources, CorpusConfig(**{**CFG.__dict__, "target_words": 20}), wordnet_root=tmp_path / "wn", log=lambda s: None)
+    after = {p.name for p in (out / "parts").glob("*.jsonl")}
+    assert len(calls) == len(before) and not before & after  # every unit redone; the old parts removed
+    assert set(json.loads((out / "parts" / "progress.json").read_text())["units"]) == {n.removesuffix(".jsonl") for n in after}

@@ -122,3 +122,5 @@ HTML = """<html><head><title>T</title><script>var x = 1;</script></head><body>
 
 def test_html():
     assert html_paragraphs(HTML) == ["First paragraph with a link and code.", "Item one", "nested paragraph", "term", "its definition & more"]
+    broken = '<div class="sidebar"><h5>Version</h4></div><article><p>Body text after a mismatched heading.</p></article>'
+    assert html_paragraphs(broken) == ["Body text after a mismatched heading."]

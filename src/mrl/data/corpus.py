@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mrl.data.beir import QRELS_HEADER, file_digest
-from mrl.data.corpus_sources import Source, read_unit
+from mrl.data.corpus_sources import READER_VERSIONS, Source, read_unit
 from mrl.data.irset import IRSet
 from mrl.data.passages import dedupe_key, looks_like_prose, normalize, split_passages
 from mrl.errors import DataError
@@ -63,8 +63,10 @@ class CorpusConfig:
     processes: int = 2
 
 
-def _unit_key(src: Source, i: int, files: tuple[str, ...]) -> str:
-    return f"{src.name}-{i:05d}-{hashlib.sha1(chr(0).join(files).encode()).hexdigest()[:10]}"
+def _unit_key(src: Source, i: int, files: tuple[str, ...], cfg: CorpusConfig) -> str:
+    """Names a unit's part by everything its content depends on: files, reader version, passage rules."""
+    what = [src.kind, READER_VERSIONS[src.kind], cfg.min_words, cfg.max_words, cfg.target_words, *files]
+    return f"{src.name}-{i:05d}-{hashlib.sha1(chr(0).join(map(str, what)).encode()).hexdigest()[:10]}"
 
 
 def extract_unit(src: Source, files: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[dict[str, str]], int]:
@@ -105,8 +107,12 @@ def extract(sources: Sequence[Source], out: Path, cfg: CorpusConfig, *, log: Cal
     _clean_temps(parts)
     progress_path = parts / "progress.json"
     progress: dict[str, Any] = read_json(progress_path) if progress_path.is_file() else {"units": {}}
-    order = [(src, _unit_key(src, i, files), files) for src in sources for i, files in enumerate(src.units())]
+    order = [(src, _unit_key(src, i, files, cfg), files) for src in sources for i, files in enumerate(src.units())]
     done = progress["units"]
+    current = {key for _, key, _ in order}
+    for key in [k for k in done if k not in current]:  # parts of an older plan, listed as ours: remove
+        (parts / f"{key}.jsonl").unlink(missing_ok=True)
+        del done[key]
     for _, key, _ in order:  # a listed part must still be on disk, byte for byte
         if key in done and not ((parts / f"{key}.jsonl").is_file() and file_digest(parts / f"{key}.jsonl")["sha256"] == done[key]["sha256"]):
             del done[key]

@@ -187,7 +187,9 @@ def gcide_paragraphs(text: str, *, part: int = 0, parts: int = 1) -> list[tuple[
 
 
 _HTML_BLOCKS = {"p", "li", "dd", "dt", "div", "section", "article", "blockquote", "ul", "ol", "dl", "br", "tr", "td", "th", "figcaption", "caption"}
-_HTML_SKIP = {"pre", "table", "script", "style", "head", "nav", "h1", "h2", "h3", "h4", "h5", "h6", "title", "header", "footer", "code-block"}
+_HTML_SKIP = {"pre", "table", "script", "style", "head", "nav", "aside", "h1", "h2", "h3", "h4", "h5", "h6", "title", "header", "footer", "code-block"}
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_HEADING_ENDS = (*_HEADINGS, "div", "section", "body")
 _NAV_CLASSES = ("navheader", "navfooter", "navigation", "sphinxsidebar", "related", "footer", "toc", "breadcrumb", "member-signature")
 
 
@@ -218,8 +220,8 @@ class _HTMLText(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if self.skip:
-            if tag == self.skip[-1]:
-                self.skip.pop()
+            if tag == self.skip[-1] or (self.skip[-1] in _HEADINGS and tag in _HEADING_ENDS):
+                self.skip.pop()  # mismatched heading tags (<h5>...</h4>) occur in real themes
             return
         if tag in _HTML_BLOCKS:
             self._flush()
