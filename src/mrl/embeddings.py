@@ -5,6 +5,7 @@ All functions take numpy arrays ``[N, D]`` (float) and never modify their input.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import numpy as np
@@ -14,6 +15,12 @@ from mrl.errors import MRLError
 
 Precision = Literal["float32", "float16", "int8", "binary"]
 PRECISIONS: tuple[str, ...] = ("float32", "float16", "int8", "binary")
+EMBEDDINGS_KIND = "mrl.embeddings"  # the sidecar format of every embeddings file mrl writes
+
+
+def array_sha256(x: np.ndarray) -> str:
+    """SHA-256 of an array's bytes (C order), as recorded in the sidecars. Shape: ``x`` any."""
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

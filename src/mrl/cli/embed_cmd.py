@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from mrl.cli.console import console, flag, friendly
+from mrl.embeddings import EMBEDDINGS_KIND, array_sha256
 from mrl.errors import MRLError
 
 app = typer.Typer()
@@ -88,14 +87,6 @@ def embed(
             "sha256": array_sha256(enc.embeddings), "labels": labels.name,
         })
     console.print(f"wrote {out} {enc.embeddings.shape} (+ {labels.name}, {out.with_suffix('.json').name})")
-
-
-EMBEDDINGS_KIND = "mrl.embeddings"  # the sidecar format of every embeddings file mrl writes
-
-
-def array_sha256(x: np.ndarray) -> str:
-    """SHA-256 of an array's bytes (C order), as recorded in the sidecars."""
-    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
 
 
 def _check_npy_out(out: Path) -> None:

@@ -26,14 +26,14 @@ def eval_(
     overwrite: bool = flag(False, "--overwrite", help="Replace OUT (never one of the runs)."),
 ) -> None:
     """Per-dim head top-1/top-5, 1-NN, mAP@10 and recall@10 (database = train, queries = test)."""
-    from mrl.evaluate.records import results_document
+    from mrl.evaluate.records import results_document, results_writer
     from mrl.evaluate.suite import evaluate_runs
-    from mrl.io import open_files, write_json
+    from mrl.io import input_files, write_json
     from mrl.knn import check_metric
     from mrl.nesting import parse_dims
 
     check_metric(metric)
-    with open_files(out, "mrl.eval", overwrite=overwrite, inputs=[*runs, *(r / "model.safetensors" for r in runs)], sidecar=False):
+    with results_writer(out, overwrite=overwrite, inputs=input_files(*runs)):
         records = evaluate_runs(runs, _data_for_runs(runs, data_root), baselines=parse_list(baselines), baseline_dims=parse_dims(dims) if dims else None, metric=metric, log=console.print, progress=True)
         write_json(out, results_document(records))
     console.print(f"wrote {out} ({len(records)} records)")
@@ -73,15 +73,14 @@ def eval_text(
 ) -> None:
     """Per-dim nDCG@10, recall@10/100, MRR@10 (ir-measures; cosine, truncate then normalise) on a BEIR folder or WordNet."""
     from mrl.evaluate.ir import ir_record
-    from mrl.evaluate.records import results_document
+    from mrl.evaluate.records import results_document, results_writer
     from mrl.evaluate.text_eval import evaluate_text, load_eval_set
-    from mrl.io import guard_output, write_json
+    from mrl.io import input_files, write_json
     from mrl.models.adaptor import load_adaptor
     from mrl.models.text_encode import cached_encode
     from mrl.nesting import parse_dims
     from mrl.progress import throttle_progress
 
-    guard_output(out, overwrite)
     throttle_progress()
     wanted = list(parse_dims(dims))
     names, labels = [], []
@@ -90,15 +89,17 @@ def eval_text(
         names.append(path if sep and label and not Path(item).exists() else item)
         labels.append(label if sep and label and not Path(item).exists() else None)
     chosen = parse_list(baselines)
-    data = load_eval_set(beir, split=split, max_queries=max_queries, max_corpus=max_corpus, fit_texts=fit_texts if chosen else 0, seed=seed, data_root=data_root)
-    console.print(f"{data.name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
-    records = evaluate_text(names, data, wanted, baselines=chosen, labels=labels, cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16, log=console.print)
-    if adaptor is not None:
-        enc = dict(cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16)
-        q, c = cached_encode(names[0], data.queries, **enc), cached_encode(names[0], data.corpus, **enc)
-        model = load_adaptor(adaptor)
-        records.append(ir_record(f"{records[0]['method'].replace(' (truncated)', '')} + adaptor", "adaptor", model.transform(q), model.transform(c), data.qrels, wanted, model=str(adaptor), grades=data.grades, dataset=data.name))
-    write_json(out, results_document(records))
+    inputs = input_files(*(Path(n) for n in names if Path(n).exists()), beir, adaptor, data_root)
+    with results_writer(out, overwrite=overwrite, inputs=inputs):
+        data = load_eval_set(beir, split=split, max_queries=max_queries, max_corpus=max_corpus, fit_texts=fit_texts if chosen else 0, seed=seed, data_root=data_root)
+        console.print(f"{data.name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
+        records = evaluate_text(names, data, wanted, baselines=chosen, labels=labels, cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16, log=console.print)
+        if adaptor is not None:
+            enc = dict(cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16)
+            q, c = cached_encode(names[0], data.queries, **enc), cached_encode(names[0], data.corpus, **enc)
+            model = load_adaptor(adaptor)
+            records.append(ir_record(f"{records[0]['method'].replace(' (truncated)', '')} + adaptor", "adaptor", model.transform(q), model.transform(c), data.qrels, wanted, model=str(adaptor), grades=data.grades, dataset=data.name))
+        write_json(out, results_document(records))
     console.print(f"wrote {out} ({len(records)} records)")
 
 

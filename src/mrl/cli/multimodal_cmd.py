@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -55,14 +54,15 @@ def eval_multimodal(
     """Per-prefix text->image and image->text recall@1/5/10 (cosine) on the held-out split."""
     from mrl.data.image_text import load_image_text
     from mrl.evaluate.cross_modal import evaluate_multimodal
-    from mrl.io import guard_output, write_json
+    from mrl.evaluate.records import results_document, results_writer
+    from mrl.io import input_files, write_json
     from mrl.nesting import parse_dims
 
-    guard_output(out, overwrite)
     if split not in ("val", "test"):
         raise MRLError(f"split must be val or test (held out from training), got {split!r}.")
-    records = evaluate_multimodal(runs, load_image_text(data), split=split, dims=parse_dims(dims) if dims else None, baselines=parse_list(baselines), cache_dir=cache_dir, log=console.print)
-    write_json(out, {"schema": "mrl.eval/1", "runs": records})
+    with results_writer(out, overwrite=overwrite, inputs=input_files(*runs, data)):
+        records = evaluate_multimodal(runs, load_image_text(data), split=split, dims=parse_dims(dims) if dims else None, baselines=parse_list(baselines), cache_dir=cache_dir, log=console.print)
+        write_json(out, results_document(records))
     console.print(f"wrote {out} ({len(records)} records)")
 
 
@@ -94,7 +94,8 @@ def embed_tower(model: Path, tower: str, out: Path, *, data: Path | None, split:
 
     from mrl.data.icons import load_raster
     from mrl.data.image_text import load_image_text, to_square_rgb
-    from mrl.io import guard_output, save_npy, write_json
+    from mrl.embeddings import EMBEDDINGS_KIND, array_sha256
+    from mrl.io import input_files, open_files, save_npy
     from mrl.models.two_tower import embed_images, embed_texts, load_two_tower
 
     if tower not in ("image", "text"):
@@ -103,34 +104,32 @@ def embed_tower(model: Path, tower: str, out: Path, *, data: Path | None, split:
         raise MRLError(f"--out must end in .npy, got {out}.")
     if (data is None) == (input is None):
         raise MRLError("give either --data DIR (with --split) or --input FILE to embed.")
-    sidecar_path = out.with_suffix(".json")
-    guard_output(out, overwrite)
-    guard_output(sidecar_path, overwrite)
-    net, cfg = load_two_tower(model)
-    if input is not None:
-        if not input.is_file():
-            raise MRLError(f"{input} does not exist; give a UTF-8 file with one {'caption' if tower == 'text' else 'picture path'} per line.")
-        try:
-            lines = [t.strip() for t in input.read_text(encoding="utf-8").splitlines() if t.strip()]
-        except UnicodeDecodeError as exc:
-            raise MRLError(f"{input} is not UTF-8 text; re-save it as UTF-8.") from exc
-        if not lines:
-            raise MRLError(f"{input} holds no lines to embed.")
-        names = lines
-        if tower == "image":
-            size = int(cfg["image_size"])
-            pictures = np.stack([to_square_rgb(load_raster(p if Path(p).is_absolute() else input.parent / p), size) for p in lines])
-    else:
-        held = load_image_text(data).split(split)
-        texts, _ = held.caption_index()
-        names = held.names if tower == "image" else texts
-        pictures = held.images
-    emb = embed_images(net, pictures) if tower == "image" else embed_texts(net, cfg, names, text_model=text_model)
-    save_npy(out, emb)
-    sidecar = {
-        "model": str(model), "tower": tower, "count": int(emb.shape[0]), "dim": int(emb.shape[1]), "matryoshka_dims": cfg["matryoshka_dims"],
-        "mode": cfg["mode"], "dtype": "float32", "normalised": False, "source": str(input or f"{data}:{split}"), "items": names,
-        "sha256": hashlib.sha256(emb.tobytes()).hexdigest(), "use": "truncate to d, then L2-normalise; compare by cosine",
-    }
-    write_json(sidecar_path, sidecar)
-    console.print(f"wrote {out} {emb.shape} ({tower} tower)")
+    if input is not None and not input.is_file():
+        raise MRLError(f"{input} does not exist; give a UTF-8 file with one {'caption' if tower == 'text' else 'picture path'} per line.")
+    with open_files(out, EMBEDDINGS_KIND, overwrite=overwrite, inputs=input_files(model, data, input)) as writer:
+        net, cfg = load_two_tower(model)
+        if input is not None:
+            try:
+                lines = [t.strip() for t in input.read_text(encoding="utf-8").splitlines() if t.strip()]
+            except UnicodeDecodeError as exc:
+                raise MRLError(f"{input} is not UTF-8 text; re-save it as UTF-8.") from exc
+            if not lines:
+                raise MRLError(f"{input} holds no lines to embed.")
+            names = lines
+            if tower == "image":
+                size = int(cfg["image_size"])
+                pictures = np.stack([to_square_rgb(load_raster(p if Path(p).is_absolute() else input.parent / p), size) for p in lines])
+        else:
+            held = load_image_text(data).split(split)
+            texts, _ = held.caption_index()
+            names = held.names if tower == "image" else texts
+            pictures = held.images
+        emb = embed_images(net, pictures) if tower == "image" else embed_texts(net, cfg, names, text_model=text_model)
+        with writer.file(out.name) as p:
+            save_npy(p, emb)
+        writer.meta.update({
+            "model": str(model), "tower": tower, "count": int(emb.shape[0]), "dim": int(emb.shape[1]), "matryoshka_dims": cfg["matryoshka_dims"],
+            "mode": cfg["mode"], "dtype": "float32", "normalized": False, "source": str(input or f"{data}:{split}"), "items": names,
+            "sha256": array_sha256(emb), "use": "truncate to d, then L2-normalise; compare by cosine",
+        })
+    console.print(f"wrote {out} {emb.shape} ({tower} tower, + {out.with_suffix('.json').name})")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,21 @@ def read_results(doc: Any, source: str | Path) -> list[dict[str, Any]]:
         if not isinstance(rec, dict) or not isinstance(rec.get("per_dim"), dict):
             raise MRLError(f"{source} holds a record without per_dim results; regenerate it with `mrl eval`.")
     return doc["runs"]
+
+
+def is_results_file(path: str | Path) -> bool:
+    """Whether ``path`` holds an evaluation results document (what ``--overwrite`` may replace)."""
+    try:
+        read_results(json.loads(Path(path).read_text(encoding="utf-8")), path)
+    except (OSError, ValueError, MRLError):
+        return False
+    return True
+
+
+def results_writer(out: str | Path, *, overwrite: bool = False, inputs: Iterable[Any] = ()) -> AbstractContextManager[Any]:
+    """Lock and check ``out`` before an evaluation writes its results there (:func:`mrl.io.open_files`):
+    ``overwrite`` replaces only a previous results file, never another file or one of ``inputs``
+    (list the files of input folders, :func:`mrl.io.input_files`)."""
+    from mrl.io import open_files
+
+    return open_files(out, EVAL_SCHEMA, overwrite=overwrite, inputs=inputs, sidecar=False, owned=is_results_file)

@@ -6,7 +6,8 @@ output ownership (mrl deletes or replaces only files it can prove it wrote).
 * :mod:`mrl.io.weights`: ``save_safetensors``/``load_safetensors`` with a content hash in the
   metadata, verified on load.
 * :mod:`mrl.io.lock`: ``writer_lock(path)``, one writer per output (``filelock``).
-* :mod:`mrl.io.ownership`: ``open_output(folder, kind, ...)`` and ``open_files(file, kind, ...)``:
+* :mod:`mrl.io.ownership`: ``open_output(folder, kind, ...)`` and ``open_files(file, kind, ...)``
+  (``input_files`` lists the files of input folders):
   lock, refuse foreign files and inputs, write-ahead manifests sealed with their own checksum.
 """
 
@@ -27,7 +28,7 @@ from mrl.io.atomic import (
     write_json,
 )
 from mrl.io.lock import lock_path, writer_lock
-from mrl.io.ownership import MANIFEST, Output, check_output, check_seal, file_entry, listed_files, open_files, open_output, read_manifest, seal, write_manifest
+from mrl.io.ownership import MANIFEST, Output, check_output, check_seal, file_entry, input_files, listed_files, open_files, open_output, read_manifest, seal, write_manifest
 from mrl.io.weights import load_safetensors, save_safetensors, tensors_sha256
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
     "dumps",
     "file_entry",
     "fsync_dir",
-    "guard_output",
+    "input_files",
     "json_safe",
     "listed_files",
     "load_npy",
@@ -64,19 +65,3 @@ __all__ = [
     "writer_lock",
 ]
 
-
-def guard_output(path, overwrite, exists=None):
-    """Deprecated: refuse to write into ``path`` when it already holds results, unless ``overwrite``.
-
-    It checks existence only; new code uses :func:`open_output` / :func:`open_files`, which also
-    lock the output, refuse files mrl did not write and protect the command's inputs.
-    """
-    from pathlib import Path
-
-    from mrl.errors import OutputExistsError
-
-    p = Path(path)
-    holds = exists(p) if exists is not None else (p.is_file() or (p.is_dir() and any(p.iterdir())))
-    if holds and not overwrite:
-        raise OutputExistsError(f"{p} already holds results; pass --overwrite (overwrite=True) to replace them, or choose another output.")
-    return p

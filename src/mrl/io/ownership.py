@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -397,19 +397,35 @@ def _swap_in(tmp: Path, target: Path, old: dict[str, Any] | None) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def input_files(*paths: str | os.PathLike[str] | None) -> list[Path]:
+    """The given paths plus every file under those that are folders: the ``inputs`` of a command
+    that reads whole folders (a model, a data set), so that no file in them can be an output."""
+    found: list[Path] = []
+    for p in paths:
+        if p is None:
+            continue
+        found.append(Path(p))
+        if Path(p).is_dir():
+            found += [Path(root) / f for root, _, files in os.walk(p) for f in files]
+    return found
+
+
 @contextlib.contextmanager
-def open_files(primary: str | os.PathLike[str], kind: str, siblings: Sequence[str | os.PathLike[str]] = (), *, overwrite: bool = False, inputs: Iterable[Any] = (), sidecar: bool = True) -> Iterator[Output]:
+def open_files(primary: str | os.PathLike[str], kind: str, siblings: Sequence[str | os.PathLike[str]] = (), *, overwrite: bool = False, inputs: Iterable[Any] = (), sidecar: bool = True, owned: Callable[[Path], bool] | None = None) -> Iterator[Output]:
     """Lock and check a file output (``x.npy``) with its ``siblings``; its JSON sidecar ``x.json``
     is the manifest. Yields an :class:`Output` whose ``path`` is the file's folder.
 
     With ``overwrite``, the primary file may be replaced; a sibling or sidecar only if the existing
     sidecar (of the same ``kind``) lists it. Inputs of the command are never replaced.
     ``sidecar=False`` (a single self-describing file such as a results JSON, no siblings): only
-    the lock, the overwrite and the input checks.
+    the lock, the overwrite and the input checks, and, when ``owned(path)`` is given, an existing
+    file is replaced only if ``owned`` recognises it as a previous output of ``kind`` (the file is
+    its own manifest). List the files of input folders in ``inputs`` (:func:`input_files`).
 
     Raises:
         OutputExistsError: a file exists and ``overwrite`` is False, or an input would be replaced.
-        ForeignFileError: an existing sibling or sidecar was not written by mrl.
+        ForeignFileError: an existing sibling or sidecar was not written by mrl, or ``owned``
+            does not recognise the existing file.
     """
     prim = Path(primary)
     if prim.exists() and prim.is_dir():
@@ -421,6 +437,8 @@ def open_files(primary: str | os.PathLike[str], kind: str, siblings: Sequence[st
             _check_inputs([i for i in inputs if i is not None], [prim], None, f"output {prim}")
             if prim.exists() and not overwrite:
                 raise OutputExistsError(f"{prim} already exists; pass --overwrite to replace it, or choose another output.")
+            if prim.exists() and owned is not None and not owned(prim):
+                raise ForeignFileError(f"{prim} exists and is not an mrl {kind!r} output; move it away or choose another --out (nothing is replaced).")
             yield Output(prim.parent, prim, kind, old=None, reset=False, inputs=[], replaceable=[prim.name])
         return
     side_path = prim.with_suffix(".json")
