@@ -187,3 +187,50 @@ def test_set_lr_in_scientific_notation_is_accepted():
 
     assert load_recipe(None, ["lr=1e-3"]).lr == pytest.approx(1e-3)
     assert load_recipe(None, ["task=text", "lr=2e-5"]).lr == pytest.approx(2e-5)
+
+
+# Usage errors caught by the command-line parser itself (click): one line too, exit code 2.
+USAGE_CASES = [
+    ("missing-argument", ["eval", "--out", "r.json"], "Missing argument"),
+    ("missing-option", ["eval", "run"], "Missing option '--out'"),
+    ("bad-integer", ["index", "search", "idx", "--queries", "q.npy", "--k", "ten"], "'--k'"),
+    ("bad-float", ["cascade", "fit", "run", "--max-drop", "much"], "'--max-drop'"),
+    ("unknown-option", ["embed", "run", "--out", "e.npy", "--colour", "red"], "No such option: --colour"),
+    ("unknown-command", ["evaluate"], "No such command 'evaluate'"),
+    ("unknown-subcommand", ["index", "serch"], "No such command 'serch'"),
+    ("option-without-value", ["train", "--out"], "'--out' requires an argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "hint"), [c[1:] for c in USAGE_CASES], ids=[c[0] for c in USAGE_CASES])
+def test_usage_error_is_one_line_naming_the_usage(args, hint):
+    result = runner.invoke(app, args, prog_name="mrl")
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2, (args, result.output)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr  # click printed a usage line, a hint and a boxed message
+    assert hint in lines[0] and "Usage: mrl " in lines[0] and " -h'" in lines[0], lines[0]
+    assert not any(ch in result.output for ch in "╭│╰") and "Traceback" not in result.output
+
+
+def _command_paths(group, prefix=()):
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        yield (*prefix, name)
+        if hasattr(cmd, "list_commands"):
+            yield from _command_paths(cmd, (*prefix, name))
+
+
+def test_help_of_every_command_shows_flags_without_a_value_placeholder():
+    from typer.main import get_command
+
+    paths = [(), *_command_paths(get_command(app))]
+    assert len(paths) > 20
+    for path in paths:
+        for opt in ("-h", "--help"):
+            result = runner.invoke(app, [*path, opt], prog_name="mrl")
+            assert result.exit_code == 0 and "Usage: mrl" in result.output, (path, result.output)
+            assert "<bool>" not in result.output, (path, opt, result.output)
+    assert runner.invoke(app, []).exit_code == 2  # `mrl` alone still prints the help

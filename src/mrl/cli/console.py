@@ -16,6 +16,7 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from mrl.errors import MRLError
 
@@ -45,10 +46,69 @@ def flag(default: bool, *names: str, **kwargs: Any) -> Any:
     """A boolean option (``--overwrite``), shown in ``--help`` without a value placeholder.
 
     typer renders every bool option with a ``<bool>`` type column although the flag takes no
-    value; an empty ``metavar`` removes it. (The built-in ``--help``/``-h`` option still shows it:
-    changing that needs a custom Typer command class, which we do not carry.)
+    value; an empty ``metavar`` removes it (:class:`Group` does the same for ``--help``/``-h``).
     """
     return typer.Option(default, *names, metavar="", **kwargs)
+
+
+# The click that Typer runs on (a vendored copy in recent Typer, the click package in older ones).
+_ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _one_line(exc: Exception, ctx: Any = None, prog: str | None = None) -> NoReturn:
+    """Print a click usage error (missing argument, bad option value, unknown option or command)
+    as one ``error:`` line with the command's usage, instead of click's boxed block; exit 2.
+    ``ctx`` stands in for the failing command's context when click did not attach one."""
+    ctx = getattr(exc, "ctx", None) or ctx
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    end = "" if message.endswith((".", "?")) else "."
+    if ctx is not None:
+        message = f"{message}{end} {' '.join(ctx.get_usage().split())} (see '{ctx.command_path} -h')."
+    elif prog:
+        message = f"{message}{end} See '{prog} -h'."
+    fail(message)
+
+
+def _no_placeholder(option: Any) -> Any:
+    """Drop the ``<bool>`` value placeholder of a help option (it takes no value)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class Group(TyperGroup):
+    """The class of ``mrl`` and its command groups (``Typer(cls=Group)``).
+
+    Usage errors of any command below it print one ``error:`` line naming the usage and exit
+    with code 2, like :func:`fail`; ``--help``/``-h`` show no value placeholder.
+    """
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _no_placeholder(super().get_help_option(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:  # a command's help option is made once and cached: fix it here
+            _no_placeholder(cmd.get_help_option(ctx))
+        return cmd
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `mrl` alone prints the help
+                raise
+            _one_line(exc, prog=info_name)
+
+    def invoke(self, ctx: Any) -> Any:
+        name = next(iter(ctx._protected_args or ctx.args), None)  # the subcommand about to run
+        try:
+            return super().invoke(ctx)
+        except _ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `mrl index` alone prints its help
+                raise
+            cmd = self.get_command(ctx, name) if name else None
+            _one_line(exc, type(ctx)(cmd, info_name=name, parent=ctx) if cmd is not None else None)
 
 
 def parse_list(text: str | None) -> list[str]:

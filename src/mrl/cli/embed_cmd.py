@@ -27,7 +27,7 @@ def embed(
     tower: Optional[str] = typer.Option(None, "--tower", help="Two-tower runs (task: multimodal): embed with the image or the text tower."),
     data: Optional[Path] = typer.Option(None, "--data", help="With --tower: the image-text data set whose --split pictures or captions to embed."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="With --tower text: the sentence encoder feeding the projection (default: the one trained with)."),
-    ray: bool = typer.Option(False, "--ray", help="Encode on Ray Data into a resumable shard folder (--out is a folder); a local Ray unless --ray-address."),
+    ray: bool = flag(False, "--ray", help="Encode on Ray Data into a resumable shard folder (--out is a folder); a local Ray unless --ray-address."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: a running Ray cluster (e.g. ray://head:10001)."),
     actors: int = typer.Option(2, "--actors", help="--ray: model replicas (actors)."),
     rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="--ray: rows per shard (the unit of work and of resume)."),
