@@ -114,6 +114,14 @@ def test_non_finite_loss_stops_without_saving(mm_config, tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
+def test_training_progress_is_throttled_plain_lines_in_logs(mm_config, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MRL_PROGRESS_INTERVAL", "3600")
+    train_multimodal(mm_config.replace(epochs=2, progress=True), tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b[" not in err, err  # raw tqdm redrew its bar into the log
+    assert len([ln for ln in err.splitlines() if "epoch 1/2" in ln]) <= 3 and "val text->image recall@10" in err, err
+
+
 def test_text_width_mismatch_is_refused(mm_config, tmp_path):
     with pytest.raises(MRLError, match="takes 384-d features but got"):
         TextProjection(384, 16)(torch.zeros(2, 768))

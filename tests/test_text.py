@@ -131,6 +131,17 @@ def test_pair_losses_and_weightings(toy_model, wordnet_dir, tmp_path):
     assert train_text(_cfg(toy_model, wordnet_dir, loss="cosent", projection="none", dataset=str(tmp_path / "s.csv"), batch_size=2, max_steps=1), tmp_path / "cos").steps == 1
 
 
+def test_training_progress_is_throttled_plain_lines_in_logs(toy_model, wordnet_dir, tmp_path, capsys, monkeypatch):
+    from mrl.train.text import train_text
+
+    monkeypatch.setenv("MRL_PROGRESS_INTERVAL", "3600")
+    res = train_text(_cfg(toy_model, wordnet_dir, max_steps=6, save_steps=6, progress=True), tmp_path / "m")
+    err = capsys.readouterr().err
+    ours = [seg for seg in err.replace("\r", "\n").splitlines() if "training:" in seg]
+    assert res.steps == 6 and 1 <= len(ours) <= 3 and "6/6" in ours[-1], err  # whole lines: start and end only
+    assert "{'loss'" not in err, err  # the Trainer's own bar also wrote every logged dict
+
+
 def test_teacher_of_another_width(toy_model, minilm_path, wordnet_dir, tmp_path):
     """distill compares similarity matrices, so a 384-d teacher trains a 32-d student; mse_distill refuses."""
     from mrl.train.text import train_text

@@ -27,7 +27,6 @@ process would; rank 0 alone writes.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,6 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from mrl.contrastive import MAX_LOG_SCALE, MatryoshkaCLIPLoss
 from mrl.data.image_text import ImageTextSplit, images_to_tensor, load_image_text
@@ -44,6 +42,7 @@ from mrl.io import Output, open_output, write_csv, write_json
 from mrl.models.text_features import cached_features, load_text_encoder
 from mrl.models.two_tower import TwoTower, build_two_tower, check_text_width, embed_images, embed_texts, save_two_tower
 from mrl.pair_recall import cross_modal_recall
+from mrl.progress import note, progress
 from mrl.train import distributed as ddp
 from mrl.train.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, restore, save_checkpoint
 from mrl.train.loop import RUN_KIND, build_optimizer, check_run_folder, resolve_device, resolve_precision, seed_everything, write_run_file
@@ -203,7 +202,7 @@ def _train(config: MultimodalTrainConfig, out: Path, writer: Output | None, ctx:
         offsets = torch.randint(0, 2 * config.shift + 1, (n, 2), generator=gen)
         sums = torch.zeros(len(dims), dtype=torch.float64)
         seen = torch.zeros(len(dims), dtype=torch.float64)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main), leave=False, mininterval=1.0 if os.isatty(2) else 10.0)
+        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", disable=not (config.progress and ctx.is_main), leave=False)
         for step in bar:
             global_idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             idx = ddp.shard_batch(global_idx, ctx)
@@ -245,7 +244,7 @@ def _train(config: MultimodalTrainConfig, out: Path, writer: Output | None, ctx:
         if ctx.is_main:
             if config.progress:
                 top = config.matryoshka_dims
-                tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val text->image recall@10 per dim " + " ".join(f"{d}:{row[f'val_t2i_recall@10@{d}']:.3f}" for d in top) + f"  ({row['seconds']:.0f}s)")
+                note(f"epoch {epoch + 1}/{config.epochs}  loss {row['train_loss']:.3f}  val text->image recall@10 per dim " + " ".join(f"{d}:{row[f'val_t2i_recall@10@{d}']:.3f}" for d in top) + f"  ({row['seconds']:.0f}s)")
             state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "weighting": weighting, "epoch": epoch + 1, "config": config.to_dict(), "history": history, "extra": {"world_size": ctx.world_size}}
             write_run_file(writer, "metrics.csv", lambda p: write_csv(p, history))
             write_run_file(writer, CHECKPOINT_NAME, lambda p, state=state: save_checkpoint(p, **state))

@@ -17,7 +17,7 @@ from torch.utils.data import SequentialSampler
 from transformers import TrainerCallback
 
 from mrl.io import load_safetensors, save_safetensors
-from mrl.progress import stderr_is_terminal
+from mrl.progress import progress, stderr_is_terminal
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -79,6 +79,35 @@ class _MetricsCallback(TrainerCallback):
         self.epoch_count = 0
 
 
+class _ProgressCallback(TrainerCallback):
+    """The training bar through :func:`mrl.progress.progress` (one plain line every few seconds
+    when stderr is not a terminal) with the last logged loss. Replaces the Trainer's own tqdm bar,
+    which redraws into logs and also writes every logged dict."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.step = state.global_step
+            self.bar = progress(total=state.max_steps, initial=self.step, desc="training", unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.step)
+            self.step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class _LossStateCallback(TrainerCallback):
     """Saves the loss weighting's buffers/parameters into each checkpoint folder (safetensors)."""
 
@@ -108,7 +137,7 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     """Run ``SentenceTransformerTrainer`` for ``total`` steps; returns (model, history, steps, seconds)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_callback import PrinterCallback
 
     from mrl.train.text import CHECKPOINTS
 
@@ -122,13 +151,12 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
         output_dir=str(ckpt_dir), max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio, lr_scheduler_type="linear", max_grad_norm=1.0, bf16=bf16, use_cpu=device == "cpu", seed=cfg.seed, data_seed=cfg.seed,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, logging_steps=cfg.log_every, logging_first_step=False, report_to="none",
-        disable_tqdm=not cfg.progress, dataloader_drop_last=True, batch_sampler=sampler, learning_rate_mapping=lr_mapping, dataloader_num_workers=0,
+        disable_tqdm=True, dataloader_drop_last=True, batch_sampler=sampler, learning_rate_mapping=lr_mapping, dataloader_num_workers=0,
     )
     metrics = _MetricsCallback(loss, dims)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=[metrics, _LossStateCallback(loss)])
+    callbacks = [metrics, _LossStateCallback(loss), *([_ProgressCallback()] if cfg.progress else [])]  # our bar instead of the Trainer's tqdm (disable_tqdm)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # its per-log dict lines flood logs; _MetricsCallback prints throttled ones
-    if not cfg.progress:
-        trainer.remove_callback(ProgressCallback)
     checkpoint = _last_checkpoint(ckpt_dir) if resume else None
     if checkpoint is not None:
         _restore_loss_state(loss, checkpoint)
