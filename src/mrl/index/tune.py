@@ -24,11 +24,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
-from statistics import NormalDist
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -198,7 +199,7 @@ def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def default_space(dim: int, count: int, k: int) -> dict[str, Any]:
     """The funnels explored by default for an index of width ``dim`` holding ``count`` vectors."""
     dims = [d for d in (8, 16, 32, 64, 128) if d <= dim // 2]
-    k1 = sorted({min(count, int(round(k * m))) for m in (2, 5, 10, 20, 40, 80, 160, 320) if k * m <= count and k * m > k})
+    k1 = sorted({min(count, round(k * m)) for m in (2, 5, 10, 20, 40, 80, 160, 320) if k * m <= count and k * m > k})
     return {
         "first": [(d, "float32", "flat") for d in dims] + [(d, "int8", "flat") for d in dims] + [(d, "binary", "flat") for d in (64, 128, 256) if d <= dim // 2 or d == dim]
         + [(d, "float32", "hnsw") for d in (32,) if d <= dim // 2],
@@ -256,7 +257,7 @@ def tune(
         q = index.gather(rows, index.dim)
         source = "sampled corpus"
     else:
-        q = index._check_vectors(queries, "tuning queries")  # noqa: SLF001 - same validation as search
+        q = index._check_vectors(queries, "tuning queries")  # the same validation as search
         if q.shape[0] > sample:
             q = q[np.sort(rng.choice(q.shape[0], size=sample, replace=False))]
         q = np.ascontiguousarray(q, dtype=np.float32)
@@ -294,12 +295,13 @@ def tune(
                 ef = None if ef_f is None else k1 * ef_f
                 if all((ef_f, si) in done for si in range(len(shapes))):
                     continue
-                t1, cand = _median_time(lambda k1=k1, ef=ef: fs.search(q, k1, ef_search=ef), 1)
+                stage1 = functools.partial(fs.search, q, k1, ef_search=ef)  # binds this iteration's structure, k1 and ef
+                t1, cand = _median_time(stage1, 1)
                 if best is not None and t1 * 1000.0 / q.shape[0] > 1.5 * best.ms_per_query:
                     done.update((ef_f, si) for si in range(len(shapes)))  # stage 1 alone is already slower; it only grows with k1
                     continue
                 if repeats > 1:
-                    t1 = float(np.median([t1, *(_median_time(lambda k1=k1, ef=ef: fs.search(q, k1, ef_search=ef), 1)[0] for _ in range(repeats - 1))]))
+                    t1 = float(np.median([t1, *(_median_time(stage1, 1)[0] for _ in range(repeats - 1))]))
                 best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log, fs.last_distances, z)
         keep = _stage_key(best.funnel) if best is not None else None
         for key in {fs.key, *(st.key for st in index.first_stages())} - prebuilt - {keep}:
