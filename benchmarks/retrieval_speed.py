@@ -31,7 +31,7 @@ from retrieval_corpus import OUT, build
 
 from mrl.data.fashion_mnist import load_fashion_mnist
 from mrl.evaluate.metrics import retrieval_metrics
-from mrl.index import Funnel, MatryoshkaIndex
+from mrl.index import Funnel, MatryoshkaIndex, Stage
 from mrl.index.funnel import prefix
 from mrl.index.tune import apply, default_space, recall_at_k, tune
 from mrl.io import atomic_write, load_npy, write_json
@@ -133,7 +133,7 @@ def main() -> None:
     t_load, idx = timed(lambda: MatryoshkaIndex.load(folder))
     print(f"funnel store: written in {t_store:.1f}s, loaded (checksums verified) in {t_load:.1f}s", flush=True)
     space = default_space(D, N, k)
-    space["first"] = [f for f in space["first"] if f[2] != "hnsw"] + [(int(d), "float32", "hnsw") for d in a.hnsw_prefix_dims.split(",")]
+    space.first = [s for s in space.first if s.kind == "flat"] + [Stage(int(d), 1, "float32", "hnsw") for d in a.hnsw_prefix_dims.split(",")]
     t_tune, tr = timed(lambda: tune(idx, queries=tuneq, k=k, target_recall=a.target_recall, sample=a.tune_sample, space=space, threads=T, repeats=3, log=lambda m: print("  " + m, flush=True)))
     if tr.funnel is None:
         raise SystemExit("tuning found no funnel meeting the target; see the frontier")

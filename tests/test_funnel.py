@@ -47,7 +47,12 @@ def test_parse_roundtrip_and_options() -> None:
     assert h.first.ef == 400 and str(h) == "32/hnsw/ef400:100 -> 64:10"
     assert Funnel.of([(32, 100), (64, 10)]) == Funnel.parse("32:100 -> 64:10")
     assert Funnel.exact(512, 10) == Funnel.parse("512:10")
-    assert f.flops(10_000) == 10_000 * 32 + 1000 * 128 + 100 * 512
+    assert f.flops(10_000) == 10_000 * 32 + 1000 * 128 + 100 * 512 and f.rerank_flops() == 1000 * 128 + 100 * 512
+    ivf = Funnel.parse("128/int8/ivf4096/c32/np24:200 -> 384:10")
+    assert ivf.first == Stage(128, 200, "int8", "ivf", nlist=4096, coarse=32, nprobe=24) and ivf.first.key == "128-int8-ivf4096-c32"
+    us = Funnel.parse("64/f16/usearch/m16/ef160:100 -> 384:10")
+    assert us.first == Stage(64, 100, "float16", "usearch", ef=160, m=16) and str(us) == "64/fp16/usearch/m16/ef160:100 -> 384:10"
+    assert Funnel.parse(str(ivf)) == ivf and Funnel.parse("32/hnsw/m32:10").first.key == "32-float32-hnsw" != Funnel.parse("32/hnsw/m16:10").first.key
 
 
 @pytest.mark.parametrize(
@@ -62,8 +67,14 @@ def test_parse_roundtrip_and_options() -> None:
         ("32/fp8:100", "unknown stage option"),
         ("12/binary:100", "multiple of 8"),
         ("16:100 -> 64/int8:10", "only the first stage"),
-        ("16/int8/hnsw:100", "HNSW"),
+        ("16/binary/hnsw:100", "scanned flat"),
         ("16/ef100:10", "needs /hnsw"),
+        ("16/ivf8/np16:10", "probes more"),
+        ("16/ivf8/c32:10", "clusters on more"),
+        ("16/c8:10", "IVF options"),
+        ("16/m8:10", "graph's degree"),
+        ("16/ivf0:10", "positive"),
+        ("16/hnsw:100 -> 32/ivf4:10", "only the first stage"),
         ("16/hnsw/ef5:10", "ef >= k"),
     ],
 )
@@ -112,12 +123,22 @@ def test_approximate_first_stages_reach_high_recall() -> None:
     index = MatryoshkaIndex(64)
     index.add(x)
     _, exact = index.search(q, 10)
-    for spec in ("16/int8:400 -> 64:10", "32/binary:1500 -> 64:10", "16/hnsw:400 -> 64:10"):
-        _, ids, st = index.search(q, funnel=spec, ef_search=400, return_stats=True)
+    specs = ("16/int8:400 -> 64:10", "16/fp16:400 -> 64:10", "32/binary:1500 -> 64:10", "16/hnsw/ef400:400 -> 64:10", "16/int8/hnsw/m16/ef400:400 -> 64:10",
+             "16/ivf32/np8:400 -> 64:10", "32/int8/ivf32/c8/np8:400 -> 64:10", "16/usearch/ef400:400 -> 64:10", "16/fp16/usearch/m16/ef400:400 -> 64:10")
+    for spec in specs:
+        _, ids, st = index.search(q, funnel=spec, return_stats=True)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
         assert recall > 0.8, (spec, recall)
-        flat_cost = Funnel.parse(spec).flops(index.count) * len(q)
-        assert (st.flops < flat_cost) if "hnsw" in spec else (st.flops == flat_cost)  # HNSW: measured distances
+        f = Funnel.parse(spec)
+        flat_cost = f.flops(index.count) * len(q)
+        first = st.stages[0]
+        if f.first.kind == "flat":
+            assert st.flops == flat_cost and first["distances"] == index.count
+        else:  # measured distance computations
+            assert st.flops < flat_cost and 0 < first["distances"] < index.count
+        assert first["bytes"] > 0 and [s["stage"] for s in st.stages[1:]] == ["64:10"] and st.stages[1]["bytes"] == f.first.k * 64 * 4
+        _, one = index.search(q[:1], funnel=spec)  # the single-query path gives the batch path's answer
+        assert (one == ids[:1]).all(), spec
 
 
 def test_early_exit_saves_work_when_prefixes_agree() -> None:

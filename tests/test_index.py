@@ -185,3 +185,32 @@ def test_resident_memory_is_the_prefix_structure(built) -> None:
     per_vec = loaded.resident_bytes("8:200 -> 32:10") / loaded.count
     assert per_vec == pytest.approx(8 + 8 * 4)  # int64 id + 8 float32 prefix dims; full vectors are mapped
     assert loaded.resident_bytes("8/int8:200 -> 32:10") / loaded.count == pytest.approx(8 + 8)
+
+
+def test_every_first_stage_kind_survives_save_and_load(tmp_path) -> None:
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # tiny builds: OpenMP spinning on a busy machine only slows them
+    try:
+        x, q = matryoshka_like(1500, 32, 12), matryoshka_like(20, 32, 13)
+        index = MatryoshkaIndex(32)
+        index.add(x)
+        specs = ["16/int8/hnsw/m16/ef100:50 -> 32:5", "16/int8/ivf16/c8/np4:50 -> 32:5", "16/fp16/usearch/m16/ef100:50 -> 32:5", "16/fp16:50 -> 32:5", "16/ivf16/np4:50 -> 32:5"]
+        for spec in specs:
+            index.build_first_stage(spec)
+        before = {s: index.search(q, funnel=s)[1] for s in specs}
+        index.save(tmp_path / "idx")
+        loaded = MatryoshkaIndex.load(tmp_path / "idx")
+        assert sorted(fs.key for fs in loaded.first_stages()) == sorted(first_keys(specs))
+        for s in specs:
+            assert (loaded.search(q, funnel=s)[1] == before[s]).all(), s
+            assert 0 < loaded.resident_bytes(s) / loaded.count < 8 + 16 * 4 + 16 * 2 * 4 + 1
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def first_keys(specs: list[str]) -> list[str]:
+    from mrl.index import Funnel
+
+    return [Funnel.parse(s).first.key for s in specs]

@@ -9,7 +9,7 @@ import pytest
 from test_funnel import matryoshka_like, scores_ref
 
 from mrl.errors import MRLError
-from mrl.index import MatryoshkaIndex
+from mrl.index import Funnel, MatryoshkaIndex
 from mrl.index.tune import TunePoint, apply, exact_neighbors, pareto, recall_at_k, tune
 
 SPACE = {"first": [(8, "float32", "flat"), (16, "int8", "flat"), (32, "binary", "flat")], "k1": [20, 50, 100, 200, 400], "mid_factors": (2,), "mid_ratios": (4,)}
@@ -43,33 +43,75 @@ def test_target_outside_unit_interval(index_and_queries, bad) -> None:
 
 def test_tune_meets_target_and_persists(index_and_queries, tmp_path) -> None:
     index, q, _ = index_and_queries
-    result = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1)
-    assert result.funnel is not None and result.recall >= 0.95
+    result = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1, confidence_level=None, single_queries=20)
+    assert result.funnel is not None and result.recall >= 0.95 and result.heldout_sample == 20 and result.sample == 80
     assert result.flops < result.exact_flops and result.qps > 0
     assert all((p.recall >= 0.95) == p.feasible for p in result.points)
-    chosen = next(p for p in result.points if p.funnel == str(result.funnel))
-    assert chosen.ms_per_query == min(p.ms_per_query for p in result.points if p.feasible)
-    assert "(chosen)" in result.table() and result.plot(tmp_path / "f.png").stat().st_size > 1000
+    chosen = result.chosen
+    assert chosen.end_to_end and chosen.heldout_recall is not None and chosen.p99_ms >= chosen.p50_ms > 0
+    assert chosen.ms_per_query == min(p.ms_per_query for p in result.points if p.feasible and p.end_to_end)
+    # one figure per funnel: the headline, the table row and the manifest carry the same numbers
+    row = next(line for line in result.table().splitlines() if "(chosen)" in line)
+    assert f"{chosen.qps:,.0f}" in row and f"{chosen.qps:,.0f} QPS" in result.headline() and f"{chosen.recall:.4f}" in row and f"{chosen.recall:.4f}" in result.headline()
+    assert result.plot(tmp_path / "f.png").stat().st_size > 1000
     apply(index, result)
     index.save(tmp_path / "idx")
     loaded = MatryoshkaIndex.load(tmp_path / "idx")
     man = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    assert man["funnel"] == str(result.funnel) and man["tuning"]["recall"] == pytest.approx(result.recall)
-    assert [fs.key for fs in loaded.first_stages()] == [f"{result.funnel.first.dim}-{result.funnel.first.precision}-{result.funnel.first.kind}"]
+    assert man["funnel"] == str(result.funnel) and man["tuning"]["recall"] == pytest.approx(result.recall) and man["tuning"]["qps"] == pytest.approx(chosen.qps)
+    assert [fs.key for fs in loaded.first_stages()] == [result.funnel.first.key]
     _, ids = loaded.search(q, 10)  # the tuned funnel is the default
-    assert recall_at_k(ids, loaded.ids[exact_neighbors(loaded, q, 10)]) == pytest.approx(result.recall)
+    assert recall_at_k(ids, loaded.ids[exact_neighbors(loaded, q, 10)]) >= 0.9
+
+
+def test_heldout_queries_and_latency_modes(index_and_queries) -> None:
+    index, q, _ = index_and_queries
+    single = tune(index, queries=q[:60], heldout=q[60:], k=10, target_recall=0.9, space=SPACE, repeats=1, latency="single", single_queries=20)
+    assert single.sample == 60 and single.heldout_sample == 40 and single.latency_mode == "single"
+    timed = [p for p in single.points if p.end_to_end and p.feasible]
+    assert single.chosen.p99_ms == min(p.p99_ms for p in timed)
+    assert "single p99" in single.table() and single.to_dict()["heldout_recall"] == single.chosen.heldout_recall
+    with pytest.raises(MRLError, match="latency"):
+        tune(index, queries=q, latency="p99")
+
+
+def test_ram_budget_filters_and_impossible_budget_is_refused(index_and_queries) -> None:
+    index, q, _ = index_and_queries
+    lean = tune(index, queries=q, k=10, target_recall=0.9, space=SPACE, repeats=1, max_ram_per_vector=8 + 16 + 1, single_queries=10)
+    assert lean.funnel is not None and all(p.resident_bytes_per_vector <= 25 for p in lean.points)
+    with pytest.raises(MRLError, match=r"smallest explored needs 12 B/vector \(32-binary-flat\)"):
+        tune(index, queries=q, k=10, target_recall=0.9, space=SPACE, repeats=1, max_ram_per_vector=10)
+
+
+def test_new_first_stage_kinds_are_explored(index_and_queries) -> None:
+    import faiss
+
+    index, q, _ = index_and_queries
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        space = {"first": ["16/int8/hnsw/m16", "32/int8/ivf64/c8", "16/fp16/usearch/m16"], "k1": [20, 50, 100, 200], "mid_factors": (), "nprobes": (8, 32)}
+        lines: list[str] = []
+        result = tune(index, queries=q, k=10, target_recall=0.9, space=space, repeats=1, single_queries=10, log=lines.append)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    built = {line.split()[2].rstrip(":") for line in lines if line.startswith("first stage")}
+    assert built == {"16-int8-hnsw-m16", "32-int8-ivf64-c8", "16-float16-usearch-m16"} and result.funnel is not None
+    assert result.funnel.first.kind in ("hnsw", "ivf", "usearch") and result.chosen.recall_bound >= 0.9
+    # a slower structure's larger shortlists are pruned, but its smallest shortlist is always tried
+    assert {Funnel.parse(p.funnel).first.kind for p in result.points} == {"hnsw", "ivf", "usearch"}
 
 
 def test_tune_without_queries_samples_corpus(index_and_queries) -> None:
     index, _, _ = index_and_queries
-    result = tune(index, k=5, target_recall=0.9, sample=50, space=SPACE, repeats=1)
-    assert result.query_source == "sampled corpus" and result.sample == 50 and result.recall >= 0.9
+    result = tune(index, k=5, target_recall=0.9, sample=50, space=SPACE, repeats=1, single_queries=10)
+    assert result.query_source == "sampled corpus" and result.sample == 50 and result.heldout_sample == 10 and result.recall >= 0.9
 
 
 def test_unreachable_target_is_reported(index_and_queries) -> None:
     index, q, _ = index_and_queries
     result = tune(index, queries=q, k=10, target_recall=1.0, space={"first": [(8, "binary", "flat")], "k1": [20], "mid_factors": (), "mid_ratios": ()}, repeats=1)
-    assert result.funnel is None and result.points
+    assert result.funnel is None and result.points and "no explored funnel" in result.headline()
     with pytest.raises(MRLError, match="lower the target"):
         apply(index, result)
 
@@ -102,6 +144,8 @@ def test_cli_build_tune_search_info(tmp_path) -> None:
     res = runner.invoke(app, ["index", "build", str(tmp_path / "idx2"), "--vectors", str(tmp_path / "x.npy"), "--target-recall", "0.9", "--queries", str(tmp_path / "q.npy"), "--sample", "50", "--confidence", "0.9"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "idx2" / "manifest.json").read_text())["funnel"]
+    res = runner.invoke(app, ["tune", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--target-recall", "0.9", "--sample", "50", "--max-ram-per-vector", "9"])
+    assert res.exit_code == 2 and "smallest explored needs" in res.output
     res = runner.invoke(app, ["index", "info", str(tmp_path / "idx")])
     assert res.exit_code == 0 and json.loads(res.output)["count"] == 3000
     save_npy(tmp_path / "q16.npy", q[:, :16])
@@ -113,10 +157,9 @@ def test_cli_build_tune_search_info(tmp_path) -> None:
 
 def test_confidence_level_demands_more_recall(index_and_queries) -> None:
     index, q, _ = index_and_queries
-    plain = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1)
-    safe = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1, confidence_level=0.99)
-    p_safe = next(p for p in safe.points if p.funnel == str(safe.funnel))
-    assert plain.funnel is not None and safe.funnel is not None and p_safe.recall > 0.95
+    plain = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1, confidence_level=None, single_queries=10)
+    safe = tune(index, queries=q, k=10, target_recall=0.95, space=SPACE, repeats=1, confidence_level=0.99, single_queries=10)
+    assert plain.funnel is not None and safe.funnel is not None and safe.chosen.recall_bound >= 0.95 and safe.recall > 0.95
     plain_recall = {p.funnel: p.recall for p in plain.points}
     assert all(plain_recall.get(p.funnel, 1.0) >= 0.95 for p in safe.points if p.feasible)  # qualifying under the bound implies under the mean
     assert all(p.feasible <= (p.recall >= 0.95) for p in safe.points)  # the bound is stricter than the mean

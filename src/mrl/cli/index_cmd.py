@@ -70,7 +70,8 @@ def open_backend(folder: Optional[Path], milvus: Optional[str], collection: Opti
     return open_index(str(folder) if folder else None, milvus=milvus, collection=collection)
 
 
-def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = None, space: Optional[dict] = None) -> None:
+def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = 0.95,
+                     heldout: Optional[Path] = None, latency: str = "batch", max_ram: Optional[float] = None, space: Optional[dict] = None) -> None:
     import tempfile
 
     import faiss
@@ -82,15 +83,32 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
         raise MRLError(f"the index holds {index.catalog.n_deleted} deleted vectors; run `mrl index compact {folder}` before tuning.")
     faiss.omp_set_num_threads(threads)
     q = load_queries(queries) if queries else None
-    result = tune(index, queries=q, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence, space=space, log=console.print)
+    ho = load_queries(heldout) if heldout else None
+    result = tune(index, queries=q, heldout=ho, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence or None,
+                  latency=latency, max_ram_per_vector=max_ram, space=space, log=console.print)
     apply(index, result)
-    report = (f"# Funnel auto-tuning\n\nTarget recall@{k} >= {target_recall}; chosen `{result.funnel}` "
-              f"(recall {result.recall:.4f}, {result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer multiply-adds than exact).\n\n" + result.table() + "\n")
     with tempfile.TemporaryDirectory() as tmp:  # stored with the index, listed in its manifest
         png = result.plot(Path(tmp) / "tuning.png").read_bytes()
-    index.save(folder, attach={"tuning.md": report.encode(), "tuning.png": png})
-    console.print(f"chosen funnel {result.funnel}: recall@{k} {result.recall:.4f} on {result.sample} {result.query_source} queries, "
-                  f"{result.qps:,.0f} QPS, {result.exact_flops / result.flops:.1f}x fewer MACs than exact; frontier: {folder / 'tuning.md'}, {folder / 'tuning.png'}")
+    index.save(folder, attach={"tuning.md": result.markdown().encode(), "tuning.png": png})
+    console.print(f"{result.headline()}; frontier: {folder / 'tuning.md'}, {folder / 'tuning.png'}")
+
+
+def check_tune_options(target_recall: float, latency: str, max_ram: Optional[float]) -> None:
+    from mrl.index.tune import LATENCY_MODES, check_target
+
+    check_target(target_recall)
+    if latency not in LATENCY_MODES:
+        raise MRLError(f"--latency must be one of {', '.join(LATENCY_MODES)}, got {latency!r}.")
+    if max_ram is not None and not max_ram > 0:
+        raise MRLError(f"--max-ram-per-vector must be a positive number of bytes, got {max_ram}.")
+
+
+TUNE_HELP = {
+    "confidence": "Require the one-sided lower confidence bound of the tuning recall (default 0.95) to meet the target; 0 uses the mean.",
+    "heldout": "Queries .npy (or shard folder) never used to choose, scored for the report (default: a fifth of --queries set aside).",
+    "latency": "What to minimise: 'batch' (ms/query over a batch) or 'single' (p99 of one query at a time, as a server sends them).",
+    "max_ram": "Bytes per vector the funnel may keep resident (id + first-stage structure; full vectors stay memory-mapped on disk).",
+}
 
 
 def vector_blocks(path: Path) -> tuple[Any, int, int]:
@@ -129,28 +147,31 @@ def index_build(
     k: int = typer.Option(10, help="k for tuning."),
     sample: int = typer.Option(1000, help="Tuning queries used."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank)."),
-    confidence: Optional[float] = typer.Option(None, "--confidence", help="Tuning: require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
+    confidence: float = typer.Option(0.95, "--confidence", help=TUNE_HELP["confidence"]),
+    heldout: Optional[Path] = typer.Option(None, "--heldout-queries", help=TUNE_HELP["heldout"]),
+    latency: str = typer.Option("batch", "--latency", help=TUNE_HELP["latency"]),
+    max_ram: Optional[float] = typer.Option(None, "--max-ram-per-vector", help=TUNE_HELP["max_ram"]),
     overwrite: bool = flag(False, "--overwrite", help="Replace a previous index in FOLDER (only files its manifest lists; never an input)."),
 ) -> None:
-    """Build a Matryoshka index from an embeddings file (optionally auto-tuned)."""
+    """Build a Matryoshka index from an embeddings file or shard folder (optionally auto-tuned)."""
     from mrl.index import MatryoshkaIndex
     from mrl.index.catalog import check_ids
     from mrl.index.store import FORMAT, owned_files, writer_lock
-    from mrl.index.tune import check_target
     from mrl.io import check_output
 
     with writer_lock(folder, create=True):
-        check_output(folder, FORMAT, overwrite=overwrite, inputs=[vectors, ids, meta, queries], owned=owned_files)
+        check_output(folder, FORMAT, overwrite=overwrite, inputs=[vectors, ids, meta, queries, heldout], owned=owned_files)
         MatryoshkaIndex(1, metric=metric, dtype=dtype)  # validates metric and dtype before reading anything
-        if target_recall is not None:
-            check_target(target_recall)  # fail before the (long) build
+        if target_recall is not None:  # fail before the (long) build
+            check_tune_options(target_recall, latency, max_ram)
         blocks, n, d = vector_blocks(vectors)
         id_arr = check_ids(load_ids(str(ids)), n) if ids else None
         records = load_metadata(meta, n)
-        _build(folder, blocks, d, id_arr, records, metric, dtype, first_stage, funnel, target_recall, queries, k, sample, threads, confidence)
+        _build(folder, blocks, d, id_arr, records, metric, dtype, first_stage, funnel, target_recall, queries, k, sample, threads, confidence, heldout, latency, max_ram)
 
 
-def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], records: Optional[list], metric: str, dtype: str, first_stage: list[str], funnel: Optional[str], target_recall: Optional[float], queries: Optional[Path], k: int, sample: int, threads: int, confidence: Optional[float]) -> None:
+def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], records: Optional[list], metric: str, dtype: str, first_stage: list[str], funnel: Optional[str], target_recall: Optional[float],
+           queries: Optional[Path], k: int, sample: int, threads: int, confidence: Optional[float], heldout: Optional[Path] = None, latency: str = "batch", max_ram: Optional[float] = None) -> None:
     from mrl.index import Funnel, MatryoshkaIndex
 
     spec = Funnel.parse(funnel) if funnel else None
@@ -169,7 +190,7 @@ def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], reco
     index.save(folder)
     console.print(f"wrote {folder}: {index.count} x {index.dim} {dtype} vectors, first stages {[fs.key for fs in index.first_stages()]}")
     if target_recall is not None:
-        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
+        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence, heldout, latency, max_ram)
 
 
 @app.command("add")
@@ -275,7 +296,7 @@ def index_push(
         with writer_lock(folder):
             index = MatryoshkaIndex.load(folder)
             space = {"first": [(d, "float32", "flat") for d in (8, 16, 32, 64, 128) if d <= index.dim // 2]}
-            _tune_and_report(index, folder, None, k, target_recall, sample, 2, None, space)
+            _tune_and_report(index, folder, None, k, target_recall, sample, 2, space=space)
     t0 = time.perf_counter()
     mi = push(folder, milvus, collection, prefix_dims=dims, batch_size=batch_size, index_type=index_type, calibrate=calibrate, log=console.print)
     n = mi.count
@@ -397,14 +418,16 @@ def tune_cmd(
     target_recall: float = typer.Option(0.99, "--target-recall", help="Required recall@k vs exact full-D, in (0, 1]."),
     sample: int = typer.Option(1000, help="Tuning queries used."),
     threads: int = typer.Option(2, help="Threads (FAISS and rerank), as when serving."),
-    confidence: Optional[float] = typer.Option(None, "--confidence", help="Require the recall's one-sided lower confidence bound (e.g. 0.95) to meet the target."),
+    confidence: float = typer.Option(0.95, "--confidence", help=TUNE_HELP["confidence"]),
+    heldout: Optional[Path] = typer.Option(None, "--heldout-queries", help=TUNE_HELP["heldout"]),
+    latency: str = typer.Option("batch", "--latency", help=TUNE_HELP["latency"]),
+    max_ram: Optional[float] = typer.Option(None, "--max-ram-per-vector", help=TUNE_HELP["max_ram"]),
 ) -> None:
     """Pick the fastest funnel meeting the recall target; store it in the index; write the frontier."""
     from mrl.index import MatryoshkaIndex
     from mrl.index.store import writer_lock
-    from mrl.index.tune import check_target
 
-    check_target(target_recall)
+    check_tune_options(target_recall, latency, max_ram)
     with writer_lock(folder):
         index = MatryoshkaIndex.load(folder)
-        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence)
+        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence, heldout, latency, max_ram)

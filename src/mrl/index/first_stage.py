@@ -1,63 +1,175 @@
-"""FAISS structures that score the whole corpus on a prefix: the first stage of a funnel.
+"""Structures that shortlist the whole corpus on a prefix: the first stage of a funnel.
 
-One :class:`FirstStage` per ``(dim, precision, kind)``:
+One :class:`FirstStage` per built structure (:attr:`mrl.index.funnel.Stage.key`), made by
+:meth:`FirstStage.for_stage` from a registry keyed by the stage's kind:
 
-* ``float32/flat``: ``IndexFlatIP`` (cosine: on L2-normalised prefixes) or ``IndexFlatL2``.
-* ``float32/hnsw``: ``IndexHNSWFlat(dim, M)`` on the same prefixes (approximate).
-* ``int8/flat``: ``IndexScalarQuantizer(dim, QT_8bit)``: 1 byte per dim, per-dim ranges trained
-  on the first batch added.
-* ``binary/flat``: ``IndexBinaryFlat(dim)``: 1 bit per dim, the sign of the prefix minus the
-  corpus mean of the first batch added (Matryoshka vision embeddings are post-ReLU, so raw signs
-  carry nothing), ranked by Hamming distance.
+* ``flat`` (:class:`FaissFlat`): every prefix scored. float32 ``IndexFlatIP``/``IndexFlatL2``;
+  ``int8``/``float16`` ``IndexScalarQuantizer`` (per-dim ranges trained on a sample); ``binary``
+  ``IndexBinaryFlat`` on the sign of the prefix minus the sample mean (Matryoshka vision
+  embeddings are post-ReLU, so raw signs carry nothing), ranked by Hamming distance.
+* ``hnsw`` (:class:`FaissHNSW`): ``IndexHNSWFlat`` (float32) or ``IndexHNSWSQ`` (int8/float16).
+* ``ivf`` (:class:`FaissIVF`): ``IndexIVFFlat`` / ``IndexIVFScalarQuantizer`` whose coarse
+  quantizer may cluster on a shorter prefix than the lists hold (AdANNS's decoupling): a
+  ``RemapDimensionsTransform`` keeps the first ``coarse`` dims in front of a flat quantizer, so
+  probing costs ``nlist * coarse`` while the lists are scanned at the stage's full prefix.
+* ``usearch`` (:class:`USearchHNSW`): a usearch HNSW graph storing f32/f16/i8 vectors.
 
-They return *row numbers* into the store; mapping rows to user ids is the index's job.
+With ``metric="cosine"`` every structure holds L2-normalised prefixes and ranks by inner product.
+They return *row numbers* into the store (``-1`` when fewer than ``k`` are found); mapping rows to
+user ids is the index's job. After each search :attr:`FirstStage.work` holds the measured work per
+query (prefixes scored, bytes read), from FAISS's ``hnsw_stats``/``indexIVF_stats`` or usearch's
+match counters.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import faiss
 import numpy as np
 
-from mrl.index.funnel import Stage, prefix
+from mrl.index.funnel import HNSW_M, IVF_NPROBE, Stage, prefix
 
 # FAISS switches from its per-query SIMD loop to BLAS above this many queries; BLAS is also the
 # faster path for the small dims of a first stage, so use it for any batch of 20+ queries.
 faiss.cvar.distance_compute_blas_threshold = 20
 
-HNSW_M = 32
+_SQ = {"int8": faiss.ScalarQuantizer.QT_8bit, "float16": faiss.ScalarQuantizer.QT_fp16}
+HNSW_EF_CONSTRUCTION = 80
+TRAIN_ROWS = 131_072  # sample for SQ ranges, binary centres and IVF k-means (at least 39 x nlist)
+
+
+@dataclass
+class StageWork:
+    """Measured work of one stage per query: vectors (codes) scored and bytes read to do it."""
+
+    distances: float = 0.0
+    bytes: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"distances": self.distances, "bytes": self.bytes}
+
+
+def _ftype(metric: str) -> int:
+    return faiss.METRIC_INNER_PRODUCT if metric in ("cosine", "ip") else faiss.METRIC_L2
 
 
 class FirstStage:
-    """A FAISS index over the ``dim``-prefix of every stored vector.
+    """A structure over the ``stage.dim``-prefix of every stored vector.
 
     Shape: ``add(x [n, D])``; ``search(q [B, D], k) -> rows [B, k]`` int64 (``-1`` when fewer found).
     """
 
-    def __init__(self, dim: int, precision: str, kind: str, metric: str, *, hnsw_m: int = HNSW_M, index: Any = None, center: np.ndarray | None = None) -> None:
-        self.dim, self.precision, self.kind, self.metric, self.hnsw_m = dim, precision, kind, metric, hnsw_m
-        self.center = center
-        self.index = index if index is not None else self._new()
-        self.last_distances: float | None = None
+    registry: ClassVar[dict[str, type[FirstStage]]] = {}
+    kind: ClassVar[str] = ""
 
-    @property
-    def key(self) -> str:
-        return f"{self.dim}-{self.precision}-{self.kind}"
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            FirstStage.registry[cls.kind] = cls
+
+    def __init__(self, stage: Stage, metric: str, *, native: Any = None, center: np.ndarray | None = None) -> None:
+        self.stage, self.metric, self.center = stage.structure, metric, center
+        self.native = native if native is not None else self._new()
+        self.work = StageWork()
 
     @classmethod
-    def for_stage(cls, stage: Stage, metric: str, **kw: Any) -> FirstStage:
-        return cls(stage.dim, stage.precision, stage.kind, metric, **kw)
+    def for_stage(cls, stage: Stage, metric: str) -> FirstStage:
+        return cls.registry[stage.kind](stage, metric)
+
+    # -- descriptive
+    @property
+    def key(self) -> str:
+        return self.stage.key
+
+    @property
+    def dim(self) -> int:
+        return self.stage.dim
+
+    @property
+    def precision(self) -> str:
+        return self.stage.precision
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.native.ntotal) if self.native is not None else 0
+
+    @property
+    def needs_training(self) -> bool:
+        """Whether :meth:`train` must see a sample before the first :meth:`add`."""
+        return False
+
+    def meta(self) -> dict[str, Any]:
+        s = self.stage
+        return {"dim": s.dim, "precision": s.precision, "kind": s.kind, "m": s.m, "nlist": s.nlist, "coarse": s.coarse,
+                "center": None if self.center is None else [float(c) for c in self.center]}
+
+    # -- building
+    def _new(self) -> Any:
+        raise NotImplementedError
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        """Rows as this structure stores them: the (normalised) float32 prefix. Shape ``[n, D] -> [n, dim]``."""
+        return prefix(x, self.dim, self.metric)
+
+    def train(self, sample: np.ndarray) -> None:
+        """Fit what the structure learns from data (quantizer ranges, centres, clusters) on ``sample [n, D]``."""
+
+    def add(self, x: np.ndarray) -> None:
+        """Append the prefixes of ``x`` (raw full-D rows, any float dtype)."""
+        self.native.add(self._encode(x))
+
+    # -- searching
+    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
+        """Row numbers of the ``k`` best prefixes per query; :attr:`work` then holds the measured work."""
+        raise NotImplementedError
+
+    def resident_bytes(self) -> int:
+        """Bytes this structure keeps in RAM (codes, graph links, list ids, centroids)."""
+        raise NotImplementedError
+
+    # -- persistence
+    def serialize(self) -> bytes:
+        return faiss.serialize_index(self.native).tobytes()
+
+    @classmethod
+    def deserialize(cls, data: bytes, meta: dict[str, Any], metric: str) -> FirstStage:
+        kind = meta["kind"]
+        m = meta["m"] if "m" in meta else (None if int(meta.get("hnsw_m", HNSW_M)) == HNSW_M else int(meta["hnsw_m"]))  # format of the first release
+        stage = Stage(int(meta["dim"]), 1, meta["precision"], kind, m=m, nlist=meta.get("nlist"), coarse=meta.get("coarse"))
+        center = np.asarray(meta["center"], dtype=np.float32) if meta.get("center") is not None else None
+        impl = cls.registry[kind]
+        return impl(stage, metric, native=impl._load(data, meta), center=center)
+
+    @classmethod
+    def _load(cls, data: bytes, meta: dict[str, Any]) -> Any:
+        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+class FaissFlat(FirstStage):
+    """Every prefix scored: float32 flat, int8/float16 scalar-quantized, or binary (Hamming)."""
+
+    kind = "flat"
 
     def _new(self) -> Any:
-        ftype = faiss.METRIC_INNER_PRODUCT if self.metric in ("cosine", "ip") else faiss.METRIC_L2
+        p, d = self.precision, self.dim
+        if p == "binary":
+            return faiss.IndexBinaryFlat(d)
+        if p in _SQ:
+            return faiss.IndexScalarQuantizer(d, _SQ[p], _ftype(self.metric))
+        return faiss.IndexFlatIP(d) if self.metric in ("cosine", "ip") else faiss.IndexFlatL2(d)
+
+    @property
+    def needs_training(self) -> bool:
+        return (self.precision == "binary" and self.center is None) or (self.precision in _SQ and not self.native.is_trained)
+
+    def train(self, sample: np.ndarray) -> None:
+        p = prefix(sample, self.dim, self.metric)
         if self.precision == "binary":
-            return faiss.IndexBinaryFlat(self.dim)
-        if self.kind == "hnsw":
-            return faiss.IndexHNSWFlat(self.dim, self.hnsw_m, ftype)
-        if self.precision == "int8":
-            return faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, ftype)
-        return faiss.IndexFlatIP(self.dim) if ftype == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(self.dim)
+            self.center = p.mean(axis=0).astype(np.float32)
+        elif self.precision in _SQ:
+            self.native.train(p)
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
         p = prefix(x, self.dim, self.metric)
@@ -67,50 +179,162 @@ class FirstStage:
             self.center = p.mean(axis=0).astype(np.float32)
         return np.packbits(p > self.center, axis=1)
 
-    @property
-    def ntotal(self) -> int:
-        return int(self.index.ntotal)
-
-    def add(self, x: np.ndarray) -> None:
-        """Append the prefixes of ``x`` (raw full-D rows, any float dtype)."""
-        codes = self._encode(x)
-        if self.precision == "int8" and not self.index.is_trained:
-            self.index.train(codes)
-        self.index.add(codes)
-
-    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None) -> np.ndarray:
-        """Row numbers of the ``k`` best prefixes per query. For HNSW, ``self.last_distances`` then holds
-        the measured distance computations per query (FAISS's ``hnsw_stats.ndis``)."""
-        if self.kind == "hnsw":
-            self.index.hnsw.efSearch = max(k, ef_search or 0, 16)
-            faiss.cvar.hnsw_stats.reset()
-        _, rows = self.index.search(self._encode(queries), k)
-        self.last_distances = faiss.cvar.hnsw_stats.ndis / max(len(queries), 1) if self.kind == "hnsw" else None
+    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
+        _, rows = self.native.search(self._encode(queries), k)
+        self.work = StageWork(float(self.ntotal), self.ntotal * self.stage.bytes_per_code())
         return rows.astype(np.int64, copy=False)
 
     def resident_bytes(self) -> int:
-        """Bytes this structure keeps in RAM (codes or prefix vectors, plus graph links for HNSW)."""
-        n = self.ntotal
-        if self.precision == "binary":
-            return n * self.dim // 8
-        if self.precision == "int8":
-            return n * self.dim
-        if self.kind == "hnsw":
-            h = self.index.hnsw
-            return n * self.dim * 4 + h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4
-        return n * self.dim * 4
+        return int(self.ntotal * self.stage.bytes_per_code())
 
     def serialize(self) -> bytes:
         if self.precision == "binary":
-            return faiss.serialize_index_binary(self.index).tobytes()
-        return faiss.serialize_index(self.index).tobytes()
+            return faiss.serialize_index_binary(self.native).tobytes()
+        return super().serialize()
 
     @classmethod
-    def deserialize(cls, data: bytes, meta: dict[str, Any], metric: str) -> FirstStage:
-        buf = np.frombuffer(data, dtype=np.uint8)
-        index = faiss.deserialize_index_binary(buf) if meta["precision"] == "binary" else faiss.deserialize_index(buf)
-        center = np.asarray(meta["center"], dtype=np.float32) if meta.get("center") is not None else None
-        return cls(int(meta["dim"]), meta["precision"], meta["kind"], metric, hnsw_m=int(meta.get("hnsw_m", HNSW_M)), index=index, center=center)
+    def _load(cls, data: bytes, meta: dict[str, Any]) -> Any:
+        if meta["precision"] == "binary":
+            return faiss.deserialize_index_binary(np.frombuffer(data, dtype=np.uint8))
+        return super()._load(data, meta)
 
-    def meta(self) -> dict[str, Any]:
-        return {"dim": self.dim, "precision": self.precision, "kind": self.kind, "hnsw_m": self.hnsw_m, "center": None if self.center is None else [float(c) for c in self.center]}
+
+class FaissHNSW(FirstStage):
+    """A FAISS HNSW graph (degree ``M``) over float32 or scalar-quantized prefixes."""
+
+    kind = "hnsw"
+
+    def _new(self) -> Any:
+        m, ft = self.stage.graph_m, _ftype(self.metric)
+        ix = faiss.IndexHNSWSQ(self.dim, _SQ[self.precision], m, ft) if self.precision in _SQ else faiss.IndexHNSWFlat(self.dim, m, ft)
+        ix.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        return ix
+
+    @property
+    def needs_training(self) -> bool:
+        return not self.native.is_trained
+
+    def train(self, sample: np.ndarray) -> None:
+        self.native.train(prefix(sample, self.dim, self.metric))
+
+    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
+        self.native.hnsw.efSearch = max(k, ef_search or 0, 16)
+        stats = faiss.cvar.hnsw_stats
+        stats.reset()
+        _, rows = self.native.search(self._encode(queries), k)
+        nq = max(len(queries), 1)
+        # each hop reads one node's level-0 neighbour list (2M int32 ids); each distance one code
+        self.work = StageWork(stats.ndis / nq, (stats.ndis * self.stage.bytes_per_code() + stats.nhops * 2 * self.stage.graph_m * 4) / nq)
+        return rows.astype(np.int64, copy=False)
+
+    def resident_bytes(self) -> int:
+        h = self.native.hnsw
+        return int(self.ntotal * self.stage.bytes_per_code() + h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4)
+
+
+class FaissIVF(FirstStage):
+    """A FAISS inverted file; the coarse quantizer may use a shorter prefix than the lists (AdANNS)."""
+
+    kind = "ivf"
+
+    def _new(self) -> Any:
+        return None  # built by train(): the coarse centroids come first
+
+    @property
+    def ntotal(self) -> int:
+        return 0 if self.native is None else int(self.native.ntotal)
+
+    @property
+    def needs_training(self) -> bool:
+        return self.native is None
+
+    def train(self, sample: np.ndarray) -> None:
+        s, ft = self.stage, _ftype(self.metric)
+        x = prefix(sample, s.dim, self.metric)
+        c = s.coarse_dim
+        xc = prefix(x, c, self.metric)  # k-means on the coarse prefix (spherical for cosine)
+        km = faiss.Kmeans(c, s.nlist, niter=20, seed=1234, spherical=self.metric == "cosine", max_points_per_centroid=256)
+        km.train(xc)
+        inner = faiss.IndexFlatIP(c) if self.metric in ("cosine", "ip") else faiss.IndexFlatL2(c)
+        if c < s.dim:  # probe on the first c dims only: the remap keeps them, the flat index ranks them
+            quant = faiss.IndexPreTransform(faiss.RemapDimensionsTransform(s.dim, c, False), inner)
+            quant.add(np.pad(km.centroids, ((0, 0), (0, s.dim - c))))
+        else:
+            quant = inner
+            quant.add(km.centroids)
+        if s.precision in _SQ:
+            ivf = faiss.IndexIVFScalarQuantizer(quant, s.dim, s.nlist, _SQ[s.precision], ft, False)
+        else:
+            ivf = faiss.IndexIVFFlat(quant, s.dim, s.nlist, ft)
+        ivf.train(x)  # the quantizer already holds nlist centroids: this fits only the SQ ranges
+        self._refs = (inner, quant)  # the Python objects own the quantizer until the IVF is serialized
+        self.native = ivf
+
+    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
+        s = self.stage
+        self.native.nprobe = min(nprobe or s.nprobe or IVF_NPROBE, s.nlist)
+        stats = faiss.cvar.indexIVF_stats
+        stats.reset()
+        _, rows = self.native.search(self._encode(queries), k)
+        nq = max(len(queries), 1)
+        per_code = s.bytes_per_code() + 8  # the code and its int64 id in the list
+        self.work = StageWork(stats.ndis / nq + s.nlist * s.coarse_dim / s.dim, (stats.ndis * per_code) / nq + s.nlist * s.coarse_dim * 4)
+        return rows.astype(np.int64, copy=False)
+
+    def resident_bytes(self) -> int:
+        s = self.stage
+        return int(self.ntotal * (s.bytes_per_code() + 8) + s.nlist * s.coarse_dim * 4)
+
+
+class USearchHNSW(FirstStage):
+    """A usearch HNSW graph (connectivity ``M``) storing f32, f16 or i8 prefixes."""
+
+    kind = "usearch"
+    _DTYPES: ClassVar[dict[str, str]] = {"float32": "f32", "float16": "f16", "int8": "i8"}
+
+    def _new(self) -> Any:
+        from usearch.index import Index
+
+        if self.precision not in self._DTYPES:
+            from mrl.index.funnel import FunnelError
+
+            raise FunnelError(f"usearch stores {sorted(self._DTYPES)}; {self.precision} is not one of them.")
+        return Index(ndim=self.dim, metric="ip" if self.metric in ("cosine", "ip") else "l2sq", dtype=self._DTYPES[self.precision],
+                     connectivity=self.stage.graph_m, expansion_add=HNSW_EF_CONSTRUCTION)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.native.size)
+
+    def add(self, x: np.ndarray) -> None:
+        n0 = self.ntotal
+        self.native.add(np.arange(n0, n0 + x.shape[0], dtype=np.uint64), self._encode(x), threads=faiss.omp_get_max_threads())
+
+    def search(self, queries: np.ndarray, k: int, *, ef_search: int | None = None, nprobe: int | None = None) -> np.ndarray:
+        self.native.expansion_search = max(k, ef_search or 0, 16)
+        res = self.native.search(self._encode(queries), k, threads=faiss.omp_get_max_threads())
+        if hasattr(res, "counts"):  # BatchMatches: [B, k] keys, valid up to counts
+            keys = np.asarray(res.keys, dtype=np.int64)
+            rows = np.where(np.arange(keys.shape[1])[None, :] < np.asarray(res.counts).reshape(-1, 1), keys, -1)
+        else:  # one query: Matches holds only the keys found
+            rows = np.full((1, k), -1, dtype=np.int64)
+            rows[0, : len(res.keys)] = res.keys
+        nq = max(len(queries), 1)
+        ndis, visited = float(res.computed_distances), float(res.visited_members)
+        self.work = StageWork(ndis / nq, (ndis * self.stage.bytes_per_code() + visited * 2 * self.stage.graph_m * 4) / nq)
+        return rows
+
+    def resident_bytes(self) -> int:
+        # codes + links as usearch lays them out (its memory_usage counts reserved capacity); cached per size
+        if getattr(self, "_sized", (None, 0))[0] != self.ntotal:
+            self._sized = (self.ntotal, len(self.serialize()))
+        return self._sized[1]
+
+    def serialize(self) -> bytes:
+        return bytes(self.native.save())
+
+    @classmethod
+    def _load(cls, data: bytes, meta: dict[str, Any]) -> Any:
+        from usearch.index import Index
+
+        return Index.restore(bytearray(data))

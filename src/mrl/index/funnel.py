@@ -8,23 +8,31 @@ Stage 1 ``32:1000`` keeps the 1000 best candidates of the whole corpus scored on
 stage 2 rescores those 1000 on the first 128 dims and keeps 100; stage 3 keeps the final 10 at 512
 dims. The last stage's ``k`` is the number of results. Exact search is the one-stage funnel ``D:k``.
 
-Stage 1 may name how the corpus is scored: ``32/int8:1000`` (8-bit scalar-quantized prefix),
-``64/binary:2000`` (sign bits of the mean-centred prefix, Hamming distance), ``32/hnsw:1000`` (an
-HNSW graph on the prefix; ``32/hnsw/ef400:100`` searches it with breadth 400); the default is exact
-float32 (``/flat``). Options combine:
-``32/int8/hnsw:1000`` is not supported (HNSW stores float vectors), ``64/binary/flat`` is.
+Stage 1 may name how the corpus is scored (options joined by ``/``):
+
+* storage: ``/int8`` (8-bit scalar quantizer), ``/fp16``, ``/binary`` (sign bits of the
+  mean-centred prefix, Hamming distance; flat only); default float32;
+* structure: ``/flat`` (default: every vector scored), ``/hnsw`` (a FAISS HNSW graph on the prefix;
+  ``/m16`` sets its degree M, default 32), ``/ivf4096`` (a FAISS inverted file with 4096 lists;
+  ``/c32`` clusters on the first 32 dims only while the lists hold the full stage prefix, AdANNS's
+  decoupling), ``/usearch`` (a usearch HNSW graph; ``/m16`` as for HNSW);
+* search breadth: ``/ef400`` for graphs (default ``max(k, 16)``), ``/np32`` lists probed for IVF
+  (default 16).
+
+Examples: ``128/int8/hnsw/m16/ef200:100 -> 384:10``, ``128/int8/ivf4096/c32/np24:200 -> 384:10``,
+``64/fp16/usearch/ef160:100 -> 384:10``.
 
 Later stages always rerank exactly: for each query batch the survivors' rows are gathered from the
-full-``D`` store (prefix columns only) and scored with one batched matmul (``einsum``); no shared
-array is modified. With ``metric="cosine"`` every stage re-normalises the query and candidate
-prefixes (truncate, then L2-normalise, safely for any finite magnitude); ``"ip"`` scores raw
-prefixes by inner product and ``"l2"`` by negative squared distance.
+full-``D`` store (prefix columns only) and scored with one batched matmul; no shared array is
+modified. With ``metric="cosine"`` every stage re-normalises the query and candidate prefixes
+(truncate, then L2-normalise, safely for any finite magnitude); ``"ip"`` scores raw prefixes by
+inner product and ``"l2"`` by negative squared distance.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +42,14 @@ from mrl.embeddings import normalize_rows_
 from mrl.errors import MRLError
 from mrl.knn import RETRIEVAL_METRICS
 
-PRECISIONS = ("float32", "int8", "binary")
-KINDS = ("flat", "hnsw")
+PRECISIONS = ("float32", "float16", "int8", "binary")
+KINDS = ("flat", "hnsw", "ivf", "usearch")
 METRICS = RETRIEVAL_METRICS  # cosine (truncate, normalise, inner product), ip (raw inner product), l2
+GRAPH_KINDS = ("hnsw", "usearch")
+HNSW_M = 32
+IVF_NPROBE = 16
+_ALIASES = {"fp16": "float16", "f16": "float16", "fp32": "float32", "f32": "float32", "i8": "int8"}
+_NUMBERED = re.compile(r"^(ef|m|ivf|c|np)(\d+)$")
 _STAGE = re.compile(r"^\s*(\d+)((?:/[a-z0-9]+)*)\s*:\s*(\d+)\s*$")
 
 
@@ -44,24 +57,99 @@ class FunnelError(MRLError):
     """A funnel spec is malformed or does not fit the index it is used with."""
 
 
+def _positive(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1
+
+
 @dataclass(frozen=True)
 class Stage:
     """One funnel stage: score at prefix ``dim`` and keep the best ``k``.
 
-    ``precision``/``kind`` only apply to stage 1 (later stages are exact float reranks).
+    The other fields only apply to stage 1 (later stages are exact float reranks):
+    ``precision``/``kind`` say how the corpus prefix is stored and searched; ``m`` is the graph
+    degree (HNSW/usearch), ``nlist``/``coarse`` the IVF lists and the prefix the coarse quantizer
+    clusters on (default: ``dim``); ``ef`` (graphs) and ``nprobe`` (IVF) are search breadths.
     """
 
     dim: int
     k: int
     precision: str = "float32"
     kind: str = "flat"
-    ef: int | None = None  # HNSW search breadth (default max(k, 16))
+    ef: int | None = None
+    m: int | None = None
+    nlist: int | None = None
+    coarse: int | None = None
+    nprobe: int | None = None
 
     def __str__(self) -> str:
-        opts = "".join(f"/{o}" for o, default in ((self.precision, "float32"), (self.kind, "flat")) if o != default)
-        if self.ef is not None:
-            opts += f"/ef{self.ef}"
+        opts = ""
+        if self.precision != "float32":
+            opts += "/" + ("fp16" if self.precision == "float16" else self.precision)
+        if self.kind in GRAPH_KINDS:
+            opts += f"/{self.kind}" + (f"/m{self.m}" if self.m is not None else "")
+        elif self.kind == "ivf":
+            opts += f"/ivf{self.nlist}" + (f"/c{self.coarse}" if self.coarse is not None else "")
+        for name, v in (("ef", self.ef), ("np", self.nprobe)):
+            if v is not None:
+                opts += f"/{name}{v}"
         return f"{self.dim}{opts}:{self.k}"
+
+    @property
+    def structure(self) -> Stage:
+        """This stage without its search-time knobs (``k``, ``ef``, ``nprobe``): what gets built."""
+        return Stage(self.dim, 1, self.precision, self.kind, m=self.m, nlist=self.nlist, coarse=self.coarse)
+
+    @property
+    def key(self) -> str:
+        """Name of the built structure, e.g. ``32-float32-flat``, ``128-int8-hnsw-m16``, ``128-int8-ivf4096-c32``."""
+        key = f"{self.dim}-{self.precision}-{self.kind}"
+        if self.kind in GRAPH_KINDS and self.m not in (None, HNSW_M):
+            key += f"-m{self.m}"
+        if self.kind == "ivf":
+            key = f"{self.dim}-{self.precision}-ivf{self.nlist}" + (f"-c{self.coarse}" if self.coarse not in (None, self.dim) else "")
+        return key
+
+    @property
+    def graph_m(self) -> int:
+        return self.m if self.m is not None else HNSW_M
+
+    @property
+    def coarse_dim(self) -> int:
+        return self.coarse if self.coarse is not None else self.dim
+
+    def bytes_per_code(self) -> float:
+        """Bytes one stored prefix takes in this stage's structure (links and ids not included)."""
+        return {"float32": 4.0, "float16": 2.0, "int8": 1.0, "binary": 1.0 / 8}[self.precision] * self.dim
+
+    def validate(self) -> None:
+        for name in ("dim", "k"):
+            if not _positive(getattr(self, name)):
+                raise FunnelError(f"funnel stage {name} must be a positive integer, got {getattr(self, name)!r} in {self}.")
+        for name in ("ef", "m", "nlist", "coarse", "nprobe"):
+            v = getattr(self, name)
+            if v is not None and not _positive(v):
+                raise FunnelError(f"funnel stage option {name} must be a positive integer, got {v!r} in {self}.")
+        if self.precision not in PRECISIONS:
+            raise FunnelError(f"unknown precision {self.precision!r} in stage {self}; choose one of {PRECISIONS}.")
+        if self.kind not in KINDS:
+            raise FunnelError(f"unknown first-stage kind {self.kind!r} in stage {self}; choose one of {KINDS}.")
+        if self.precision == "binary" and self.kind != "flat":
+            raise FunnelError(f"binary codes are scanned flat (Hamming); drop /binary or /{self.kind} from {self}.")
+        if self.precision == "binary" and self.dim % 8:
+            raise FunnelError(f"a binary first stage needs a dim that is a multiple of 8, got {self.dim}.")
+        if self.ef is not None and (self.kind not in GRAPH_KINDS or self.ef < self.k):
+            raise FunnelError(f"/ef sets a graph's search breadth: it needs /hnsw or /usearch and ef >= k (got {self}).")
+        if self.m is not None and self.kind not in GRAPH_KINDS:
+            raise FunnelError(f"/m sets a graph's degree: it needs /hnsw or /usearch (got {self}).")
+        if self.kind == "ivf":
+            if self.nlist is None:
+                raise FunnelError(f"an IVF first stage needs its list count, e.g. /ivf4096 (got {self}).")
+            if self.coarse is not None and self.coarse > self.dim:
+                raise FunnelError(f"/c{self.coarse} clusters on more dims than the stage scans ({self.dim}); use /c <= {self.dim}.")
+            if self.nprobe is not None and self.nprobe > self.nlist:
+                raise FunnelError(f"/np{self.nprobe} probes more lists than /ivf{self.nlist} has.")
+        elif self.coarse is not None or self.nprobe is not None or self.nlist is not None:
+            raise FunnelError(f"/c and /np are IVF options: they need /ivfN (got {self}).")
 
 
 @dataclass(frozen=True)
@@ -69,7 +157,7 @@ class Funnel:
     """An ordered tuple of :class:`Stage`. Build with :meth:`parse` or :meth:`of`.
 
     Invariants (checked on construction): at least one stage; dims strictly increasing; ``k``
-    non-increasing and positive; only stage 1 may use a non-float precision or HNSW; binary
+    non-increasing and positive; only stage 1 may use a non-float precision or structure; binary
     stage-1 dims are multiples of 8.
     """
 
@@ -79,28 +167,14 @@ class Funnel:
         if not self.stages:
             raise FunnelError("a funnel needs at least one stage, e.g. '512:10' (exact) or '32:1000 -> 512:10'.")
         for s in self.stages:
-            for name in ("dim", "k"):
-                v = getattr(s, name)
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                    raise FunnelError(f"funnel stage {name} must be a positive integer, got {v!r} in {s}.")
-            if s.precision not in PRECISIONS:
-                raise FunnelError(f"unknown precision {s.precision!r} in stage {s}; choose one of {PRECISIONS}.")
-            if s.kind not in KINDS:
-                raise FunnelError(f"unknown first-stage kind {s.kind!r} in stage {s}; choose one of {KINDS}.")
+            s.validate()
         for a, b in zip(self.stages, self.stages[1:]):
             if b.dim <= a.dim:
                 raise FunnelError(f"funnel dims must increase stage by stage, but {a} is followed by {b}; a rerank stage must use a larger prefix.")
             if b.k > a.k:
                 raise FunnelError(f"funnel k must not grow: {a} keeps {a.k} candidates, so {b} cannot keep {b.k}; make later k smaller or equal.")
-            if b.precision != "float32" or b.kind != "flat" or b.ef is not None:
-                raise FunnelError(f"only the first stage may use {b.precision}/{b.kind}; later stages rerank exactly ({b}).")
-        s0 = self.stages[0]
-        if s0.precision == "binary" and s0.dim % 8:
-            raise FunnelError(f"a binary first stage needs a dim that is a multiple of 8, got {s0.dim}.")
-        if s0.ef is not None and (s0.kind != "hnsw" or isinstance(s0.ef, bool) or not isinstance(s0.ef, (int, np.integer)) or s0.ef < s0.k):
-            raise FunnelError(f"/ef sets the HNSW search breadth: it needs /hnsw and an integer ef >= k (got {s0}).")
-        if s0.kind == "hnsw" and s0.precision != "float32":
-            raise FunnelError(f"an HNSW first stage stores float32 vectors; drop /{s0.precision} from {s0}.")
+            if b.structure != Stage(b.dim, 1) or b.ef is not None or b.nprobe is not None:
+                raise FunnelError(f"only the first stage may use {b.precision}/{b.kind} or search options; later stages rerank exactly ({b}).")
 
     @classmethod
     def parse(cls, spec: str | Funnel | Sequence[Any]) -> Funnel:
@@ -109,25 +183,28 @@ class Funnel:
             return spec
         if not isinstance(spec, str):
             return cls.of(spec)
-        parts = [p for p in re.split(r"->|,", spec)]
         stages = []
-        for part in parts:
+        for part in re.split(r"->|,", spec):
             m = _STAGE.match(part)
             if not m:
-                raise FunnelError(f"cannot parse funnel stage {part.strip()!r} in {spec!r}; write stages as DIM[/int8|/binary|/hnsw]:K joined by '->', e.g. '32:1000 -> 128:100 -> 512:10'.")
-            dim, opts, k = int(m.group(1)), [o for o in m.group(2).split("/") if o], int(m.group(3))
-            precision, kind, ef = "float32", "flat", None
-            for o in opts:
-                if re.fullmatch(r"ef\d+", o):
-                    ef = int(o[2:])
-                    continue
-                if o in PRECISIONS:
-                    precision = o
+                raise FunnelError(f"cannot parse funnel stage {part.strip()!r} in {spec!r}; write stages as DIM[/options]:K joined by '->', e.g. '32:1000 -> 128:100 -> 512:10'.")
+            fields: dict[str, Any] = {"precision": "float32", "kind": "flat"}
+            for o in (o for o in m.group(2).split("/") if o):
+                o = _ALIASES.get(o, o)
+                num = _NUMBERED.match(o)
+                if num:
+                    name, v = num.group(1), int(num.group(2))
+                    if name == "ivf":
+                        fields.update(kind="ivf", nlist=v)
+                    else:
+                        fields[{"ef": "ef", "m": "m", "c": "coarse", "np": "nprobe"}[name]] = v
+                elif o in PRECISIONS:
+                    fields["precision"] = o
                 elif o in KINDS:
-                    kind = o
+                    fields["kind"] = o
                 else:
-                    raise FunnelError(f"unknown stage option /{o} in {part.strip()!r}; options are /{'/'.join(PRECISIONS + KINDS)}.")
-            stages.append(Stage(dim, k, precision, kind, ef))
+                    raise FunnelError(f"unknown stage option /{o} in {part.strip()!r}; options are /int8 /fp16 /binary /flat /hnsw /usearch /ivfN /mN /efN /cN /npN.")
+            stages.append(Stage(int(m.group(1)), int(m.group(3)), **fields))
         return cls(tuple(stages))
 
     @classmethod
@@ -159,22 +236,32 @@ class Funnel:
     def first(self) -> Stage:
         return self.stages[0]
 
+    def with_k(self, k: int) -> Funnel:
+        """The same funnel returning ``k`` results (the last stage's ``k`` replaced)."""
+        last = self.stages[-1]
+        return Funnel(self.stages[:-1] + (Stage(**{**last.__dict__, "k": k}),))
+
     def validate_for(self, dim: int, count: int) -> None:
         """Check the funnel fits an index of ``count`` vectors of width ``dim``."""
         if self.stages[-1].dim > dim:
             raise FunnelError(f"funnel {self} reaches dim {self.stages[-1].dim} but the index stores {dim}-dim vectors; use dims <= {dim}.")
         if self.first.k > count:
             raise FunnelError(f"funnel {self} keeps k={self.first.k} in stage 1 but the index holds only {count} vectors; use k <= {count}.")
+        if self.first.kind == "ivf" and self.first.nlist > count:
+            raise FunnelError(f"funnel {self} asks for {self.first.nlist} IVF lists but the index holds only {count} vectors; use /ivfN with N <= {count} (about 4 sqrt(N) is usual).")
+
+    def rerank_flops(self) -> float:
+        """Multiply-adds per query of the rerank stages: ``sum_i k_{i-1} * d_i``."""
+        return float(sum(a.k * b.dim for a, b in zip(self.stages, self.stages[1:])))
 
     def flops(self, corpus_size: int, first_distances: float | None = None) -> float:
-        """Multiply-adds per query over ``corpus_size`` vectors: ``N * d_1`` for a flat stage 1
-        (``N * d_1 / 64`` for binary codes: one 64-bit XOR+popcount per 64 dims; for HNSW pass the
-        measured distance computations per query as ``first_distances``, else ``N`` is assumed) plus
-        ``k_{i-1} * d_i`` per rerank stage. Exact search at ``D`` costs ``N * D``."""
+        """Multiply-adds per query over ``corpus_size`` vectors: ``n_1 * d_1`` for stage 1 plus
+        :meth:`rerank_flops`. ``n_1`` is ``corpus_size`` for a flat stage 1, else the measured distance
+        computations per query (``first_distances``; graphs and IVF). Binary codes count ``d_1 / 64``
+        per distance (one 64-bit XOR+popcount per 64 dims). Exact search at ``D`` costs ``N * D``."""
         s0 = self.first
         n1 = corpus_size if first_distances is None else first_distances
-        first = n1 * (s0.dim / 64.0 if s0.precision == "binary" else s0.dim)
-        return float(first + sum(a.k * b.dim for a, b in zip(self.stages, self.stages[1:])))
+        return float(n1 * (s0.dim / 64.0 if s0.precision == "binary" else s0.dim) + self.rerank_flops())
 
 
 def prefix(x: np.ndarray, dim: int, metric: str) -> np.ndarray:
@@ -186,41 +273,3 @@ def prefix(x: np.ndarray, dim: int, metric: str) -> np.ndarray:
     if metric == "cosine":
         normalize_rows_(out)
     return out
-
-
-def rerank(queries: np.ndarray, candidates: np.ndarray, gather: Callable[[np.ndarray, int], np.ndarray], dim: int, k: int, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
-    """Rescore each query's candidates on prefix ``dim`` and keep the best ``k``.
-
-    Args:
-        queries: ``[B, D]`` full query vectors (raw; normalised here for cosine).
-        candidates: ``[B, K]`` int64 row numbers into the store (``-1`` = no candidate).
-        gather: ``gather(rows [M], dim) -> [M, dim]`` reads rows' first ``dim`` columns (a copy).
-        dim, k: the prefix to score on and how many to keep (``k <= K``).
-
-    Returns:
-        (scores ``[B, k]`` float32, higher is better; rows ``[B, k]`` int64), best first. For
-        ``metric="l2"`` the score is the negative squared distance, for ``"ip"`` the inner product.
-    """
-    B, K = candidates.shape
-    k = min(k, K)
-    valid = candidates >= 0
-    rows = gather(np.where(valid, candidates, 0).ravel(), dim).reshape(B, K, dim)
-    q = prefix(queries, dim, metric)
-    if metric == "cosine":
-        normalize_rows_(rows)
-    if metric in ("cosine", "ip"):
-        scores = np.einsum("bd,bkd->bk", q, rows)
-    else:
-        scores = 2.0 * np.einsum("bd,bkd->bk", q, rows) - np.einsum("bkd,bkd->bk", rows, rows) - np.einsum("bd,bd->b", q, q)[:, None]
-    scores = np.where(valid, scores, -np.inf).astype(np.float32)
-    if k < K:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(K), (B, K))
-    top = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    best = np.take_along_axis(part, order, axis=1)
-    out_rows = np.take_along_axis(candidates, best, axis=1)
-    out_scores = np.take_along_axis(scores, best, axis=1)
-    out_rows = np.where(np.isfinite(out_scores), out_rows, -1)
-    return out_scores, out_rows

@@ -15,7 +15,7 @@ Example:
 Search: stage 1 scores the whole corpus on the ``d_1`` prefix with a :class:`FirstStage` (built on
 demand if missing; kept in memory, saved only when built with ``persist=True`` or chosen by tuning);
 each later stage gathers the survivors' prefix columns from the store and reranks them with one
-batched matmul per query batch (:func:`mrl.index.funnel.rerank`). Nothing the caller passes is
+batched matmul per query block (:mod:`mrl.index.search`). Nothing the caller passes is
 modified. Deleted rows (tombstones) and rows a metadata ``filter`` excludes never come back: a
 selective filter (few allowed rows) scores the allowed rows' stage-1 prefixes exactly; otherwise
 stage 1 over-fetches in proportion to the excluded share and widens until every query holds
@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,38 +37,11 @@ from mrl.errors import MRLError
 from mrl.index import store
 from mrl.index.catalog import Catalog, Metadata
 from mrl.index.filters import Filter, parse_filter
-from mrl.index.first_stage import FirstStage
-from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, prefix, rerank
+from mrl.index.first_stage import TRAIN_ROWS, FirstStage
+from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, prefix
+from mrl.index.search import run_reranks
 
 PREFILTER_SHARE = 0.05  # a filter allowing at most this share of rows is scored exactly on the allowed rows
-
-
-@dataclass
-class SearchStats:
-    """Work done by one :meth:`MatryoshkaIndex.search` call (multiply-adds summed over queries)."""
-
-    queries: int = 0
-    flops: float = 0.0
-    flops_without_early_exit: float = 0.0
-    rerank_flops_without_early_exit: float = 0.0
-    exited_after_stage: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    stage_seconds: list[float] = field(default_factory=list)  # [stage 1, all rerank stages] wall-clock
-
-    @property
-    def saved_fraction(self) -> float:
-        """Share of all multiply-adds (stage 1 included) that early exit skipped."""
-        return 1.0 - self.flops / self.flops_without_early_exit if self.flops_without_early_exit else 0.0
-
-    @property
-    def rerank_saved_fraction(self) -> float:
-        """Share of the rerank stages' multiply-adds that early exit skipped."""
-        saved = self.flops_without_early_exit - self.flops
-        return saved / self.rerank_flops_without_early_exit if self.rerank_flops_without_early_exit else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "flops": self.flops, "flops_without_early_exit": self.flops_without_early_exit, "saved_fraction": self.saved_fraction,
-                "rerank_saved_fraction": self.rerank_saved_fraction, "exited_after_stage": self.exited_after_stage, "seconds": self.seconds, "stage_seconds": self.stage_seconds}
 
 
 # Largest |x| a stored or query vector may hold for metric l2/ip: beyond it, squared norms and inner
@@ -114,6 +85,7 @@ class MatryoshkaIndex:
         self.funnel: Funnel | None = None
         self.tuning: dict[str, Any] | None = None
         self._folder: Path | None = None  # where the memory-mapped segments live
+        self._parsed: dict[str, Funnel] = {}  # spec string -> Funnel (a server sends the same few)
 
     # ------------------------------------------------------------------ contents
     @property
@@ -200,13 +172,7 @@ class MatryoshkaIndex:
         self._segments, self._seg_files = ([stored], [None]) if keep.size else ([], [])
         self._starts = np.array([0, keep.size], dtype=np.int64) if keep.size else np.zeros(1, dtype=np.int64)
         if removed:  # row numbers changed: rebuild the first stages over the kept rows
-            rebuilt = {}
-            for key, fs in self._stages.items():
-                new = FirstStage(fs.dim, fs.precision, fs.kind, self.metric, hnsw_m=fs.hnsw_m)
-                for chunk in self.iter_vectors():
-                    new.add(chunk)
-                rebuilt[key] = new
-            self._stages = rebuilt
+            self._stages = {key: self._new_first_stage(fs.stage) for key, fs in self._stages.items()}
         return removed
     def _check_vectors(self, x: Any, name: str) -> np.ndarray:
         if not isinstance(x, np.ndarray) or x.ndim != 2:
@@ -245,23 +211,36 @@ class MatryoshkaIndex:
         return store.chunks_of(self._segments, rows)
 
     # ------------------------------------------------------------------ first stages
-    def build_first_stage(self, stage: Stage | str, *, persist: bool = True, hnsw_m: int = 32) -> FirstStage:
-        """Build (or return) the FAISS structure for a first stage, e.g. ``"32:1000"`` or ``Stage(64, 1, "binary")``.
+    def build_first_stage(self, stage: Stage | str, *, persist: bool = True) -> FirstStage:
+        """Build (or return) the structure for a first stage, e.g. ``"32:1000"``, ``"128/int8/hnsw/m16:1"``
+        or ``Stage(64, 1, "binary")``.
 
-        Only the stage's dim/precision/kind matter. ``persist``: save it with the index.
+        Only the stage's structure matters (dim, precision, kind, M, lists, coarse prefix), not its
+        ``k`` or search breadth. Structures that learn from data train on a random sample of up to
+        :data:`~mrl.index.first_stage.TRAIN_ROWS` stored rows. ``persist``: save it with the index.
         """
         if isinstance(stage, str):
             stage = Funnel.parse(stage).first
         if stage.dim > self.dim:
             raise FunnelError(f"first-stage dim {stage.dim} exceeds the index dim {self.dim}.")
-        fs = FirstStage.for_stage(stage, self.metric, hnsw_m=hnsw_m)
-        if fs.key not in self._stages:
-            for chunk in self.iter_vectors():
-                fs.add(chunk)
-            self._stages[fs.key] = fs
+        key = stage.key
+        if key not in self._stages:
+            if stage.kind == "ivf" and stage.nlist > self.rows:
+                raise FunnelError(f"an IVF with {stage.nlist} lists needs at least that many vectors (the index holds {self.rows}); use fewer lists.")
+            self._stages[key] = self._new_first_stage(stage)
         if persist:
-            self._persist.add(fs.key)
-        return self._stages[fs.key]
+            self._persist.add(key)
+        return self._stages[key]
+
+    def _new_first_stage(self, stage: Stage) -> FirstStage:
+        """A first stage over every stored row (tombstoned ones too: searches skip those by id)."""
+        fs = FirstStage.for_stage(stage, self.metric)
+        if fs.needs_training and self.rows:
+            rng = np.random.default_rng(0)
+            fs.train(self.gather(np.sort(rng.choice(self.rows, size=min(self.rows, TRAIN_ROWS), replace=False)), self.dim))
+        for chunk in self.iter_vectors():
+            fs.add(chunk)
+        return fs
 
     def first_stages(self) -> list[FirstStage]:
         return list(self._stages.values())
@@ -273,7 +252,7 @@ class MatryoshkaIndex:
     def resident_bytes(self, funnel: Funnel | str | None = None) -> int:
         """RAM the index keeps per search: ids plus the first-stage structure of ``funnel`` (default:
         all built structures). The full vectors are memory-mapped from disk once saved/loaded."""
-        keys = [FirstStage.for_stage(Funnel.parse(funnel).first, self.metric).key] if funnel is not None else list(self._stages)
+        keys = [self._parse(funnel).first.key] if funnel is not None else list(self._stages)
         in_memory_vectors = sum(a.nbytes for a in self._segments if not isinstance(a, np.memmap))
         return self.count * 8 + sum(self._stages[k].resident_bytes() for k in keys if k in self._stages) + in_memory_vectors
 
@@ -285,13 +264,12 @@ class MatryoshkaIndex:
             raise MRLError(f"every vector in the index is deleted ({self.rows} tombstones); add vectors before searching.")
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.count):
             raise FunnelError(f"k={k!r} must be an integer in [1, {self.count}]: it exceeds the {self.count} vectors in the index or is not positive.")
-        f = Funnel.parse(funnel) if funnel is not None else (self.funnel or (Funnel.exact(self.dim, k) if k else None))
+        f = self._parse(funnel) if funnel is not None else (self.funnel or (Funnel.exact(self.dim, k) if k else None))
         if f is None:
             raise MRLError("search needs k or a funnel, e.g. search(queries, 10).")
         if k is not None and k != f.k:
-            last = f.stages[-1]
             try:
-                f = Funnel(f.stages[:-1] + (Stage(last.dim, k, last.precision, last.kind, last.ef),))
+                f = f.with_k(int(k))
             except FunnelError as exc:
                 raise FunnelError(f"k={k} does not fit the funnel {f} ({exc}); pass funnel=... with enough candidates, or retune for this k.") from exc
         if f.k > self.count:
@@ -316,28 +294,30 @@ class MatryoshkaIndex:
             recall_target: instead of ``funnel``: the fastest tuned funnel that met this recall@k.
             filter: metadata filter, e.g. ``'lang == "en"'`` or ``{"lang": ["en", "de"]}``
                 (:mod:`mrl.index.filters`); rows it excludes and deleted rows never come back.
-            batch_size: queries per rerank batch (default: about 32 MiB of gathered rows per batch).
+            batch_size: queries per rerank block (default: about 4 MiB of gathered rows per block).
             threads: rerank batches run on this many threads (NumPy releases the GIL); FAISS's own
                 threads (``faiss.omp_set_num_threads``) score stage 1.
             early_exit: stop reranking a query whose top-``k`` ids are unchanged between two stages.
-            ef_search: HNSW first stage only: search breadth (default ``max(k_1, 16)``).
+            ef_search: graph first stages only: search breadth (default: the stage's ``/ef``, else ``max(k_1, 16)``).
 
         Returns ``(scores [B, k], ids [B, k])``, plus a :class:`SearchStats` when ``return_stats``.
         """
         t0 = time.perf_counter()
         q = self._check_vectors(queries, "queries")
+        if q.dtype != np.float32 or not q.flags.c_contiguous:
+            q = np.ascontiguousarray(q, dtype=np.float32)
         if funnel is not None and recall_target is not None:
             raise MRLError("give either funnel or recall_target, not both.")
         f = self._resolve(k, self.funnel_for(recall_target) if recall_target is not None else funnel)
         allowed = self.catalog.allowed(parse_filter(filter, self.catalog.schema))
         s0 = f.first
-        fs = self._stages.get(FirstStage.for_stage(s0, self.metric).key) or self.build_first_stage(s0, persist=False)
-        t1 = time.perf_counter()
+        fs = self._stages.get(s0.key) or self.build_first_stage(s0, persist=False)
         rows = self._first_candidates(q, s0, fs, allowed, ef_search or s0.ef)
-        t2 = time.perf_counter()
-        scores, out_rows, stats = self._rerank_all(q, rows, f, batch_size=batch_size, threads=threads, early_exit=early_exit, first_distances=fs.last_distances)
-        stats.stage_seconds = [t2 - t1, time.perf_counter() - t2] if len(f.stages) > 1 else [time.perf_counter() - t1]
+        t1 = time.perf_counter()
+        scores, out_rows, stats = run_reranks(q, rows, f, self.gather, self.metric, corpus_size=self.rows, first_distances=None if s0.kind == "flat" else fs.work.distances,
+                                              itemsize=np.dtype(self.dtype).itemsize, batch_size=batch_size, threads=threads, early_exit=early_exit)
         out_ids = np.where(out_rows >= 0, self.catalog.ids[np.maximum(out_rows, 0)], -1)
+        stats.stages.insert(0, {"stage": str(s0), "candidates": self.rows, **fs.work.to_dict(), "seconds": t1 - t0})
         stats.seconds = time.perf_counter() - t0
         return (scores, out_ids, stats) if return_stats else (scores, out_ids)
 
@@ -351,7 +331,7 @@ class MatryoshkaIndex:
         """
         k1 = s0.k
         if allowed is None:
-            return fs.search(q, k1, ef_search=ef)
+            return fs.search(q, k1, ef_search=ef, nprobe=s0.nprobe)
         n_ok = int(np.count_nonzero(allowed))
         B = q.shape[0]
         if n_ok == 0:
@@ -362,7 +342,7 @@ class MatryoshkaIndex:
         todo = np.arange(B)
         kk = min(self.rows, int(k1 * self.rows / n_ok * 1.25) + 16)
         while todo.size:
-            cand = fs.search(q[todo], kk, ef_search=max(kk, ef or 0))
+            cand = fs.search(q[todo], kk, ef_search=max(kk, ef or 0), nprobe=s0.nprobe)
             ok = (cand >= 0) & allowed[np.maximum(cand, 0)]
             enough = (ok.sum(axis=1) >= k1) | (kk >= self.rows)
             order = np.argsort(~ok, axis=1, kind="stable")[:, :k1]  # allowed first, stage-1 order kept
@@ -402,75 +382,22 @@ class MatryoshkaIndex:
         Used by auto-tuning to reuse one stage-1 search for many rerank shapes.
         Shape: queries ``[B, D]``, rows ``[B, >= k_1]`` -> (scores ``[B, k]``, rows ``[B, k]``).
         """
-        f = Funnel.parse(funnel)
-        q = self._check_vectors(queries, "queries")
-        scores, out_rows, _ = self._rerank_all(q, np.ascontiguousarray(rows[:, : f.first.k]), f, threads=threads, early_exit=early_exit)
+        f = self._parse(funnel)
+        q = np.ascontiguousarray(self._check_vectors(queries, "queries"), dtype=np.float32)
+        scores, out_rows, _ = run_reranks(q, np.ascontiguousarray(rows[:, : f.first.k]), f, self.gather, self.metric, corpus_size=self.rows, threads=threads, early_exit=early_exit)
         return scores, out_rows
 
-    def _rerank_all(self, q: np.ndarray, rows: np.ndarray, f: Funnel, *, batch_size: int | None = None, threads: int = 1, early_exit: bool = False, first_distances: float | None = None) -> tuple[np.ndarray, np.ndarray, SearchStats]:
-        s0 = f.first
-        B = q.shape[0]
-        stats = SearchStats(queries=B)
-        stats.flops = stats.flops_without_early_exit = f.flops(self.count, first_distances) * B
-        stats.rerank_flops_without_early_exit = float(sum(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * B)
-        if batch_size is None:
-            per_query = max(a.k * b.dim for a, b in zip(f.stages, f.stages[1:])) * 4 if len(f.stages) > 1 else s0.k * s0.dim * 4
-            batch_size = int(np.clip((32 << 20) // per_query, 8, 4096))
-        scores = np.full((B, f.k), -np.inf, dtype=np.float32)
-        out_rows = np.full((B, f.k), -1, dtype=np.int64)
-
-        def run(start: int) -> tuple[float, dict[str, int]]:  # one query batch: writes a disjoint slice
-            qb, cand = q[start : start + batch_size], rows[start : start + batch_size]
-            if len(f.stages) == 1:
-                s, r = rerank(qb, cand, self.gather, s0.dim, s0.k, self.metric)  # true scores of the exact result
-                saved, exits = 0.0, {}
-            else:
-                s, r, saved, exits = self._rerank_batch(qb, cand, f, early_exit)
-            scores[start : start + batch_size], out_rows[start : start + batch_size] = s, r
-            return saved, exits
-
-        starts = range(0, B, batch_size)
-        if threads > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                parts = list(pool.map(run, starts))
-        else:
-            parts = [run(st) for st in starts]
-        for saved, exits in parts:
-            stats.flops -= saved
-            for key, n in exits.items():
-                stats.exited_after_stage[key] = stats.exited_after_stage.get(key, 0) + n
-        return scores, out_rows, stats
-
-    def _rerank_batch(self, qb: np.ndarray, cand: np.ndarray, f: Funnel, early_exit: bool) -> tuple[np.ndarray, np.ndarray, float, dict[str, int]]:
-        """Stages 2..n for one query batch. Returns (scores, rows, multiply-adds saved, exits per stage)."""
-        k = f.k
-        B = qb.shape[0]
-        final_s = np.full((B, k), -np.inf, dtype=np.float32)
-        final_r = np.full((B, k), -1, dtype=np.int64)
-        active = np.arange(B)
-        prev_top = cand[:, :k]
-        n_stages = len(f.stages)
-        saved, exits = 0.0, {}
-        for i in range(1, n_stages):
-            st = f.stages[i]
-            s, r = rerank(qb[active], cand, self.gather, st.dim, st.k, self.metric)
-            if i == n_stages - 1:
-                final_s[active], final_r[active] = s[:, :k], r[:, :k]
-                break
-            if early_exit:
-                top = r[:, :k]
-                same = (np.sort(top, axis=1) == np.sort(prev_top, axis=1)).all(axis=1)
-                if same.any():
-                    done = active[same]
-                    final_s[done], final_r[done] = s[same, :k], top[same]
-                    saved += float(sum(f.stages[j - 1].k * f.stages[j].dim for j in range(i + 1, n_stages)) * int(same.sum()))
-                    exits[str(st.dim)] = int(same.sum())
-                    active, r = active[~same], r[~same]
-                    if active.size == 0:
-                        break
-                prev_top = r[:, :k]
-            cand = r
-        return final_s, final_r, saved, exits
+    def _parse(self, funnel: Funnel | str) -> Funnel:
+        """:meth:`Funnel.parse` with a per-index cache of spec strings (a server sends the same few)."""
+        if not isinstance(funnel, str):
+            return Funnel.parse(funnel)
+        f = self._parsed.get(funnel)
+        if f is None:
+            f = Funnel.parse(funnel)
+            if len(self._parsed) > 256:
+                self._parsed.clear()
+            self._parsed[funnel] = f
+        return f
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike[str], *, attach: dict[str, bytes] | None = None) -> Path:

@@ -1,42 +1,53 @@
 """Auto-tuning a retrieval funnel: the fastest funnel whose recall@k against exact full-D meets a target.
 
-:func:`tune` takes a :class:`~mrl.index.MatryoshkaIndex` and sample queries (held-out queries if
+:func:`tune` takes a :class:`~mrl.index.MatryoshkaIndex` and tuning queries (held-out queries if
 given, else a random sample of the stored vectors), computes the exact full-``D`` top-``k`` once
-(streamed over the memory-mapped store), then explores funnels:
+(FAISS, streamed over the memory-mapped store), then explores funnels (:class:`SearchSpace`):
 
-* first stage: prefix dim ``d_1`` x how it is scored (float32 flat, int8 flat, binary flat, HNSW),
-* shortlist size ``k_1`` (geometric grid, scanned upward until the target is met), and for HNSW the
-  search breadth ``ef`` (``k_1``, ``2 k_1``, ``4 k_1``),
-* rerank shape: straight to ``D``; through one intermediate prefix ``d_2`` keeping ``k_1/4`` or
-  ``k_1/8``; or through two (``4 d_1`` keeping ``k_1/4``, then ``16 d_1`` keeping ``k_1/16``).
+* first-stage structure: prefix dim ``d_1`` x storage (float32, fp16, int8, binary) x kind (flat,
+  FAISS HNSW, FAISS IVF with a full or shorter coarse prefix, usearch HNSW),
+* shortlist size ``k_1`` (geometric grid, scanned upward until the target is met) and the search
+  breadth (graph ``ef`` = ``k_1`` x factor; IVF ``nprobe``),
+* rerank shape: straight to ``D``, or through one or two intermediate prefixes.
 
-Recall is exact for every explored point (stage-1 candidates are computed once per structure and
-shortlist size and reused by every rerank shape). Latency per query is measured, with the index's
-real code, as stage-1 time plus rerank time (medians of ``repeats`` runs, same ``threads`` as
-serving); the winner is re-timed end to end. The result holds the whole explored recall/latency
-frontier (Markdown table + matplotlib plot) and is stored in the index manifest by :func:`apply`.
+**The promise holds on unseen queries.** A funnel qualifies only when the one-sided lower
+confidence bound (default 95 %) of its mean per-query recall reaches the target, and every re-timed
+candidate is also scored on held-out queries the choice never saw (default: a fifth of the tuning
+queries, set aside); the report shows tuned and held-out recall side by side.
+
+**What a deployer optimises.** ``latency="batch"`` minimises ms/query over a batch of queries;
+``latency="single"`` minimises the p99 of one query at a time (what a server sends). A RAM budget
+(``max_ram_per_vector``: the int64 id plus the first-stage structure; the full vectors stay on disk,
+memory-mapped) excludes larger structures; a budget no structure meets is refused, naming the
+smallest found. Exploration times stage 1 and the reranks apart (one stage-1 search serves every
+rerank shape); the feasible frontier is then re-timed end to end with the real search path, batch
+and single-query, and those figures are the ones reported everywhere.
 
 Example:
-    >>> result = tune(index, queries=heldout, k=10, target_recall=0.99)
+    >>> result = tune(index, queries=tuning_queries, k=10, target_recall=0.99)
     >>> apply(index, result); index.save("my-index")
-    >>> print(result.table()); result.plot("frontier.png")
+    >>> print(result.headline()); print(result.table()); result.plot("frontier.png")
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
+import faiss
 import numpy as np
 
 from mrl.errors import MRLError
 from mrl.index import Funnel, MatryoshkaIndex, Stage
 from mrl.index.funnel import prefix
+from mrl.index.tune_result import TunePoint, TuneResult, pareto
+
+__all__ = ["SearchSpace", "TunePoint", "TuneResult", "apply", "check_target", "default_space", "exact_neighbors", "pareto", "per_query_recall", "recall_at_k", "single_query_latency", "tune"]
+
+LATENCY_MODES = ("batch", "single")
 
 
 def check_target(target_recall: float) -> float:
@@ -56,307 +67,352 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(per_query_recall(found, truth).mean())
 
 
-def exact_neighbors(index: MatryoshkaIndex, queries: np.ndarray, k: int, *, chunk: int = 1 << 15) -> np.ndarray:
-    """Exact full-``D`` top-``k`` row numbers, streamed over the store in chunks (BLAS matmul).
+def exact_neighbors(index: MatryoshkaIndex, queries: np.ndarray, k: int, *, chunk: int = 1 << 16) -> np.ndarray:
+    """Exact full-``D`` top-``k`` row numbers: FAISS's BLAS kNN per chunk of the store, merged in a heap.
 
     Shape: queries ``[B, D]`` -> rows ``[B, k]`` int64, best first.
     """
     q = prefix(queries, index.dim, index.metric)
-    qq = (q * q).sum(axis=1, keepdims=True)
-    best_s = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
-    best_r = np.zeros((q.shape[0], 0), dtype=np.int64)
+    ip = index.metric in ("cosine", "ip")
+    metric = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+    heap = faiss.ResultHeap(q.shape[0], k, keep_max=ip)
     start = 0
     for block in index.iter_vectors(chunk):
         x = prefix(block, index.dim, index.metric)
-        s = q @ x.T
-        if index.metric == "l2":
-            s = 2 * s - (x * x).sum(axis=1)[None, :] - qq
-        rows = np.broadcast_to(np.arange(start, start + x.shape[0]), s.shape)
-        s, rows = np.concatenate([best_s, s], axis=1), np.concatenate([best_r, rows], axis=1)
-        kk = min(k, s.shape[1])
-        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        best_s, best_r = np.take_along_axis(s, part, 1), np.take_along_axis(rows, part, 1)
+        d, i = faiss.knn(q, x, min(k, x.shape[0]), metric=metric)
+        if d.shape[1] < k:  # a short last chunk: pad so the heap sees k columns
+            d = np.pad(d, ((0, 0), (0, k - d.shape[1])), constant_values=-np.inf if ip else np.inf)
+            i = np.pad(i, ((0, 0), (0, k - i.shape[1])), constant_values=-1)
+        heap.add_result(np.ascontiguousarray(d, dtype=np.float32), np.ascontiguousarray(np.where(i >= 0, i + start, -1), dtype=np.int64))
         start += x.shape[0]
-    order = np.argsort(-best_s, axis=1, kind="stable")
-    return np.take_along_axis(best_r, order, 1)
+    heap.finalize()
+    return heap.I.astype(np.int64)
+
+
+def single_query_latency(index: MatryoshkaIndex, queries: np.ndarray, funnel: Funnel | str, *, threads: int = 1, warmup: int = 5) -> tuple[float, float]:
+    """p50 and p99 (ms) of searching ``queries`` one at a time, as a server sends them.
+
+    The loop over queries is the measurement harness, not the search: each iteration is one
+    complete :meth:`MatryoshkaIndex.search` call with a batch of one.
+    """
+    for i in range(min(warmup, len(queries))):
+        index.search(queries[i : i + 1], funnel=funnel, threads=threads)
+    times = np.empty(len(queries))
+    for i in range(len(queries)):
+        t0 = time.perf_counter()
+        index.search(queries[i : i + 1], funnel=funnel, threads=threads)
+        times[i] = time.perf_counter() - t0
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
 
 
 @dataclass
-class TunePoint:
-    """One explored funnel: its spec, recall@k, measured ms/query and multiply-adds/query."""
+class SearchSpace:
+    """The funnels :func:`tune` explores.
 
-    funnel: str
-    recall: float
-    ms_per_query: float
-    flops: float
-    resident_bytes_per_vector: float
-    feasible: bool
+    Args:
+        first: first-stage structures (``Stage`` with any ``k``, or specs like ``"128/int8/hnsw"``).
+        k1: shortlist sizes, scanned upward.
+        mid_factors / mid_ratios: one intermediate rerank at ``d_1 * factor`` keeping ``k_1 / ratio``.
+        two_mids: also ``d_1 -> 4 d_1 (k_1/4) -> 16 d_1 (k_1/16) -> D``.
+        ef_factors: graph stages search with ``ef = k_1 * factor``.
+        nprobes: IVF stages probe this many lists.
+    """
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    first: list[Stage]
+    k1: list[int]
+    mid_factors: tuple[int, ...] = (2, 4, 16)
+    mid_ratios: tuple[int, ...] = (4, 8)
+    two_mids: bool = True
+    ef_factors: tuple[int, ...] = (1, 2, 4)
+    nprobes: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
 
+    @classmethod
+    def build(cls, dim: int, count: int, k: int, overrides: dict[str, Any] | SearchSpace | None = None) -> SearchSpace:
+        """:func:`default_space` with ``overrides`` (a dict of fields; legacy keys accepted)."""
+        if isinstance(overrides, SearchSpace):
+            return overrides
+        space = default_space(dim, count, k)
+        for key, v in (overrides or {}).items():
+            key = {"hnsw_ef_factors": "ef_factors"}.get(key, key)
+            if key == "first":
+                v = [_structure(s) for s in v]
+            if not hasattr(space, key):
+                raise MRLError(f"unknown search-space field {key!r}; fields: first, k1, mid_factors, mid_ratios, two_mids, ef_factors, nprobes.")
+            setattr(space, key, v)
+        return space
 
-@dataclass
-class TuneResult:
-    funnel: Funnel | None
-    recall: float
-    ms_per_query: float
-    qps: float
-    flops: float
-    exact_flops: float
-    target_recall: float
-    k: int
-    sample: int
-    query_source: str
-    threads: int
-    points: list[TunePoint] = field(default_factory=list)
-    seconds: float = 0.0
+    def shapes(self, d1: int, dim: int) -> list[tuple[tuple[int, int], ...]]:
+        """Rerank shapes after a ``d_1`` stage 1: ``((d_2, ratio), ...)`` before the final ``D``."""
+        out: list[tuple[tuple[int, int], ...]] = [()]
+        out += [((d1 * f, r),) for f in self.mid_factors for r in self.mid_ratios if d1 * f < dim]
+        if self.two_mids and d1 * 16 < dim:
+            out.append(((d1 * 4, 4), (d1 * 16, 16)))
+        return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "funnel": str(self.funnel) if self.funnel else None,
-            "recall": self.recall,
-            "ms_per_query": self.ms_per_query,
-            "qps": self.qps,
-            "flops": self.flops,
-            "exact_flops": self.exact_flops,
-            "flops_ratio": self.exact_flops / self.flops if self.flops else None,
-            "target_recall": self.target_recall,
-            "k": self.k,
-            "sample": self.sample,
-            "query_source": self.query_source,
-            "threads": self.threads,
-            "seconds": self.seconds,
-            "frontier": [p.to_dict() for p in pareto(self.points)],
-            "explored": len(self.points),
-        }
-
-    def table(self, *, all_points: bool = False) -> str:
-        """Markdown table of the recall/latency frontier (or every explored point)."""
-        rows = sorted(self.points if all_points else pareto(self.points), key=lambda p: p.ms_per_query)
-        lines = ["| funnel | recall@k | ms/query | QPS | MACs/query | RAM B/vector | meets target |", "|---|---:|---:|---:|---:|---:|:---:|"]
-        for p in rows:
-            mark = " **(chosen)**" if self.funnel and p.funnel == str(self.funnel) else ""
-            lines.append(f"| `{p.funnel}`{mark} | {p.recall:.4f} | {p.ms_per_query:.4f} | {1000 / p.ms_per_query:,.0f} | {p.flops:,.0f} | {p.resident_bytes_per_vector:.0f} | {'yes' if p.feasible else 'no'} |")
-        return "\n".join(lines)
-
-    def plot(self, path: str | Path) -> Path:
-        """Recall@k vs ms/query of every explored funnel, the Pareto frontier, target and choice."""
-        import io
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from mrl.io import atomic_write
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        kinds: dict[str, list[TunePoint]] = {}
-        for p in self.points:
-            first = Funnel.parse(p.funnel).first
-            kinds.setdefault(f"{first.precision}/{first.kind}", []).append(p)
-        for name, pts in sorted(kinds.items()):
-            ax.scatter([p.ms_per_query for p in pts], [p.recall for p in pts], s=14, alpha=0.6, label=f"stage 1: {name}")
-        front = sorted(pareto(self.points), key=lambda p: p.ms_per_query)
-        ax.plot([p.ms_per_query for p in front], [p.recall for p in front], "k-", lw=1, label="Pareto frontier")
-        ax.axhline(self.target_recall, color="r", ls="--", lw=1, label=f"target {self.target_recall}")
-        if self.funnel:
-            ax.scatter([self.ms_per_query], [self.recall], marker="*", s=180, color="r", zorder=5, label=f"chosen: {self.funnel}")
-        ax.set_xscale("log")
-        ax.set_xlabel("ms per query (measured)")
-        ax.set_ylabel(f"recall@{self.k} vs exact full-D")
-        ax.set_title(f"Funnel auto-tuning ({self.sample} {self.query_source} queries, {self.threads} threads)")
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(alpha=0.3)
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=120)
-        plt.close(fig)
-        atomic_write(path, buf.getvalue())
-        return Path(path)
+    def breadths(self, s: Stage) -> list[int | None]:
+        """Search-breadth settings of a structure: ef factors (graphs), nprobes (IVF), none (flat)."""
+        if s.kind in ("hnsw", "usearch"):
+            return list(self.ef_factors)
+        if s.kind == "ivf":
+            return [n for n in self.nprobes if n <= (s.nlist or 0)]
+        return [None]
 
 
-def pareto(points: Sequence[TunePoint]) -> list[TunePoint]:
-    """Points no other point beats on both recall (higher) and latency (lower)."""
-    out, best = [], -1.0
-    for p in sorted(points, key=lambda p: (p.ms_per_query, -p.recall)):
-        if p.recall > best:
-            out.append(p)
-            best = p.recall
-    return out
+def _structure(s: Any) -> Stage:
+    if isinstance(s, Stage):
+        return s.structure
+    if isinstance(s, str):
+        return Funnel.parse(s if ":" in s else f"{s}:1").first.structure
+    dim, precision, kind = s
+    return Stage(int(dim), 1, precision, kind)
+
+
+def ivf_lists(count: int) -> int:
+    """About ``4 sqrt(N)`` lists, a power of two (FAISS's guideline), at least 39 vectors per list."""
+    n = 1 << int(np.round(np.log2(max(4.0 * np.sqrt(count), 1.0))))
+    return int(max(1, min(n, count // 39)))
+
+
+def default_space(dim: int, count: int, k: int) -> SearchSpace:
+    """The funnels explored by default for an index of width ``dim`` holding ``count`` vectors."""
+    dims = [d for d in (8, 16, 32, 64, 128) if d <= dim // 2]
+    first = [Stage(d, 1, p) for d in dims for p in ("float32", "int8")]
+    first += [Stage(d, 1, "float16") for d in dims if d >= 32]
+    first += [Stage(d, 1, "binary") for d in (64, 128, 256) if d <= dim // 2 or d == dim]
+    graph_dims = [d for d in (32, 64, 128) if d <= dim // 2]
+    first += [Stage(d, 1, "int8", "hnsw") for d in graph_dims] + [Stage(d, 1, "float32", "hnsw") for d in graph_dims[:1]]
+    first += [Stage(d, 1, "float16", "usearch") for d in graph_dims[-1:]]
+    if count >= 10_000:
+        nlist = ivf_lists(count)
+        first += [Stage(d, 1, "int8", "ivf", nlist=nlist) for d in graph_dims[-2:]]
+        first += [Stage(d, 1, "int8", "ivf", nlist=nlist, coarse=max(d // 4, 8)) for d in graph_dims[-1:]]
+    k1 = sorted({int(round(k * m)) for m in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320) if k < k * m <= count})
+    return SearchSpace(first=first, k1=k1)
 
 
 def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     times, out = [], None
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), out
 
 
-def default_space(dim: int, count: int, k: int) -> dict[str, Any]:
-    """The funnels explored by default for an index of width ``dim`` holding ``count`` vectors."""
-    dims = [d for d in (8, 16, 32, 64, 128) if d <= dim // 2]
-    k1 = sorted({min(count, round(k * m)) for m in (2, 5, 10, 20, 40, 80, 160, 320) if k * m <= count and k * m > k})
-    return {
-        "first": [(d, "float32", "flat") for d in dims] + [(d, "int8", "flat") for d in dims] + [(d, "binary", "flat") for d in (64, 128, 256) if d <= dim // 2 or d == dim]
-        + [(d, "float32", "hnsw") for d in (32,) if d <= dim // 2],
-        "k1": k1,
-        "mid_factors": (4, 16),  # d_2 = d_1 * factor (when < D)
-        "mid_ratios": (4, 8),  # k_2 = k_1 / ratio (when >= k)
-        "two_mids": True,  # also d_1 -> 4 d_1 (k_1/4) -> 16 d_1 (k_1/16) -> D
-        "hnsw_ef_factors": (2, 4),  # HNSW first stages also try ef = k_1 * factor (besides ef = k_1)
-    }
+@dataclass
+class _Explorer:
+    """State of one tuning run: the queries, their truth, the target and everything measured so far."""
+
+    index: MatryoshkaIndex
+    q: np.ndarray
+    truth_rows: np.ndarray
+    target: float
+    z: float
+    threads: int
+    repeats: int
+    log: Callable[[str], None]
+    points: list[TunePoint] = field(default_factory=list)
+    best: TunePoint | None = None
+
+    def funnels(self, first: Stage, shapes: list[tuple[tuple[int, int], ...]], k: int) -> list[tuple[int, Funnel]]:
+        """The valid funnels ``first -> shape -> D:k`` as ``(shape index, funnel)``."""
+        out = []
+        for si, shape in enumerate(shapes):
+            if any(first.k // r < k for _, r in shape):
+                continue
+            try:
+                out.append((si, Funnel((first, *(Stage(d, first.k // r) for d, r in shape), Stage(self.index.dim, k)))))
+            except MRLError:
+                continue
+        return out
+
+    def try_rerank_shapes(self, first: Stage, cand: np.ndarray, t1: float, shapes: list, todo: set[int], k: int, res_bytes: float, first_distances: float | None) -> set[int]:
+        """Rerank one stage-1 candidate set with each rerank shape in ``todo``; record the points.
+
+        Returns the shapes that met the target (a larger shortlist would only be slower for them).
+        """
+        met = set()
+        for si, f in self.funnels(first, shapes, k):
+            if si not in todo:
+                continue
+            t2, (_, found) = _median_time(lambda f=f: self.index.rerank_candidates(self.q, cand, f, threads=self.threads), self.repeats)
+            per_q = per_query_recall(found, self.truth_rows)
+            rec = float(per_q.mean())
+            bound = rec - self.z * float(per_q.std(ddof=1) if len(per_q) > 1 else 0.0) / np.sqrt(len(per_q))
+            pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / self.q.shape[0], f.flops(self.index.count, first_distances), res_bytes, bool(bound >= self.target), recall_bound=bound)
+            self.points.append(pt)
+            if pt.feasible:
+                met.add(si)
+                if self.best is None or pt.ms_per_query < self.best.ms_per_query:
+                    self.best = pt
+                    self.log(f"  new best {pt.funnel}: recall {rec:.4f} (bound {bound:.4f}), {pt.ms_per_query:.3f} ms/query")
+        return met
+
+    def explore(self, structure: Stage, space: SearchSpace, k: int, res_bytes: float) -> None:
+        """Scan shortlist sizes x search breadths x rerank shapes for one built structure."""
+        fs = self.index.build_first_stage(structure, persist=False)
+        shapes = space.shapes(structure.dim, self.index.dim)
+        todo = {b: set(range(len(shapes))) for b in space.breadths(structure)}
+        for k1 in space.k1:
+            if k1 > self.index.count or not any(todo.values()):
+                break
+            for b, left in todo.items():
+                if not left:
+                    continue
+                ef = k1 * b if structure.kind in ("hnsw", "usearch") and b is not None else None
+                nprobe = b if structure.kind == "ivf" else None
+                first = replace(structure, k=k1, ef=ef if ef and ef > k1 else None, nprobe=nprobe)
+                t1, cand = _median_time(lambda: fs.search(self.q, k1, ef_search=ef, nprobe=nprobe), 1)
+                dist = None if structure.kind == "flat" else fs.work.distances
+                # stage 1 alone already slower than the best: larger shortlists only grow it (the
+                # smallest shortlist is still recorded, so every structure gets a point)
+                slow = self.best is not None and 1000.0 * t1 / self.q.shape[0] > 1.5 * self.best.ms_per_query
+                if slow and k1 != space.k1[0]:
+                    left.clear()
+                    continue
+                if self.repeats > 1:
+                    t1 = float(np.median([t1, *(_median_time(lambda: fs.search(self.q, k1, ef_search=ef, nprobe=nprobe), 1)[0] for _ in range(self.repeats - 1))]))
+                left -= self.try_rerank_shapes(first, cand, t1, shapes, left, k, res_bytes, dist)
+                if slow:
+                    left.clear()
+
+
+def _split_queries(index: MatryoshkaIndex, queries: np.ndarray | None, heldout: np.ndarray | None, sample: int, holdout_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    if queries is None:
+        n_ho = int(round(sample * holdout_fraction)) if heldout is None else 0
+        rows = np.sort(rng.choice(index.count, size=min(sample + n_ho, index.count), replace=False))
+        perm = rng.permutation(len(rows))
+        q = index.gather(rows[np.sort(perm[n_ho:])], index.dim)
+        ho = index.gather(rows[np.sort(perm[:n_ho])], index.dim) if heldout is None else np.ascontiguousarray(index._check_vectors(heldout, "held-out queries"), dtype=np.float32)  # noqa: SLF001
+        return q, ho, "sampled corpus"
+    q = np.ascontiguousarray(index._check_vectors(queries, "tuning queries"), dtype=np.float32)  # noqa: SLF001 - same validation as search
+    if heldout is None and holdout_fraction > 0 and q.shape[0] >= 10:
+        perm = rng.permutation(q.shape[0])
+        n_ho = max(1, int(round(q.shape[0] * holdout_fraction)))
+        q, heldout = q[np.sort(perm[n_ho:])], q[np.sort(perm[:n_ho])]
+    if q.shape[0] > sample:
+        q = q[np.sort(rng.choice(q.shape[0], size=sample, replace=False))]
+    if heldout is not None:
+        heldout = np.ascontiguousarray(index._check_vectors(heldout, "held-out queries"), dtype=np.float32)  # noqa: SLF001
+    return q, (heldout if heldout is not None else q[:0]), "held-out"
 
 
 def tune(
     index: MatryoshkaIndex,
     *,
     queries: np.ndarray | None = None,
+    heldout: np.ndarray | None = None,
     k: int = 10,
     target_recall: float = 0.99,
     sample: int = 1000,
     seed: int = 0,
-    space: dict[str, Any] | None = None,
+    space: dict[str, Any] | SearchSpace | None = None,
     threads: int = 1,
     repeats: int = 3,
-    confidence_level: float | None = None,
+    confidence_level: float | None = 0.95,
+    holdout_fraction: float = 0.2,
+    latency: str = "batch",
+    max_ram_per_vector: float | None = None,
+    retime: int = 8,
+    single_queries: int = 200,
     log: Callable[[str], None] | None = None,
 ) -> TuneResult:
-    """Find the lowest-latency funnel with recall@k >= ``target_recall`` (see module docstring).
+    """Find the lowest-latency funnel whose recall@k meets ``target_recall`` (see module docstring).
 
     Args:
         index: a non-empty index.
-        queries: ``[B, D]`` held-out queries; default: ``sample`` stored vectors chosen at random
-            (each then finds itself; say so when reporting).
-        k: results per query.
-        target_recall: in (0, 1].
-        sample: at most this many queries are used.
-        space: override :func:`default_space` (keys ``first``, ``k1``, ``mid_factors``, ``mid_ratios``).
+        queries: ``[B, D]`` tuning queries; default: ``sample`` stored vectors chosen at random (each
+            then finds itself; say so when reporting).
+        heldout: ``[B', D]`` queries never used to choose; default: ``holdout_fraction`` of ``queries``.
+        k: results per query. target_recall: in (0, 1].
+        sample: at most this many tuning queries are used.
+        space: a :class:`SearchSpace` or a dict overriding fields of :func:`default_space`.
         threads: rerank threads (set FAISS's with ``faiss.omp_set_num_threads``), as when serving.
         repeats: timing repeats (median).
-        confidence_level: if given (e.g. 0.95), a funnel qualifies only when the one-sided lower
-            confidence bound of its mean recall over the sample queries (normal approximation)
-            reaches the target, so the choice holds on new queries with that probability.
+        confidence_level: a funnel qualifies when the one-sided lower confidence bound of its mean
+            per-query recall (normal approximation) reaches the target; ``None``: the mean itself.
+        latency: ``"batch"`` (ms/query over the batch) or ``"single"`` (p99 of one query at a time).
+        max_ram_per_vector: bytes per vector (id + first-stage structure) a funnel may keep resident.
+        retime: how many of each structure's fastest qualifying funnels are re-timed end to end
+            (the choice is made among re-timed funnels only).
+        single_queries: queries timed one at a time for p50/p99.
+
+    Raises:
+        MRLError: bad arguments, or a RAM budget no explored structure meets.
     """
     t_start = time.perf_counter()
     target = check_target(target_recall)
     if confidence_level is not None and not 0.5 <= confidence_level < 1.0:
         raise MRLError(f"confidence_level must be in [0.5, 1), e.g. 0.95; got {confidence_level}.")
-    z = NormalDist().inv_cdf(confidence_level) if confidence_level is not None else 0.0
+    if latency not in LATENCY_MODES:
+        raise MRLError(f"latency must be one of {LATENCY_MODES}, got {latency!r}.")
+    if max_ram_per_vector is not None and not max_ram_per_vector > 0:
+        raise MRLError(f"max_ram_per_vector must be a positive number of bytes, got {max_ram_per_vector!r}.")
     log = log or (lambda _m: None)
     if index.count == 0:
         raise MRLError("cannot tune an empty index; add vectors first.")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= index.count:
         raise MRLError(f"k must be an integer in [1, {index.count}], got {k!r}.")
     rng = np.random.default_rng(seed)
-    if queries is None:
-        rows = np.sort(rng.choice(index.count, size=min(sample, index.count), replace=False))
-        q = index.gather(rows, index.dim)
-        source = "sampled corpus"
-    else:
-        q = index._check_vectors(queries, "tuning queries")  # the same validation as search
-        if q.shape[0] > sample:
-            q = q[np.sort(rng.choice(q.shape[0], size=sample, replace=False))]
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        source = "held-out"
-    log(f"exact full-D top-{k} of {q.shape[0]} {source} queries over {index.count} vectors")
-    truth_rows = exact_neighbors(index, q, k)
-    space = {**default_space(index.dim, index.count, k), **(space or {})}
-    exact_flops = float(index.count * index.dim)
-    points: list[TunePoint] = []
-    best: TunePoint | None = None
+    q, ho, source = _split_queries(index, queries, heldout, sample, holdout_fraction, rng)
+    log(f"exact full-D top-{k} of {q.shape[0]} {source} tuning + {ho.shape[0]} held-out queries over {index.count} vectors")
+    truth = exact_neighbors(index, np.concatenate([q, ho]), k)
+    truth_rows, ho_truth = truth[: q.shape[0]], truth[q.shape[0] :]
+    sp = SearchSpace.build(index.dim, index.count, k, space)
+    z = NormalDist().inv_cdf(confidence_level) if confidence_level is not None else 0.0
+    ex = _Explorer(index, q, truth_rows, target, z, threads, repeats, log)
     prebuilt = {fs.key for fs in index.first_stages()}
+    ho_ids = index.ids[ho_truth] if len(ho) else None
+    smallest: tuple[float, str] | None = None
+    chosen: TunePoint | None = None
     # Larger prefixes first: they meet the target with small shortlists, and the early best lets the
     # scan skip shortlists of smaller prefixes whose stage 1 alone is already slower.
-    for d1, precision, kind in sorted(space["first"], key=lambda t: (t[2] == "hnsw", -t[0])):
-        stage = Stage(d1, 1, precision, kind)
+    for st in sorted({s.structure for s in sp.first}, key=lambda s: (s.kind != "flat", -s.dim, s.key)):
         t0 = time.perf_counter()
-        fs = index.build_first_stage(stage, persist=False)
-        log(f"first stage {fs.key}: built in {time.perf_counter() - t0:.1f}s")
+        fs = index.build_first_stage(st, persist=False)
         res_bytes = 8 + fs.resident_bytes() / index.count  # int64 id + the structure; full vectors stay on disk
-        shapes: list[tuple[tuple[int, float], ...]] = [()]
-        for f_ in space["mid_factors"]:
-            for r_ in space["mid_ratios"]:
-                if d1 * f_ < index.dim:
-                    shapes.append(((d1 * f_, r_),))
-        if space.get("two_mids", True) and d1 * 16 < index.dim:  # three rerank stages
-            shapes.append(((d1 * 4, 4), (d1 * 16, 16)))
-        # HNSW: the search breadth ef is a knob of its own (a short list from a broad search).
-        efs = [None] if kind != "hnsw" else [None, *space.get("hnsw_ef_factors", (2, 4))]
-        plans = [(ef, si) for ef in efs for si in range(len(shapes))]
-        done: set[tuple[Any, int]] = set()
-        for k1 in space["k1"]:
-            if len(done) == len(plans) or k1 > index.count:
-                break
-            for ef_f in efs:
-                ef = None if ef_f is None else k1 * ef_f
-                if all((ef_f, si) in done for si in range(len(shapes))):
-                    continue
-                stage1 = functools.partial(fs.search, q, k1, ef_search=ef)  # binds this iteration's structure, k1 and ef
-                t1, cand = _median_time(stage1, 1)
-                if best is not None and t1 * 1000.0 / q.shape[0] > 1.5 * best.ms_per_query:
-                    done.update((ef_f, si) for si in range(len(shapes)))  # stage 1 alone is already slower; it only grows with k1
-                    continue
-                if repeats > 1:
-                    t1 = float(np.median([t1, *(_median_time(stage1, 1)[0] for _ in range(repeats - 1))]))
-                best = _try_shapes(index, q, truth_rows, cand, t1, shapes, done, ef_f, Stage(d1, k1, precision, kind, ef), k, target, res_bytes, threads, repeats, points, best, log, fs.last_distances, z)
-        keep = _stage_key(best.funnel) if best is not None else None
-        for key in {fs.key, *(st.key for st in index.first_stages())} - prebuilt - {keep}:
+        log(f"first stage {fs.key}: {res_bytes:.0f} B/vector, built in {time.perf_counter() - t0:.1f}s")
+        if smallest is None or res_bytes < smallest[0]:
+            smallest = (res_bytes, fs.key)
+        if max_ram_per_vector is None or res_bytes <= max_ram_per_vector:
+            n0 = len(ex.points)
+            ex.explore(st, sp, k, res_bytes)
+            # re-time this structure's fastest qualifying funnels end to end while it is built
+            mine = sorted((p for p in ex.points[n0:] if p.feasible), key=lambda p: p.ms_per_query)[:retime]
+            for p in mine:
+                _retime_point(index, p, q, ho, ho_ids, threads, repeats, single_queries, log)
+            if mine:
+                top = min(mine, key=lambda p: p.latency(latency))
+                if chosen is None or top.latency(latency) < chosen.latency(latency):
+                    chosen = top
+        keep = Funnel.parse(chosen.funnel).first.key if chosen is not None else None
+        for key in {st.key} - prebuilt - {keep}:
             index.drop_first_stage(key)  # free memory: only the best structure so far stays built
-    result = TuneResult(None, 0.0, float("nan"), 0.0, float("nan"), exact_flops, target, k, int(q.shape[0]), source, threads, points)
-    if best is not None:
-        f = Funnel.parse(best.funnel)
-        index.build_first_stage(f.first, persist=False)
-        secs, (_, ids, st) = _median_time(lambda: index.search(q, funnel=f, threads=threads, return_stats=True), repeats)
-        truth_ids = index.ids[truth_rows] if len(index.ids) else truth_rows
-        result.funnel, result.recall = f, recall_at_k(ids, truth_ids)
-        result.ms_per_query = 1000.0 * secs / q.shape[0]
-        result.qps, result.flops = q.shape[0] / secs, st.flops / q.shape[0]  # measured HNSW distances
+    if max_ram_per_vector is not None and (smallest is None or smallest[0] > max_ram_per_vector):
+        found = f"the smallest explored needs {smallest[0]:.0f} B/vector ({smallest[1]})" if smallest else "no structure was explored"
+        raise MRLError(f"no first stage fits --max-ram-per-vector {max_ram_per_vector:g} B: {found}; raise the budget or explore smaller prefixes/precisions.")
+    result = TuneResult(Funnel.parse(chosen.funnel) if chosen else None, target, k, int(q.shape[0]), int(ho.shape[0]), source, threads, float(index.count * index.dim),
+                        latency, confidence_level, max_ram_per_vector, ex.points)
     result.seconds = time.perf_counter() - t_start
     return result
 
 
-def _try_shapes(index: MatryoshkaIndex, q: np.ndarray, truth_rows: np.ndarray, cand: np.ndarray, t1: float, shapes: list, done: set, ef_f: Any, first: Stage, k: int, target: float, res_bytes: float, threads: int, repeats: int, points: list[TunePoint], best: TunePoint | None, log: Callable[[str], None], first_distances: float | None = None, z: float = 0.0) -> TunePoint | None:
-    """Rerank one stage-1 candidate set with every rerank shape not yet satisfied; record the points."""
-    k1 = first.k
-    for si, shape in enumerate(shapes):
-        if (ef_f, si) in done:
-            continue
-        stages = [first]
-        if any(int(k1 // ratio) < k for _, ratio in shape):
-            continue
-        stages += [Stage(d2, int(k1 // ratio)) for d2, ratio in shape]
-        stages.append(Stage(index.dim, k))
-        try:
-            f = Funnel(tuple(stages))
-        except MRLError:
-            continue
-        t2, (_, found) = _median_time(lambda f=f: index.rerank_candidates(q, cand, f, threads=threads), repeats)
-        per_q = per_query_recall(found, truth_rows)
-        rec = float(per_q.mean())
-        bound = rec - z * float(per_q.std()) / np.sqrt(len(per_q))
-        pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / q.shape[0], f.flops(index.count, first_distances), res_bytes, bool(bound >= target))
-        points.append(pt)
-        if pt.feasible:
-            done.add((ef_f, si))  # a larger shortlist is only slower
-            if best is None or pt.ms_per_query < best.ms_per_query:
-                best = pt
-                log(f"  new best {pt.funnel}: recall {rec:.4f}, {pt.ms_per_query:.3f} ms/query")
-    return best
-
-
-def _stage_key(spec: str) -> str:
-    s = Funnel.parse(spec).first
-    return f"{s.dim}-{s.precision}-{s.kind}"
+def _retime_point(index: MatryoshkaIndex, p: TunePoint, q: np.ndarray, ho: np.ndarray, ho_ids: np.ndarray | None, threads: int, repeats: int, single_queries: int, log: Callable[[str], None]) -> None:
+    """Replace a point's split timing by end-to-end figures: batch ms/query, single-query p50/p99, held-out recall."""
+    f = Funnel.parse(p.funnel)
+    secs, _ = _median_time(lambda: index.search(q, funnel=f, threads=threads), repeats)
+    p.ms_per_query, p.end_to_end = 1000.0 * secs / q.shape[0], True
+    p.p50_ms, p.p99_ms = single_query_latency(index, q[:single_queries], f, threads=threads)
+    if ho_ids is not None:
+        p.heldout_recall = recall_at_k(index.search(ho, funnel=f, threads=threads)[1], ho_ids)
+    log(f"  re-timed {p.funnel}: {p.qps:,.0f} QPS, single p50 {p.p50_ms:.3f} / p99 {p.p99_ms:.3f} ms, held-out recall {p.heldout_recall}")
 
 
 def apply(index: MatryoshkaIndex, result: TuneResult) -> None:
     """Make the tuned funnel the index's default and record the tuning in its manifest (on save)."""
     if result.funnel is None:
-        raise MRLError(f"no explored funnel reached recall@{result.k} >= {result.target_recall}; lower the target, pass more k1 values, or search exactly (funnel '{index.dim}:{result.k}').")
+        budget = f" within {result.max_ram_per_vector:g} B/vector" if result.max_ram_per_vector else ""
+        raise MRLError(f"no explored funnel reached recall@{result.k} >= {result.target_recall}{budget}; lower the target, pass more k1 values, or search exactly (funnel '{index.dim}:{result.k}').")
     index.build_first_stage(result.funnel.first, persist=True)
     index.funnel = result.funnel
     index.tuning = result.to_dict()

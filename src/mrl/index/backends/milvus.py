@@ -14,7 +14,7 @@ placement per funnel and the progress of a push.
 Search: stage 1 is a Milvus search on the ``mrl_p<d_1>`` field with the metadata filter as a
 Milvus boolean expression, so ``k_1`` allowed candidates come back. Later stages run either
 * ``client``: one ``get`` of the candidates' full vectors, then the same batched NumPy rerank as
-  the local index (:func:`mrl.index.funnel.rerank`), or
+  the local index (:func:`mrl.index.search.rerank`), or
 * ``server``: per query and stage, a Milvus search on that stage's field restricted to the
   shortlist (``id in [...]``): no vectors leave the server, but one request per query and stage.
 :meth:`MilvusIndex.calibrate` times both on sample queries and records the faster per funnel.
@@ -39,7 +39,8 @@ from mrl.checks import check_finite
 from mrl.errors import MRLError
 from mrl.index.catalog import MAX_STR, Metadata, check_ids, field_type, metadata_columns
 from mrl.index.filters import Filter, parse_filter
-from mrl.index.funnel import METRICS, Funnel, FunnelError, prefix, rerank
+from mrl.index.funnel import METRICS, Funnel, FunnelError, prefix
+from mrl.index.search import rerank
 
 FORMAT = "mrl.milvus/1"
 MAX_TOPK = 16384  # Milvus's limit on one search's k
