@@ -198,7 +198,10 @@ class MatryoshkaIndex:
         dtype = self.dtype if dtype is None else dtype
         rows = np.asarray(rows, dtype=np.int64)
         if len(self._segments) == 1:
-            return np.asarray(self._segments[0][rows, :dim], dtype=dtype)
+            seg = self._segments[0]
+            # whole rows: np.take copies each row in one piece (faster than fancy indexing with a slice)
+            out = np.take(seg, rows, axis=0) if dim == seg.shape[1] else seg[rows, :dim]
+            return np.asarray(out, dtype=dtype)
         out = np.empty((rows.shape[0], dim), dtype=dtype)
         seg = np.searchsorted(self._starts, rows, side="right") - 1
         for s, arr in enumerate(self._segments):  # a handful of segments, not a per-row loop
