@@ -125,7 +125,7 @@ def test_refuses_other_encoding_bad_input_and_foreign_folder(tmp_path, minilm_pa
     with pytest.raises(OutputExistsError, match="different encoding"):
         encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", dtype="float16", progress=False)
     r = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", dtype="float16", overwrite=True, progress=False)
-    assert r.dtype == "float16" and sorted(p.name for p in (tmp_path / "enc").iterdir()) == [".manifest.lock", "ids.txt", "manifest.json", "shard-00000.npy"]
+    assert r.dtype == "float16" and sorted(p.name for p in (tmp_path / "enc").iterdir()) == [".manifest.lock", "ids.txt", "manifest.json", "shard-00000.npy", "texthash.npy"]
     (tmp_path / "bad.jsonl").write_text('{"_id": 1, "text": "ok"}\n{"_id": 2, "body": "no text"}\n')
     with pytest.raises(DataError, match=r"bad.jsonl:2"):
         encode_corpus(minilm_path, [tmp_path / "bad.jsonl"], tmp_path / "e2", progress=False)
@@ -159,3 +159,25 @@ def test_any_executor_records_shards_and_index_builds_from_manifest(tmp_path):
     os.remove(tmp_path / "enc/shard-00001.npy")
     res = CliRunner().invoke(cli, ["index", "build", str(tmp_path / "ix2"), "--vectors", str(tmp_path / "enc")])
     assert res.exit_code == 2 and "missing" in res.output
+
+
+def test_reuse_copies_rows_an_earlier_encoding_holds(tmp_path, minilm_path, monkeypatch):  # noqa: F811
+    import mrl.encode.text as enc
+
+    texts = write_corpus(tmp_path / "c.jsonl", n=30)
+    old = enc.encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "old", rows_per_shard=8, progress=False)
+    rng = np.random.default_rng(1)
+    new_texts = [texts[i] for i in rng.permutation(30)[:25]] + ["a brand new passage", "another unseen text"]  # rebuilt corpus: reordered, some gone, some new
+    (tmp_path / "c2.jsonl").write_text("".join(json.dumps({"_id": f"n{i}", "text": t}) + "\n" for i, t in enumerate(new_texts)))
+    encoded: list[str] = []
+    real = enc.encode_texts_sorted
+    monkeypatch.setattr(enc, "encode_texts_sorted", lambda model, ts, **kw: encoded.extend(ts) or real(model, ts, **kw))
+    lines: list[str] = []
+    new = enc.encode_corpus(minilm_path, [tmp_path / "c2.jsonl"], tmp_path / "new", rows_per_shard=8, progress=False, reuse=[tmp_path / "old"], log=lines.append)
+    assert sorted(encoded) == sorted(["a brand new passage", "another unseen text"])
+    assert sum(e["reused"] for e in new.manifest["shards"]) == 25 and any("reuse: 30 finished rows" in m for m in lines)
+    by_text = dict(zip(texts, old.array()))
+    np.testing.assert_array_equal(new.array()[:25], np.stack([by_text[t] for t in new_texts[:25]]))
+    lines.clear()
+    enc.encode_corpus(minilm_path, [tmp_path / "c2.jsonl"], tmp_path / "bf", bf16=True, progress=False, reuse=[tmp_path / "old"], log=lines.append)
+    assert any("other settings" in m for m in lines)  # fp32 vectors are never mixed into a bf16 encoding

@@ -133,14 +133,14 @@ def encode_corpus_ray(
         st.max_seq_length = int(max_seq_length)
     dim, seq = model_dim(st), int(st.max_seq_length)
     del st
-    sources, ids = scan_inputs(files, text_field, id_field, limit)
+    sources, ids, hashes = scan_inputs(files, text_field, id_field, limit)
     rows = sum(s["rows"] for s in sources)
     header = {
         "model": {"name": str(model), "path": str(path.resolve()), "sha256": model_hash(path, seq)},
         "dim": dim, "dtype": dtype, "rows": rows, "rows_per_shard": rows_per_shard, "sources": sources,
         "settings": {"precision": "bf16-autocast" if bf16 else "fp32", "max_seq_length": seq, "text_field": text_field, "id_field": id_field, "normalize": False},
     }
-    shards = ShardSet.create_or_resume(out, header, overwrite=overwrite, ids=ids)
+    shards = ShardSet.create_or_resume(out, header, overwrite=overwrite, ids=ids, text_hashes=hashes)
     pending = set(shards.pending())
     done_rows = rows - sum(shards.shard_rows(i)[1] - shards.shard_rows(i)[0] for i in pending)
     log(f"{rows} texts in {shards.num_shards} shards of {rows_per_shard}: {len(pending)} to encode on Ray ({done_rows} rows already done)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ FORMAT = "mrl.shards"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 IDS_FILE = "ids.txt"
+HASH_FILE = "texthash.npy"
 DTYPES = ("float32", "float16")
 # Keys of the manifest that must match for a run to resume into an existing folder.
 _RESUME_KEYS = ("model", "dim", "dtype", "rows", "rows_per_shard", "sources", "settings")
@@ -171,13 +173,15 @@ class ShardSet:
             self.manifest = man
 
     @classmethod
-    def create_or_resume(cls, folder: str | os.PathLike[str], header: dict[str, Any], *, overwrite: bool = False, ids: list[str] | None = None) -> ShardSet:
+    def create_or_resume(cls, folder: str | os.PathLike[str], header: dict[str, Any], *, overwrite: bool = False, ids: list[str] | None = None, text_hashes: np.ndarray | None = None) -> ShardSet:
         """Open ``folder`` for writing the encoding described by ``header``.
 
         ``header`` holds ``model``, ``dim``, ``dtype``, ``rows``, ``rows_per_shard``, ``sources`` and
         ``settings`` (plus anything descriptive). An existing manifest with the same values resumes;
         a different one is refused unless ``overwrite`` (which deletes only the files that manifest
-        lists). ``ids``: the input's record ids in row order, written once to ``ids.txt``.
+        lists). ``ids``: the input's record ids in row order, written once to ``ids.txt``;
+        ``text_hashes``: a 64-bit hash of every input text (``[rows]`` uint64), written once to
+        ``texthash.npy`` so a later encoding of changed inputs can reuse unchanged rows.
         """
         folder = Path(folder)
         if header.get("dtype") not in DTYPES:
@@ -206,13 +210,19 @@ class ShardSet:
                 with atomic_open(folder / IDS_FILE, "wb") as fh:
                     fh.write(data)
                 man["ids"] = {"file": IDS_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            if text_hashes is not None:
+                buf = io.BytesIO()
+                np.save(buf, np.asarray(text_hashes, dtype=np.uint64), allow_pickle=False)
+                with atomic_open(folder / HASH_FILE, "wb") as fh:
+                    fh.write(buf.getvalue())
+                man["texthash"] = {"file": HASH_FILE, "bytes": len(buf.getvalue()), "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
             write_json(folder / MANIFEST, man)
             return cls(folder, man)
 
 
 def _remove_listed(folder: Path, man: dict[str, Any]) -> None:
     """Delete the files an old manifest lists (its shards, its ids file, then the manifest)."""
-    names = [e.get("file") for e in man.get("shards", [])] + [(man.get("ids") or {}).get("file")]
+    names = [e.get("file") for e in man.get("shards", [])] + [(man.get(key) or {}).get("file") for key in ("ids", "texthash")]
     for name in names:
         if isinstance(name, str) and "/" not in name and name:
             with contextlib.suppress(FileNotFoundError):
@@ -261,6 +271,26 @@ class ShardReader:
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise ShardFormatError(f"{path} is missing or fails its SHA-256 checksum; re-encode the folder.")
         return data.decode().split("\n")[:-1]
+
+
+def finished_rows(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray, list[tuple[int, np.ndarray]]] | None:
+    """What a (possibly unfinished) shard folder can lend to another encoding: its manifest, the
+    text hash of every input row, and its intact finished shards as ``(start row, memory map)``.
+    ``None`` when the folder has no text hashes (or no manifest)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        return None
+    man = _check_manifest(folder, read_json(folder / MANIFEST))
+    entry = man.get("texthash")
+    if not entry or not (folder / entry["file"]).is_file():
+        return None
+    hashes = np.load(folder / entry["file"], allow_pickle=False)
+    shards = []
+    for e in man["shards"]:
+        f = folder / e["file"]
+        if f.is_file() and f.stat().st_size == int(e["bytes"]):
+            shards.append((int(e["start"]), np.load(f, mmap_mode="r", allow_pickle=False)))
+    return man, hashes, shards
 
 
 def is_shard_folder(path: str | os.PathLike[str]) -> bool:

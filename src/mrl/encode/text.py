@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import sys
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mrl.encode.shards import ShardReader, ShardSet, open_shards, source_entry, write_shard
+from mrl.encode.shards import ShardReader, ShardSet, finished_rows, open_shards, source_entry, write_shard
 from mrl.errors import DataError, MRLError
 
 if TYPE_CHECKING:
@@ -94,22 +95,68 @@ def iter_records(path: Path, text_field: str = "text", id_field: str | None = "_
         raise DataError(f"cannot read {path} ({exc}); the file is truncated or not gzip/UTF-8 text.") from exc
 
 
-def scan_inputs(files: Sequence[Path], text_field: str, id_field: str | None, limit: int | None) -> tuple[list[dict[str, Any]], list[str] | None]:
-    """One pass over the inputs: per-file entries (path, size, SHA-256, rows used) and the ids."""
-    sources, ids, any_id, total = [], [], False, 0
+def text_hash(text: str) -> int:
+    """64-bit content hash of a text (BLAKE2b), the key under which its vector can be reused."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def scan_inputs(files: Sequence[Path], text_field: str, id_field: str | None, limit: int | None) -> tuple[list[dict[str, Any]], list[str] | None, np.ndarray]:
+    """One pass over the inputs: per-file entries (path, size, SHA-256, rows used), the ids, the text hashes."""
+    sources, ids, hashes, any_id, total = [], [], [], False, 0
     for f in files:
         rows = 0
-        for rid, _ in iter_records(f, text_field, id_field):
+        for rid, text in iter_records(f, text_field, id_field):
             if limit is not None and total >= limit:
                 break
             ids.append(rid if rid is not None else str(total))
+            hashes.append(text_hash(text))
             any_id |= rid is not None
             rows += 1
             total += 1
         sources.append(source_entry(f, rows))
     if total == 0:
         raise DataError(f"the inputs {[str(f) for f in files]} hold no texts.")
-    return sources, (ids if any_id else None)
+    return sources, (ids if any_id else None), np.asarray(hashes, dtype=np.uint64)
+
+
+class ReusePool:
+    """Vectors of earlier encodings by the same model and settings, looked up by text hash.
+
+    Shape: ``lookup(hashes [n]) -> (found [n] bool, vectors [found, D])``.
+    """
+
+    def __init__(self, folders: Sequence[str | os.PathLike[str]], header: dict[str, Any], log: Any) -> None:
+        self.sources: list[tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]] = []  # sorted hashes, their rows, shards
+        for folder in folders:
+            got = finished_rows(folder)
+            if got is None:
+                log(f"reuse: {folder} holds no text hashes; skipped")
+                continue
+            man, hashes, shards = got
+            same = all(man.get(k) == header.get(k) for k in ("dim",)) and man["model"].get("sha256") == header["model"]["sha256"] and man.get("settings", {}).get("precision") == header["settings"]["precision"] and man.get("settings", {}).get("max_seq_length") == header["settings"]["max_seq_length"]
+            if not same:
+                log(f"reuse: {folder} was encoded by another model or with other settings; skipped")
+                continue
+            rows = np.concatenate([np.arange(st, st + a.shape[0]) for st, a in shards]) if shards else np.zeros(0, dtype=np.int64)
+            order = np.argsort(hashes[rows], kind="stable")
+            self.sources.append((hashes[rows][order], rows[order], shards))
+            log(f"reuse: {rows.size} finished rows of {folder}")
+
+    def lookup(self, hashes: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        found = np.zeros(hashes.size, dtype=bool)
+        out = np.zeros((hashes.size, dim), dtype=np.float32)
+        for sorted_h, rows, shards in self.sources:
+            if sorted_h.size == 0:
+                continue
+            pos = np.clip(np.searchsorted(sorted_h, hashes), 0, sorted_h.size - 1)
+            hit = (sorted_h[pos] == hashes) & ~found
+            starts = np.array([st for st, _ in shards])
+            for i in np.flatnonzero(hit):  # per reused row: a copy loop in the encoder, not a search path
+                r = rows[pos[i]]
+                s = int(np.searchsorted(starts, r, side="right") - 1)
+                out[i] = shards[s][1][r - starts[s]]
+            found |= hit
+        return found, out[found]
 
 
 def iter_shard_texts(files: Sequence[Path], rows_per_shard: int, text_field: str, id_field: str | None, total: int) -> Iterator[tuple[int, list[str]]]:
@@ -198,6 +245,7 @@ def encode_corpus(
     threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    reuse: Sequence[str | os.PathLike[str]] = (),
     log: Any = None,
 ) -> ShardReader:
     """Encode a corpus into ``out`` as fixed-size ``.npy`` shards plus a manifest; resume if possible.
@@ -213,6 +261,8 @@ def encode_corpus(
         max_seq_length: tokens per text (default: the model's).
         limit: encode only the first ``limit`` rows of the inputs.
         threads: torch intra-op threads (default: torch's).
+        reuse: earlier shard folders of the same model and settings (finished or not): rows whose
+            text they already encoded are copied instead of re-encoded (after a corpus rebuild).
 
     Returns:
         The finished shards, memory-mapped (:class:`~mrl.encode.shards.ShardReader`).
@@ -236,14 +286,15 @@ def encode_corpus(
     if max_seq_length is not None:
         st.max_seq_length = int(max_seq_length)
     dim = model_dim(st)
-    sources, ids = scan_inputs(files, text_field, id_field, limit)
+    sources, ids, hashes = scan_inputs(files, text_field, id_field, limit)
     rows = sum(s["rows"] for s in sources)
     header = {
         "model": {"name": str(model), "path": str(path.resolve()), "sha256": model_hash(path, st.max_seq_length)},
         "dim": dim, "dtype": dtype, "rows": rows, "rows_per_shard": rows_per_shard, "sources": sources,
         "settings": {"precision": "bf16-autocast" if bf16 else "fp32", "max_seq_length": int(st.max_seq_length), "text_field": text_field, "id_field": id_field, "normalize": False},
     }
-    shards = ShardSet.create_or_resume(out, header, overwrite=overwrite, ids=ids)
+    shards = ShardSet.create_or_resume(out, header, overwrite=overwrite, ids=ids, text_hashes=hashes)
+    pool = ReusePool(reuse, header, log) if reuse else None
     pending = set(shards.pending())
     done_rows = rows - sum(shards.shard_rows(i)[1] - shards.shard_rows(i)[0] for i in pending)
     log(f"{rows} texts in {shards.num_shards} shards of {rows_per_shard}: {len(pending)} to encode ({done_rows} rows already done)")
@@ -258,9 +309,18 @@ def encode_corpus(
                 shards.update(fidelity=bf16_fidelity(st, sample, batch_size=batch_size))
                 log(f"bf16 vs fp32 cosine on {len(sample)} texts: {shards.manifest['fidelity']['full']}")
             t0 = time.perf_counter()
-            emb = encode_texts_sorted(st, texts, batch_size=batch_size, bf16=bf16, on_progress=bar.update)
-            entry = write_shard(shards.folder, index, shards.shard_rows(index)[0], emb, dtype)
-            shards.record({**entry, "seconds": round(time.perf_counter() - t0, 3)})
+            start, stop = shards.shard_rows(index)
+            found = np.zeros(len(texts), dtype=bool)
+            emb = np.empty((len(texts), dim), dtype=np.float32)
+            if pool is not None:
+                found, vecs = pool.lookup(hashes[start:stop], dim)
+                emb[found] = vecs
+                bar.update(int(found.sum()))
+            todo = np.flatnonzero(~found)
+            if todo.size:
+                emb[todo] = encode_texts_sorted(st, [texts[i] for i in todo], batch_size=batch_size, bf16=bf16, on_progress=bar.update)
+            entry = write_shard(shards.folder, index, start, emb, dtype)
+            shards.record({**entry, "seconds": round(time.perf_counter() - t0, 3), "reused": int(found.sum())})
     finally:
         bar.close()
     return open_shards(shards.folder)

@@ -1,0 +1,278 @@
+"""Retrieval at scale: the auto-tuned funnel vs the indexes people deploy, in one process, one run.
+
+    # once per corpus (cached, checksummed): exact full-D reference and the peer indexes
+    flock /work/coord/cpu.lock .venv/bin/python benchmarks/retrieval_bench.py reference --corpus ENC/corpus --test ENC/test --tune ENC/tune --out DIR
+    flock /work/coord/cpu.lock .venv/bin/python benchmarks/retrieval_bench.py peers --corpus ENC/corpus --out DIR
+    # the funnel, built and tuned by the CLI (store + first stages + tuning timed there)
+    flock /work/coord/cpu.lock .venv/bin/mrl index build DIR/funnel --vectors ENC/corpus --target-recall 0.99 --queries ENC/tune
+    # the table: every peer's sweep and the funnel, same process, same threads
+    flock /work/coord/cpu.lock .venv/bin/python benchmarks/retrieval_bench.py table --corpus ENC/corpus --test ENC/test --out DIR --funnel-index DIR/funnel
+
+Columns: QPS of one batch of all test queries; single-query p50/p99 (queries sent one at a time);
+recall@k against the cached exact full-D ids (verified by checksum; the flat peer must reproduce
+them); resident RAM per vector *measured* as the growth of the process's anonymous resident memory
+(RssAnon) when the index is loaded (the funnel's full vectors are memory-mapped from disk: they show
+up as file-backed pages, reported apart); build time (from the build's own record); per-query work
+(vectors scored, bytes read) and the time those bytes take at the measured memory read bandwidth
+(the scan limit). FAISS threads = rerank threads = ``--threads``; cosine similarity everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import retrieval_peers as peers  # noqa: E402
+
+from mrl.encode import is_shard_folder, open_shards  # noqa: E402
+from mrl.index import Funnel, MatryoshkaIndex  # noqa: E402
+from mrl.index.funnel import prefix  # noqa: E402
+from mrl.index.tune import per_query_recall  # noqa: E402
+from mrl.io import atomic_write, load_npy, read_json, save_npy, write_json  # noqa: E402
+
+
+class Corpus:
+    """Full-D corpus vectors from a shard folder or a .npy (memory-mapped), optionally its first ``subset`` rows."""
+
+    def __init__(self, path: Path, subset: int | None = None) -> None:
+        if is_shard_folder(path):
+            reader = open_shards(path)
+            self.arrays = reader.arrays
+            self.digest_src = json.dumps([e["sha256"] for e in reader.manifest["shards"]])
+        else:
+            self.arrays = [load_npy(path, mmap=True)]
+            self.digest_src = sha_of_file(path)
+        total = sum(a.shape[0] for a in self.arrays)
+        self.n = min(subset, total) if subset else total
+        self.dim = int(self.arrays[0].shape[1])
+        self.digest = hashlib.sha256(f"{self.digest_src}|{self.n}".encode()).hexdigest()[:16]
+        self.starts = np.cumsum([0] + [a.shape[0] for a in self.arrays])
+
+    def chunks(self):
+        left = self.n
+        for a in self.arrays:
+            if left <= 0:
+                break
+            yield a[: min(left, a.shape[0])]
+            left -= a.shape[0]
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        seg = np.searchsorted(self.starts, idx, side="right") - 1
+        out = np.empty((idx.size, self.dim), dtype=np.float32)
+        for s, a in enumerate(self.arrays):
+            m = seg == s
+            if m.any():
+                out[m] = a[idx[m] - self.starts[s]]
+        return out
+
+
+def sha_of_file(path: Path) -> str:
+    return peers.sha256_file(Path(path))
+
+
+def load_vectors(path: Path) -> np.ndarray:
+    x = open_shards(path).array() if is_shard_folder(path) else load_npy(path)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def rss() -> dict[str, int]:
+    """This process's resident memory (bytes): anonymous and file-backed."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssFile:", "VmRSS:")):
+            key, val = line.split(":")
+            out[key] = int(val.split()[0]) * 1024
+    return out
+
+
+def read_bandwidth(gb: float = 1.0) -> float:
+    """Single-thread memory read bandwidth (bytes/s): median of summing a ``gb`` GB float32 array."""
+    x = np.ones(int(gb * (1 << 30) // 4), dtype=np.float32)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.add.reduce(x)
+        times.append(time.perf_counter() - t0)
+    return x.nbytes / float(np.median(times))
+
+
+# ---------------------------------------------------------------------------- exact reference
+def exact_topk(corpus: Corpus, q: np.ndarray, k: int) -> np.ndarray:
+    """Exact full-D top-``k`` rows (FAISS BLAS kNN per corpus block, merged in a heap)."""
+    qn = prefix(q, corpus.dim, "cosine")
+    heap = faiss.ResultHeap(qn.shape[0], k, keep_max=True)
+    start = 0
+    for block in peers.normalized(corpus.chunks(), corpus.dim):
+        d, i = faiss.knn(qn, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(d, np.where(i >= 0, i + start, -1))
+        start += block.shape[0]
+    heap.finalize()
+    return heap.I.astype(np.int64)
+
+
+def reference(out: Path, corpus: Corpus, name: str, q: np.ndarray, k: int) -> np.ndarray:
+    """The exact top-``k`` of ``q``: from ``out/exact-<name>.npy`` when its checksum and inputs match, else computed and cached."""
+    path, meta_path = out / f"exact-{name}.npy", out / f"exact-{name}.json"
+    key = {"corpus": corpus.digest, "queries_sha256": hashlib.sha256(np.ascontiguousarray(q).tobytes()).hexdigest(), "k": k}
+    if meta_path.is_file() and path.is_file():
+        meta = read_json(meta_path)
+        if all(meta.get(a) == b for a, b in key.items()):
+            if sha_of_file(path) != meta["sha256"]:
+                raise SystemExit(f"{path} fails its checksum: delete it and rerun `reference`.")
+            return load_npy(path)
+    t0 = time.perf_counter()
+    ids = exact_topk(corpus, q, k)
+    save_npy(path, ids)
+    write_json(meta_path, {**key, "sha256": sha_of_file(path), "seconds": time.perf_counter() - t0, "queries": int(q.shape[0])})
+    return ids
+
+
+# ---------------------------------------------------------------------------- measuring
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def single_latency(fn, q: np.ndarray, n: int) -> tuple[float, float]:
+    """p50/p99 ms of ``fn(q[i:i+1])`` over ``n`` queries sent one at a time (after 10 warm-up queries)."""
+    for i in range(min(10, n)):
+        fn(q[i : i + 1])
+    t = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(q[i : i + 1])
+        t[i] = time.perf_counter() - t0
+    return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 99) * 1e3)
+
+
+def measure_peer(name: str, ix: Any, qn: np.ndarray, gt: np.ndarray, k: int, threads: int, n_single: int, bw: float) -> list[dict[str, Any]]:
+    rows = []
+    for knob in peers.SWEEPS[name]:
+        t, (ids, work) = timed(lambda knob=knob: peers.search(name, ix, qn, k, knob, threads))
+        p50, p99 = single_latency(lambda x, knob=knob: peers.search(name, ix, x, k, knob, threads), qn, n_single)
+        rec = float(per_query_recall(ids, gt).mean())
+        rows.append({"knob": peers.knob_name(name, knob), "qps": qn.shape[0] / t, "p50_ms": p50, "p99_ms": p99, "recall": rec, **work, "scan_limit_us": 1e6 * work["bytes"] / bw})
+        print(f"  {name} {rows[-1]['knob']}: recall {rec:.4f}, {rows[-1]['qps']:,.0f} QPS, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {work['distances']:.0f} dist/q", flush=True)
+    return rows
+
+
+def table(a: argparse.Namespace) -> None:
+    faiss.omp_set_num_threads(a.threads)
+    corpus = Corpus(a.corpus, a.subset)
+    q = load_vectors(a.test)[: a.queries]
+    qn = prefix(q, corpus.dim, "cosine")
+    k = a.k
+    gt = reference(a.out, corpus, "test", q, k)[: q.shape[0]]
+    bw = read_bandwidth()
+    res: dict[str, Any] = {"N": corpus.n, "D": corpus.dim, "k": k, "threads": a.threads, "queries": int(q.shape[0]), "single_queries": a.single, "read_bandwidth_GBps": bw / 1e9,
+                           "corpus": str(a.corpus), "corpus_digest": corpus.digest, "peers": {}, "funnels": []}
+    print(f"corpus {corpus.n} x {corpus.dim}, {q.shape[0]} test queries, {a.threads} threads, read bandwidth {bw / 1e9:.1f} GB/s", flush=True)
+    for name in a.peers:
+        gc.collect()
+        before = rss()
+        ix, meta = peers.build_or_load(name, a.out, corpus, a.threads)
+        after = rss()
+        ram = (after["RssAnon"] - before["RssAnon"]) / corpus.n
+        print(f"{name}: built in {meta['build_s']:.0f}s, {ram:.0f} B/vector resident", flush=True)
+        sweep = measure_peer(name, ix, qn, gt, k, a.threads, a.single if name != "flat" else min(a.single, 50), bw)
+        if name == "flat" and sweep[0]["recall"] < 0.9999:
+            raise SystemExit(f"the exact peer reproduces only {sweep[0]['recall']:.4f} of the cached reference: the reference is stale or wrong")
+        res["peers"][name] = {"describe": peers.describe(name, corpus.dim), "build_s": meta["build_s"], "ram_bytes_per_vector": ram, "sweep": sweep}
+        peers.free(ix)
+        del ix
+    for folder in a.funnel_index:
+        gc.collect()
+        before = rss()
+        idx = MatryoshkaIndex.load(folder)
+        after = rss()
+        man = read_json(Path(folder) / "manifest.json")
+        specs = [str(idx.funnel)] + list(a.funnel)
+        for spec in specs:
+            f = Funnel.parse(spec)
+            idx.build_first_stage(f.first, persist=False)
+            anon = (rss()["RssAnon"] - before["RssAnon"]) / corpus.n
+            idx.search(q[:200], funnel=f, threads=a.threads)  # warm the mapped pages of the path
+            t, (_, ids, st) = timed(lambda f=f: idx.search(q, k, funnel=f, threads=a.threads, return_stats=True))
+            p50, p99 = single_latency(lambda x, f=f: idx.search(x, k, funnel=f, threads=a.threads), q, a.single)
+            rec = float(per_query_recall(ids, gt).mean())
+            stages = [{**s, "us_per_query": 1e6 * s["seconds"] / q.shape[0], "scan_limit_us": 1e6 * s["bytes"] / bw} for s in st.stages]
+            row = {"spec": spec, "index": str(folder), "qps": q.shape[0] / t, "p50_ms": p50, "p99_ms": p99, "recall": rec, "ram_bytes_per_vector": anon,
+                   "mapped_bytes_per_vector": (rss()["RssFile"] - before["RssFile"]) / corpus.n, "structure_bytes_per_vector": idx.resident_bytes(f) / corpus.n,
+                   "stages": stages, "distances": sum(s["distances"] for s in st.stages), "bytes": sum(s["bytes"] for s in st.stages),
+                   "tuning": man.get("tuning") if spec == str(idx.funnel) else None, "build": read_json(Path(folder) / "build.json") if (Path(folder) / "build.json").is_file() else None}
+            row["scan_limit_us"] = 1e6 * row["bytes"] / bw
+            res["funnels"].append(row)
+            print(f"funnel {spec}: recall {rec:.4f}, {row['qps']:,.0f} QPS, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {anon:.0f} B/vector anon (+{row['mapped_bytes_per_vector']:.0f} mapped)", flush=True)
+            for s in stages:
+                print(f"    {s['stage']}: {s['distances']:.0f} vectors, {s['bytes'] / 1e3:.1f} kB, {s['us_per_query']:.1f} us/query (scan limit {s['scan_limit_us']:.1f} us)", flush=True)
+        del idx
+    res["max_rss_mb"] = rss()["VmRSS"] / 2**20
+    write_json(a.out / f"table-{a.name}.json", res)
+    atomic_write(a.out / f"table-{a.name}.md", (render(res) + "\n").encode())
+    print(render(res))
+
+
+def render(r: dict[str, Any]) -> str:
+    k = r["k"]
+    lines = [f"| method | setting | build (s) | QPS ({r['queries'] // 1000}k batch) | single p50 (ms) | single p99 (ms) | recall@{k} | RAM B/vector | vectors scored / query | kB read / query | scan limit (us) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for f in r["funnels"]:
+        b = f.get("build") or {}
+        build = f"{b['seconds']:.0f}" if b.get("seconds") else "-"
+        mapped = f" (+{f['mapped_bytes_per_vector']:.0f} mapped)" if f["mapped_bytes_per_vector"] > 1 else ""
+        lines.append(f"| **funnel** | `{f['spec']}` | {build} | **{f['qps']:,.0f}** | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['recall']:.4f} | {f['ram_bytes_per_vector']:.0f}{mapped} | {f['distances']:,.0f} | {f['bytes'] / 1e3:,.1f} | {f['scan_limit_us']:.1f} |")
+    for name, p in r["peers"].items():
+        for s in p["sweep"]:
+            lines.append(f"| {p['describe']} | {s['knob']} | {p['build_s']:.0f} | {s['qps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['recall']:.4f} | {p['ram_bytes_per_vector']:.0f} | {s['distances']:,.0f} | {s['bytes'] / 1e3:,.1f} | {s['scan_limit_us']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["reference", "peers", "table"])
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--test", type=Path)
+    ap.add_argument("--tune", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--subset", type=int, default=None, help="Use only the first N corpus rows.")
+    ap.add_argument("--queries", type=int, default=10_000)
+    ap.add_argument("--single", type=int, default=1000, help="Queries timed one at a time (p50/p99).")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peers", nargs="*", default=list(peers.PEERS))
+    ap.add_argument("--funnel-index", nargs="*", type=Path, default=[], help="Tuned index folders (their default funnel is measured).")
+    ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index.")
+    ap.add_argument("--name", default="text")
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    faiss.omp_set_num_threads(a.threads)
+    if a.step == "reference":
+        corpus = Corpus(a.corpus, a.subset)
+        for name, path in (("test", a.test), ("tune", a.tune)):
+            if path is not None:
+                t, ids = timed(lambda path=path, name=name: reference(a.out, corpus, name, load_vectors(path), a.k))
+                print(f"exact reference {name}: {ids.shape} in {t:.0f}s", flush=True)
+    elif a.step == "peers":
+        corpus = Corpus(a.corpus, a.subset)
+        for name in a.peers:
+            if name == "flat":
+                continue
+            _, meta = peers.build_or_load(name, a.out, corpus, a.threads, load=False)
+            print(f"{name}: build {meta['build_s']:.0f}s ({meta.get('bytes', 0) / corpus.n:.0f} B/vector on disk)", flush=True)
+    else:
+        table(a)
+
+
+if __name__ == "__main__":
+    main()
