@@ -107,12 +107,13 @@ def read_bandwidth(gb: float = 1.0) -> float:
 
 
 # ---------------------------------------------------------------------------- exact reference
-def exact_topk(corpus: Corpus, q: np.ndarray, k: int) -> np.ndarray:
-    """Exact full-D top-``k`` rows (FAISS BLAS kNN per corpus block, merged in a heap)."""
-    qn = prefix(q, corpus.dim, "cosine")
+def exact_topk(corpus: Corpus, q: np.ndarray, k: int, dim: int | None = None) -> np.ndarray:
+    """Exact top-``k`` rows on the ``dim``-prefix (default full D): FAISS BLAS kNN per corpus block, merged in a heap."""
+    dim = dim or corpus.dim
+    qn = prefix(q, dim, "cosine")
     heap = faiss.ResultHeap(qn.shape[0], k, keep_max=True)
     start = 0
-    for block in peers.normalized(corpus.chunks(), corpus.dim):
+    for block in peers.normalized(corpus.chunks(), dim):
         d, i = faiss.knn(qn, block, k, metric=faiss.METRIC_INNER_PRODUCT)
         heap.add_result(d, np.where(i >= 0, i + start, -1))
         start += block.shape[0]
@@ -223,6 +224,50 @@ def table(a: argparse.Namespace) -> None:
     print(render(res))
 
 
+def read_ids(folder: Path) -> list[str]:
+    ids = open_shards(folder).ids()
+    if ids is None:
+        raise SystemExit(f"{folder} records no ids; encode the JSONL with its _id field")
+    return ids
+
+
+def quality(a: argparse.Namespace) -> None:
+    """WordNet task through the funnel vs exact full-D (nDCG@10), and how much of the exact top-10 a
+    short prefix keeps in its top-100 (the shortlist a funnel reranks) on the test queries."""
+    from mrl.evaluate.ir import ir_metrics
+
+    faiss.omp_set_num_threads(a.threads)
+    corpus = Corpus(a.corpus, a.subset)
+    res: dict[str, Any] = {"N": corpus.n, "corpus": str(a.corpus)}
+    if a.wordnet is not None:
+        row_of = {pid: i for i, pid in enumerate(read_ids(a.corpus)[: corpus.n])}
+        qids = read_ids(a.wordnet)
+        rel: dict[str, list[int]] = {}
+        for line in Path(a.qrels).read_text().splitlines()[1:]:
+            qid, cid, score = line.split("\t")
+            if float(score) > 0 and cid in row_of:
+                rel.setdefault(qid, []).append(row_of[cid])
+        keep = [i for i, qid in enumerate(qids) if qid in rel]
+        qw = load_vectors(a.wordnet)[keep]
+        qrels = [rel[qids[i]] for i in keep]
+        exact = exact_topk(corpus, qw, 10)
+        res["wordnet"] = {"queries": len(keep), "exact": ir_metrics(exact, qrels, corpus.n, ks=(10,))}
+        for folder in a.funnel_index:
+            idx = MatryoshkaIndex.load(folder, verify=False)
+            _, ids = idx.search(qw, 10, threads=a.threads)
+            res["wordnet"][f"funnel {idx.funnel}"] = ir_metrics(ids, qrels, corpus.n, ks=(10,))
+        print(json.dumps(res["wordnet"], indent=1), flush=True)
+    if a.test is not None:
+        q = load_vectors(a.test)[: a.queries]
+        gt = reference(a.out, corpus, "test", q, 10)[: q.shape[0]]
+        res["shortlist"] = {}
+        for d in a.dims:
+            short = exact_topk(corpus, q, 100, d)
+            res["shortlist"][str(d)] = {str(m): float((gt[:, :, None] == short[:, None, :m]).any(axis=2).mean()) for m in (10, 50, 100)}
+            print(f"prefix {d}: exact top-10 kept in the top-10/50/100 shortlist: {res['shortlist'][str(d)]}", flush=True)
+    write_json(a.out / f"quality-{a.name}.json", res)
+
+
 def render(r: dict[str, Any]) -> str:
     k = r["k"]
     lines = [f"| method | setting | build (s) | QPS ({r['queries'] // 1000}k batch) | single p50 (ms) | single p99 (ms) | recall@{k} | RAM B/vector | vectors scored / query | kB read / query | scan limit (us) |",
@@ -240,7 +285,7 @@ def render(r: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["reference", "peers", "table"])
+    ap.add_argument("step", choices=["reference", "peers", "table", "quality"])
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--test", type=Path)
     ap.add_argument("--tune", type=Path)
@@ -254,6 +299,9 @@ def main() -> None:
     ap.add_argument("--funnel-index", nargs="*", type=Path, default=[], help="Tuned index folders (their default funnel is measured).")
     ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index.")
     ap.add_argument("--name", default="text")
+    ap.add_argument("--wordnet", type=Path, help="quality: the encoded WordNet task queries (shard folder with ids).")
+    ap.add_argument("--qrels", type=Path, help="quality: the WordNet qrels TSV (query-id, corpus-id, score).")
+    ap.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="quality: prefixes whose top-100 shortlist is checked.")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     faiss.omp_set_num_threads(a.threads)
@@ -270,6 +318,8 @@ def main() -> None:
                 continue
             _, meta = peers.build_or_load(name, a.out, corpus, a.threads, load=False)
             print(f"{name}: build {meta['build_s']:.0f}s ({meta.get('bytes', 0) / corpus.n:.0f} B/vector on disk)", flush=True)
+    elif a.step == "quality":
+        quality(a)
     else:
         table(a)
 

@@ -181,3 +181,12 @@ def test_reuse_copies_rows_an_earlier_encoding_holds(tmp_path, minilm_path, monk
     lines.clear()
     enc.encode_corpus(minilm_path, [tmp_path / "c2.jsonl"], tmp_path / "bf", bf16=True, progress=False, reuse=[tmp_path / "old"], log=lines.append)
     assert any("other settings" in m for m in lines)  # fp32 vectors are never mixed into a bf16 encoding
+
+
+def test_time_limit_stops_between_shards_and_resumes(tmp_path, minilm_path):  # noqa: F811
+    from mrl.encode.text import encode_corpus
+
+    write_corpus(tmp_path / "c.jsonl", n=20)
+    assert encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=8, time_limit=0, progress=False) is None
+    assert [s["index"] for s in json.loads((tmp_path / "enc/manifest.json").read_text())["shards"]] == [0]
+    assert encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=8, progress=False).manifest["complete"]

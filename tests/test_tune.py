@@ -138,8 +138,11 @@ def test_cli_build_tune_search_info(tmp_path) -> None:
     res = runner.invoke(app, ["tune", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--target-recall", "0.9", "--sample", "50"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "idx" / "tuning.png").exists() and "chosen" in (tmp_path / "idx" / "tuning.md").read_text()
-    res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--out", str(tmp_path / "ids.npy")])
+    res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--out", str(tmp_path / "ids.npy"), "--single", "5"])
     assert res.exit_code == 0, res.output
+    assert "vectors scored" in res.output and "p99" in res.output
+    build = json.loads((tmp_path / "idx" / "build.json").read_text())
+    assert build["seconds"] >= build["store_s"] > 0
     assert np.load(tmp_path / "ids.npy").shape == (50, 10)
     res = runner.invoke(app, ["index", "build", str(tmp_path / "idx2"), "--vectors", str(tmp_path / "x.npy"), "--target-recall", "0.9", "--queries", str(tmp_path / "q.npy"), "--sample", "50", "--confidence", "0.9"])
     assert res.exit_code == 0, res.output

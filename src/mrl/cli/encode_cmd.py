@@ -30,6 +30,7 @@ def encode(
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's)."),
     progress: bool = flag(True, help="Show a progress bar (throttled when stderr is not a terminal)."),
     overwrite: bool = flag(False, "--overwrite", help="Replace a folder holding a different encoding (only the files its manifest lists)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop after the shard that passes this many seconds; rerun to resume (exit code 3 while shards remain)."),
     reuse: list[Path] = typer.Option([], "--reuse", help="Earlier shard folder of the same model and settings: texts it already encoded are copied, not re-encoded (repeatable)."),
 ) -> None:
     """Encode texts into fixed-size .npy shards with a manifest; rerun the same command to resume."""
@@ -38,7 +39,9 @@ def encode(
     if dtype not in ("float32", "float16"):
         raise MRLError(f"--dtype must be float32 or float16, got {dtype!r}.")
     reader = encode_corpus(model, inputs, out, text_field=text_field, id_field=id_field or None, rows_per_shard=rows_per_shard, batch_size=batch_size,
-                           dtype=dtype, bf16=bf16, max_seq_length=max_seq_length, limit=limit, threads=threads, overwrite=overwrite, progress=progress, reuse=reuse, log=console.print)
+                           dtype=dtype, bf16=bf16, max_seq_length=max_seq_length, limit=limit, threads=threads, overwrite=overwrite, progress=progress, reuse=reuse, time_limit=time_limit, log=console.print)
+    if reader is None:
+        raise typer.Exit(3)
     fid = reader.manifest.get("fidelity")
     extra = f"; bf16 vs fp32 cosine min {fid['full']['min']:.5f} on {fid['sample']} texts" if fid else ""
     console.print(f"wrote {out}: {reader.rows} x {reader.dim} {reader.dtype} in {len(reader.arrays)} shards{extra}")

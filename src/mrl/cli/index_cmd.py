@@ -172,25 +172,39 @@ def index_build(
 
 def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], records: Optional[list], metric: str, dtype: str, first_stage: list[str], funnel: Optional[str], target_recall: Optional[float],
            queries: Optional[Path], k: int, sample: int, threads: int, confidence: Optional[float], heldout: Optional[Path] = None, latency: str = "batch", max_ram: Optional[float] = None) -> None:
-    from mrl.index import Funnel, MatryoshkaIndex
+    import time
 
-    spec = Funnel.parse(funnel) if funnel else None
+    import faiss
+
+    from mrl.index import Funnel, MatryoshkaIndex
+    from mrl.io import dumps
+
+    spec = Funnel.parse(funnel) if funnel else None  # fail before the (long) build
+    faiss.omp_set_num_threads(threads)
+    t0 = time.perf_counter()
     index = MatryoshkaIndex(d, metric=metric, dtype=dtype)
     start = 0
     for block in blocks:  # streamed: shards (or 128k-row slices) of memory-mapped vectors; saved as one segment
         end = start + block.shape[0]
         index.add(block, None if id_arr is None else id_arr[start:end], None if records is None else records[start:end])
         start = end
+    index.save(folder)  # the store first: first stages then read the saved, memory-mapped copy
+    t1 = time.perf_counter()
     for fs in first_stage:
         index.build_first_stage(fs if ":" in fs else f"{fs}:1")
     if spec is not None:
         index.funnel = spec
         index.funnel.validate_for(index.dim, index.count)
         index.build_first_stage(index.funnel.first)
-    index.save(folder)
-    console.print(f"wrote {folder}: {index.count} x {index.dim} {dtype} vectors, first stages {[fs.key for fs in index.first_stages()]}")
+    t2 = time.perf_counter()
+    timings = {"store_s": t1 - t0, "first_stages_s": t2 - t1, "threads": threads, "rows": index.rows}  # stored with the index, listed in its manifest
+    index.save(folder, attach={"build.json": dumps(timings).encode()})
+    console.print(f"wrote {folder}: {index.count} x {index.dim} {dtype} vectors, first stages {[fs.key for fs in index.first_stages()]} "
+                  f"(store {t1 - t0:.1f} s, first stages {t2 - t1:.1f} s)")
     if target_recall is not None:
+        t3 = time.perf_counter()
         _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence, heldout, latency, max_ram)
+        console.print(f"tuned in {time.perf_counter() - t3:.1f} s")
 
 
 @app.command("add")
@@ -324,9 +338,10 @@ def index_search(
     collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection."),
     rerank: str = typer.Option("auto", "--rerank", help="Milvus: where later stages run: auto (the measured faster), server or client."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write ids to OUT (.npy), scores to OUT.scores.npy and a JSON sidecar OUT.json."),
+    single: int = typer.Option(0, "--single", help="Local: also send the first N queries one at a time and print the latency p50/p99."),
     overwrite: bool = flag(False, "--overwrite", help="Replace a previous search output (never other files, never an input)."),
 ) -> None:
-    """Search an index with a funnel (local or Milvus); prints throughput (and early exit's savings when on)."""
+    """Search an index with a funnel (local or Milvus); prints throughput and, locally, each stage's work."""
     import contextlib
 
     if out is not None and out.suffix != ".npy":
@@ -337,11 +352,11 @@ def index_search(
     index_files = list(folder.iterdir()) if folder is not None and folder.is_dir() else []
     guard = open_files(out, "mrl.search", [scores_path.name], overwrite=overwrite, inputs=[queries, *index_files]) if out is not None and scores_path is not None else contextlib.nullcontext()
     with guard as writer:
-        _search(folder, queries, k, funnel, recall_target, filter, early_exit, threads, milvus, collection, rerank, out, scores_path, writer)
+        _search(folder, queries, k, funnel, recall_target, filter, early_exit, threads, milvus, collection, rerank, out, scores_path, writer, single)
 
 
 def _search(folder: Optional[Path], queries: Path, k: int, funnel: Optional[str], recall_target: Optional[float], filter: Optional[str], early_exit: bool, threads: int,
-            milvus: Optional[str], collection: Optional[str], rerank: str, out: Optional[Path], scores_path: Optional[Path], writer: Any) -> None:
+            milvus: Optional[str], collection: Optional[str], rerank: str, out: Optional[Path], scores_path: Optional[Path], writer: Any, single: int = 0) -> None:
     import time
 
     import faiss
@@ -361,6 +376,14 @@ def _search(folder: Optional[Path], queries: Path, k: int, funnel: Optional[str]
         seconds, extra = time.perf_counter() - t0, f" (Milvus, rerank {index.last_placement})"
     used = funnel or (str(index.funnel_for(recall_target)) if recall_target is not None else str(index.funnel) if index.funnel else f"{index.dim}:{k}")
     console.print(f"{q.shape[0]} queries with funnel {used}{' and filter ' + filter if filter else ''}: {q.shape[0] / seconds:,.0f} QPS{extra}")
+    if milvus is None:
+        for st in stats.stages:
+            console.print(f"  {st['stage']}: {st['distances']:,.0f} vectors scored, {st['bytes'] / 1e3:,.1f} kB read, {1e6 * st['seconds'] / q.shape[0]:.1f} us per query")
+        if single:
+            from mrl.index.tune import single_query_latency
+
+            p50, p99 = single_query_latency(index, q[:single], used if funnel or index.funnel or recall_target is not None else f"{index.dim}:{k}", threads=threads)
+            console.print(f"  one query at a time ({min(single, q.shape[0])} queries): p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     if out is not None and scores_path is not None:
         with writer.file(out.name) as p:
             save_npy(p, ids)

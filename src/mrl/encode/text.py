@@ -246,8 +246,9 @@ def encode_corpus(
     overwrite: bool = False,
     progress: bool = True,
     reuse: Sequence[str | os.PathLike[str]] = (),
+    time_limit: float | None = None,
     log: Any = None,
-) -> ShardReader:
+) -> ShardReader | None:
     """Encode a corpus into ``out`` as fixed-size ``.npy`` shards plus a manifest; resume if possible.
 
     Args:
@@ -263,10 +264,14 @@ def encode_corpus(
         threads: torch intra-op threads (default: torch's).
         reuse: earlier shard folders of the same model and settings (finished or not): rows whose
             text they already encoded are copied instead of re-encoded (after a corpus rebuild).
+        time_limit: stop after the shard that passes this many seconds (a time slot on a shared
+            or preemptible machine); the same call resumes.
 
     Returns:
-        The finished shards, memory-mapped (:class:`~mrl.encode.shards.ShardReader`).
+        The finished shards, memory-mapped (:class:`~mrl.encode.shards.ShardReader`), or ``None``
+        when ``time_limit`` stopped the run before the last shard.
     """
+    t_start = time.perf_counter()
     from mrl.models.text import load_sentence_transformer, model_dim, model_hash, resolve_model_path
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -321,6 +326,10 @@ def encode_corpus(
                 emb[todo] = encode_texts_sorted(st, [texts[i] for i in todo], batch_size=batch_size, bf16=bf16, on_progress=bar.update)
             entry = write_shard(shards.folder, index, start, emb, dtype)
             shards.record({**entry, "seconds": round(time.perf_counter() - t0, 3), "reused": int(found.sum())})
+            pending.discard(index)
+            if time_limit is not None and pending and time.perf_counter() - t_start > time_limit:
+                log(f"time limit reached after shard {index}: {len(pending)} shards left; rerun the same command to resume")
+                return None
     finally:
         bar.close()
     return open_shards(shards.folder)
