@@ -192,16 +192,20 @@ def table(a: argparse.Namespace) -> None:
         res["peers"][name] = {"describe": peers.describe(name, corpus.dim), "build_s": meta["build_s"], "ram_bytes_per_vector": ram, "sweep": sweep}
         peers.free(ix)
         del ix
-    for folder in a.funnel_index:
-        gc.collect()
-        before = rss()
-        idx = MatryoshkaIndex.load(folder)
-        after = rss()
+    for fi, folder in enumerate(a.funnel_index):
         man = read_json(Path(folder) / "manifest.json")
-        specs = [str(idx.funnel)] + list(a.funnel)
-        for spec in specs:
+        build = read_json(Path(folder) / "build.json") if (Path(folder) / "build.json").is_file() else None
+        for si, spec in enumerate([man["funnel"]] + (list(a.funnel) if fi == 0 else [])):
             f = Funnel.parse(spec)
-            idx.build_first_stage(f.first, persist=False)
+            gc.collect()
+            before = rss()
+            idx = MatryoshkaIndex.load(folder, verify=si == 0)  # checksums once per folder
+            for fs in idx.first_stages():
+                if fs.key != f.first.key:
+                    idx.drop_first_stage(fs.key)  # measure only what this funnel keeps resident
+            if f.first.key not in {fs.key for fs in idx.first_stages()}:
+                raise SystemExit(f"{folder} holds no {f.first.key} first stage: build it there (`mrl index build --first-stage`) so its size is measured as loaded")
+            gc.collect()
             anon = (rss()["RssAnon"] - before["RssAnon"]) / corpus.n
             idx.search(q[:200], funnel=f, threads=a.threads)  # warm the mapped pages of the path
             t, (_, ids, st) = timed(lambda f=f: idx.search(q, k, funnel=f, threads=a.threads, return_stats=True))
@@ -211,13 +215,13 @@ def table(a: argparse.Namespace) -> None:
             row = {"spec": spec, "index": str(folder), "qps": q.shape[0] / t, "p50_ms": p50, "p99_ms": p99, "recall": rec, "ram_bytes_per_vector": anon,
                    "mapped_bytes_per_vector": (rss()["RssFile"] - before["RssFile"]) / corpus.n, "structure_bytes_per_vector": idx.resident_bytes(f) / corpus.n,
                    "stages": stages, "distances": sum(s["distances"] for s in st.stages), "bytes": sum(s["bytes"] for s in st.stages),
-                   "tuning": man.get("tuning") if spec == str(idx.funnel) else None, "build": read_json(Path(folder) / "build.json") if (Path(folder) / "build.json").is_file() else None}
+                   "tuning": man.get("tuning") if si == 0 else None, "build": build if si == 0 else None}
             row["scan_limit_us"] = 1e6 * row["bytes"] / bw
             res["funnels"].append(row)
             print(f"funnel {spec}: recall {rec:.4f}, {row['qps']:,.0f} QPS, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {anon:.0f} B/vector anon (+{row['mapped_bytes_per_vector']:.0f} mapped)", flush=True)
             for s in stages:
                 print(f"    {s['stage']}: {s['distances']:.0f} vectors, {s['bytes'] / 1e3:.1f} kB, {s['us_per_query']:.1f} us/query (scan limit {s['scan_limit_us']:.1f} us)", flush=True)
-        del idx
+            del idx
     res["max_rss_mb"] = rss()["VmRSS"] / 2**20
     write_json(a.out / f"table-{a.name}.json", res)
     atomic_write(a.out / f"table-{a.name}.md", (render(res) + "\n").encode())
@@ -297,7 +301,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peers", nargs="*", default=list(peers.PEERS))
     ap.add_argument("--funnel-index", nargs="*", type=Path, default=[], help="Tuned index folders (their default funnel is measured).")
-    ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index.")
+    ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index (their first stage must be saved in it).")
     ap.add_argument("--name", default="text")
     ap.add_argument("--wordnet", type=Path, help="quality: the encoded WordNet task queries (shard folder with ids).")
     ap.add_argument("--qrels", type=Path, help="quality: the WordNet qrels TSV (query-id, corpus-id, score).")

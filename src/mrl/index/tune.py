@@ -229,24 +229,25 @@ class _Explorer:
     def try_rerank_shapes(self, first: Stage, cand: np.ndarray, t1: float, shapes: list, todo: set[int], k: int, res_bytes: float, first_distances: float | None) -> set[int]:
         """Rerank one stage-1 candidate set with each rerank shape in ``todo``; record the points.
 
-        Returns the shapes that met the target (a larger shortlist would only be slower for them).
+        Returns the shapes done with: those that met the target, and those already slower than the
+        best (a larger shortlist would only be slower for either).
         """
-        met = set()
+        done = set()
         for si, f in self.funnels(first, shapes, k):
             if si not in todo:
                 continue
-            t2, (_, found) = _median_time(lambda f=f: self.index.rerank_candidates(self.q, cand, f, threads=self.threads), self.repeats)
+            t2, (_, found) = _median_time(lambda f=f: self.index.rerank_candidates(self.q, cand, f, threads=self.threads), 1)
             per_q = per_query_recall(found, self.truth_rows)
             rec = float(per_q.mean())
             bound = rec - self.z * float(per_q.std(ddof=1) if len(per_q) > 1 else 0.0) / np.sqrt(len(per_q))
             pt = TunePoint(str(f), rec, 1000.0 * (t1 + t2) / self.q.shape[0], f.flops(self.index.count, first_distances), res_bytes, bool(bound >= self.target), recall_bound=bound)
             self.points.append(pt)
-            if pt.feasible:
-                met.add(si)
-                if self.best is None or pt.ms_per_query < self.best.ms_per_query:
-                    self.best = pt
-                    self.log(f"  new best {pt.funnel}: recall {rec:.4f} (bound {bound:.4f}), {pt.ms_per_query:.3f} ms/query")
-        return met
+            if pt.feasible or (self.best is not None and pt.ms_per_query > 1.5 * self.best.ms_per_query):
+                done.add(si)
+            if pt.feasible and (self.best is None or pt.ms_per_query < self.best.ms_per_query):
+                self.best = pt
+                self.log(f"  new best {pt.funnel}: recall {rec:.4f} (bound {bound:.4f}), {pt.ms_per_query:.3f} ms/query")
+        return done
 
     def explore(self, structure: Stage, space: SearchSpace, k: int, res_bytes: float) -> None:
         """Scan shortlist sizes x search breadths x rerank shapes for one built structure."""
@@ -270,8 +271,6 @@ class _Explorer:
                 if slow and k1 != space.k1[0]:
                     left.clear()
                     continue
-                if self.repeats > 1:
-                    t1 = float(np.median([t1, *(_median_time(lambda: fs.search(self.q, k1, ef_search=ef, nprobe=nprobe), 1)[0] for _ in range(self.repeats - 1))]))
                 left -= self.try_rerank_shapes(first, cand, t1, shapes, left, k, res_bytes, dist)
                 if slow:
                     left.clear()
@@ -313,7 +312,7 @@ def tune(
     holdout_fraction: float = 0.2,
     latency: str = "batch",
     max_ram_per_vector: float | None = None,
-    retime: int = 8,
+    retime: int = 2,
     single_queries: int = 200,
     log: Callable[[str], None] | None = None,
 ) -> TuneResult:
@@ -328,7 +327,7 @@ def tune(
         sample: at most this many tuning queries are used.
         space: a :class:`SearchSpace` or a dict overriding fields of :func:`default_space`.
         threads: rerank threads (set FAISS's with ``faiss.omp_set_num_threads``), as when serving.
-        repeats: timing repeats (median).
+        repeats: timing repeats of the end-to-end re-timing (median); exploration times once.
         confidence_level: a funnel qualifies when the one-sided lower confidence bound of its mean
             per-query recall (normal approximation) reaches the target; ``None``: the mean itself.
         latency: ``"batch"`` (ms/query over the batch) or ``"single"`` (p99 of one query at a time).
@@ -365,9 +364,10 @@ def tune(
     ho_ids = index.ids[ho_truth] if len(ho) else None
     smallest: tuple[float, str] | None = None
     chosen: TunePoint | None = None
-    # Larger prefixes first: they meet the target with small shortlists, and the early best lets the
-    # scan skip shortlists of smaller prefixes whose stage 1 alone is already slower.
-    for st in sorted({s.structure for s in sp.first}, key=lambda s: (s.kind != "flat", -s.dim, s.key)):
+    # Sub-linear structures (graphs, IVF) first and larger prefixes first: they meet the target with
+    # small shortlists, and the early best lets the scan skip what is already slower at stage 1
+    # (a flat scan of a large corpus then costs one stage-1 pass, not one per shortlist size).
+    for st in sorted({s.structure for s in sp.first}, key=lambda s: (s.kind == "flat", -s.dim, s.key)):
         t0 = time.perf_counter()
         fs = index.build_first_stage(st, persist=False)
         res_bytes = 8 + fs.resident_bytes() / index.count  # int64 id + the structure; full vectors stay on disk
@@ -377,8 +377,11 @@ def tune(
         if max_ram_per_vector is None or res_bytes <= max_ram_per_vector:
             n0 = len(ex.points)
             ex.explore(st, sp, k, res_bytes)
-            # re-time this structure's fastest qualifying funnels end to end while it is built
+            # re-time this structure's fastest qualifying funnels end to end while it is built, when
+            # they are within reach of the best so far (split timing)
             mine = sorted((p for p in ex.points[n0:] if p.feasible), key=lambda p: p.ms_per_query)[:retime]
+            if chosen is not None and ex.best is not None:
+                mine = [p for p in mine if p.ms_per_query <= 1.5 * ex.best.ms_per_query]
             for p in mine:
                 _retime_point(index, p, q, ho, ho_ids, threads, repeats, single_queries, log)
             if mine:
