@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,18 @@ def test_time_limit_stops_between_shards_and_resumes(tmp_path, minilm_path):  # 
     assert encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=8, time_limit=0, progress=False) is None
     assert [s["index"] for s in json.loads((tmp_path / "enc/manifest.json").read_text())["shards"]] == [0]
     assert encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=8, progress=False).manifest["complete"]
+
+
+def test_claims_split_shards_between_executors(tmp_path):
+    header = {"model": {"name": "m", "sha256": "0" * 64}, "dim": 4, "dtype": "float32", "rows": 30, "rows_per_shard": 10, "sources": [], "settings": {}}
+    a = ShardSet.create_or_resume(tmp_path / "enc", header)
+    b = ShardSet.create_or_resume(tmp_path / "enc", header)
+    assert a.claim(0) and not b.claim(0) and b.claim(1)  # a live claim is respected
+    (tmp_path / "enc/.claim-00002").write_text("otherhost 1 0")  # a claim from long ago is stale
+    assert a.claim(2)
+    a.record(write_shard(tmp_path / "enc", 0, 0, np.ones((10, 4), dtype=np.float32)))
+    a.release(0)
+    assert not b.claim(0)  # finished shards are never claimed again
+    (tmp_path / "enc/.claim-00001").write_text(f"{socket.gethostname()} {2 ** 22 + 12345} 9999999999")  # its process is gone
+    assert a.claim(1)
+    assert os.path.exists(tmp_path / "enc/.claim-00001")

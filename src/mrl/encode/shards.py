@@ -12,7 +12,8 @@ Shard ``i`` always covers input rows ``[i * rows_per_shard, (i + 1) * rows_per_s
 executor (this process, a Ray actor, another machine) can encode any pending shard on its own:
 :func:`write_shard` writes the array atomically (temp file, fsync, rename) and returns its entry;
 :meth:`ShardSet.record` adds the entry to the manifest under a file lock (re-reading the manifest
-first, so concurrent writers never lose each other's shards). The manifest lists only finished
+first, so concurrent writers never lose each other's shards); :meth:`ShardSet.claim` lets several
+executors share one folder without encoding the same shard twice. The manifest lists only finished
 shards: a killed job leaves at worst an unlisted file, which the next run rewrites. A resumed run
 checks the model hash and the input files' hashes against the manifest and encodes only the shards
 it does not list.
@@ -29,6 +30,8 @@ import fcntl
 import hashlib
 import io
 import os
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +149,54 @@ class ShardSet:
         done = self.finished()
         return [i for i in range(self.num_shards) if i not in done or not self._intact(done[i])]
 
+    def claim(self, index: int, *, stale_after: float = 3600.0) -> bool:
+        """Claim shard ``index`` for this process (so concurrent executors on one folder split the
+        work); ``False`` when another live claim holds it or the shard is already listed.
+
+        A claim is the file ``.claim-<index>`` (created exclusively) holding ``host pid time``; a
+        claim whose process is gone (same host) or older than ``stale_after`` seconds is broken.
+        Release with :meth:`release` after :meth:`record`.
+        """
+        path = self.folder / f".claim-{index:05d}"
+        me = f"{socket.gethostname()} {os.getpid()} {time.time():.0f}"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._stale(path, stale_after):
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            if index not in self.pending():  # listed (intact) by another executor since we looked
+                self.release(index)
+                return False
+            return True
+        return False
+
+    def release(self, index: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / f".claim-{index:05d}").unlink()
+
+    @staticmethod
+    def _stale(path: Path, stale_after: float) -> bool:
+        try:
+            host, pid, t = path.read_text().split()
+        except (OSError, ValueError):
+            return True
+        if time.time() - float(t) > stale_after:
+            return True
+        if host == socket.gethostname():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
     def _intact(self, entry: dict[str, Any]) -> bool:
         p = self.folder / entry["file"]
         return p.is_file() and p.stat().st_size == int(entry["bytes"])
@@ -194,9 +245,13 @@ class ShardSet:
                 old = _check_manifest(folder, read_json(folder / MANIFEST))
                 diff = [k for k in _RESUME_KEYS if old.get(k) != header.get(k)]
                 if not diff:
+                    me = cls(folder, old)
                     for tmp in folder.glob(".shard-*.npy.*.tmp"):  # a shard write killed mid-way (atomic_open's temp name)
-                        tmp.unlink()
-                    return cls(folder, old)
+                        claim = folder / f".claim-{tmp.name[7:12]}"
+                        if not claim.exists() or cls._stale(claim, 3600.0):  # not another executor's write in progress
+                            with contextlib.suppress(FileNotFoundError):
+                                tmp.unlink()
+                    return me
                 if not overwrite:
                     raise OutputExistsError(f"{folder} holds shards of a different encoding ({', '.join(diff)} differ); use another output folder, or pass --overwrite to replace them.")
                 _remove_listed(folder, old)

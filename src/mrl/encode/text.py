@@ -308,28 +308,43 @@ def encode_corpus(
         for index, texts in iter_shard_texts(files, rows_per_shard, text_field, id_field, rows):
             if index not in pending:
                 continue
+            if not shards.claim(index):  # another executor on this folder is encoding it (or finished it)
+                pending.discard(index)
+                bar.update(len(texts))
+                continue
             if bf16 and "fidelity" not in shards.manifest:
                 rng = np.random.default_rng(0)
                 sample = [texts[i] for i in np.sort(rng.choice(len(texts), size=min(FIDELITY_SAMPLE, len(texts)), replace=False))]
                 shards.update(fidelity=bf16_fidelity(st, sample, batch_size=batch_size))
                 log(f"bf16 vs fp32 cosine on {len(sample)} texts: {shards.manifest['fidelity']['full']}")
-            t0 = time.perf_counter()
-            start, stop = shards.shard_rows(index)
-            found = np.zeros(len(texts), dtype=bool)
-            emb = np.empty((len(texts), dim), dtype=np.float32)
-            if pool is not None:
-                found, vecs = pool.lookup(hashes[start:stop], dim)
-                emb[found] = vecs
-                bar.update(int(found.sum()))
-            todo = np.flatnonzero(~found)
-            if todo.size:
-                emb[todo] = encode_texts_sorted(st, [texts[i] for i in todo], batch_size=batch_size, bf16=bf16, on_progress=bar.update)
-            entry = write_shard(shards.folder, index, start, emb, dtype)
-            shards.record({**entry, "seconds": round(time.perf_counter() - t0, 3), "reused": int(found.sum())})
+            try:
+                _encode_claimed(st, shards, index, texts, hashes, pool, dim, dtype, batch_size, bf16, bar)
+            finally:
+                shards.release(index)
             pending.discard(index)
             if time_limit is not None and pending and time.perf_counter() - t_start > time_limit:
                 log(f"time limit reached after shard {index}: {len(pending)} shards left; rerun the same command to resume")
                 return None
     finally:
         bar.close()
+    if shards.pending():
+        log("other executors still hold shards of this folder; rerun to check or wait for them")
+        return None
     return open_shards(shards.folder)
+
+
+def _encode_claimed(st: SentenceTransformer, shards: ShardSet, index: int, texts: list[str], hashes: np.ndarray, pool: ReusePool | None, dim: int, dtype: str, batch_size: int, bf16: bool, bar: Any) -> None:
+    """Encode (or copy from ``pool``) one claimed shard, write it and list it in the manifest."""
+    t0 = time.perf_counter()
+    start, stop = shards.shard_rows(index)
+    found = np.zeros(len(texts), dtype=bool)
+    emb = np.empty((len(texts), dim), dtype=np.float32)
+    if pool is not None:
+        found, vecs = pool.lookup(hashes[start:stop], dim)
+        emb[found] = vecs
+        bar.update(int(found.sum()))
+    todo = np.flatnonzero(~found)
+    if todo.size:
+        emb[todo] = encode_texts_sorted(st, [texts[i] for i in todo], batch_size=batch_size, bf16=bf16, on_progress=bar.update)
+    entry = write_shard(shards.folder, index, start, emb, dtype)
+    shards.record({**entry, "seconds": round(time.perf_counter() - t0, 3), "reused": int(found.sum())})
