@@ -32,13 +32,13 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import retrieval_peers as peers  # noqa: E402
+import retrieval_peers as peers
 
-from mrl.encode import is_shard_folder, open_shards  # noqa: E402
-from mrl.index import Funnel, MatryoshkaIndex  # noqa: E402
-from mrl.index.funnel import prefix  # noqa: E402
-from mrl.index.tune import per_query_recall  # noqa: E402
-from mrl.io import atomic_write, load_npy, read_json, save_npy, write_json  # noqa: E402
+from mrl.encode import is_shard_folder, open_shards
+from mrl.index import Funnel, MatryoshkaIndex
+from mrl.index.funnel import prefix
+from mrl.index.tune import per_query_recall
+from mrl.io import atomic_write, load_npy, read_json, save_npy, write_json
 
 
 class Corpus:
@@ -208,8 +208,8 @@ def table(a: argparse.Namespace) -> None:
             gc.collect()
             anon = (rss()["RssAnon"] - before["RssAnon"]) / corpus.n
             idx.search(q[:200], funnel=f, threads=a.threads)  # warm the mapped pages of the path
-            t, (_, ids, st) = timed(lambda f=f: idx.search(q, k, funnel=f, threads=a.threads, return_stats=True))
-            p50, p99 = single_latency(lambda x, f=f: idx.search(x, k, funnel=f, threads=a.threads), q, a.single)
+            t, (_, ids, st) = timed(lambda f=f, idx=idx: idx.search(q, k, funnel=f, threads=a.threads, return_stats=True))
+            p50, p99 = single_latency(lambda x, f=f, idx=idx: idx.search(x, k, funnel=f, threads=a.threads), q, a.single)
             rec = float(per_query_recall(ids, gt).mean())
             stages = [{**s, "us_per_query": 1e6 * s["seconds"] / q.shape[0], "scan_limit_us": 1e6 * s["bytes"] / bw} for s in st.stages]
             row = {"spec": spec, "index": str(folder), "qps": q.shape[0] / t, "p50_ms": p50, "p99_ms": p99, "recall": rec, "ram_bytes_per_vector": anon,
@@ -281,7 +281,7 @@ def render(r: dict[str, Any]) -> str:
         build = f"{b['seconds']:.0f}" if b.get("seconds") else "-"
         mapped = f" (+{f['mapped_bytes_per_vector']:.0f} mapped)" if f["mapped_bytes_per_vector"] > 1 else ""
         lines.append(f"| **funnel** | `{f['spec']}` | {build} | **{f['qps']:,.0f}** | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['recall']:.4f} | {f['ram_bytes_per_vector']:.0f}{mapped} | {f['distances']:,.0f} | {f['bytes'] / 1e3:,.1f} | {f['scan_limit_us']:.1f} |")
-    for name, p in r["peers"].items():
+    for p in r["peers"].values():
         for s in p["sweep"]:
             lines.append(f"| {p['describe']} | {s['knob']} | {p['build_s']:.0f} | {s['qps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['recall']:.4f} | {p['ram_bytes_per_vector']:.0f} | {s['distances']:,.0f} | {s['bytes'] / 1e3:,.1f} | {s['scan_limit_us']:.1f} |")
     return "\n".join(lines)

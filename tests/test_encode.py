@@ -162,7 +162,7 @@ def test_any_executor_records_shards_and_index_builds_from_manifest(tmp_path):
     assert res.exit_code == 2 and "missing" in res.output
 
 
-def test_reuse_copies_rows_an_earlier_encoding_holds(tmp_path, minilm_path, monkeypatch):  # noqa: F811
+def test_reuse_copies_rows_an_earlier_encoding_holds(tmp_path, minilm_path, monkeypatch):
     import mrl.encode.text as enc
 
     texts = write_corpus(tmp_path / "c.jsonl", n=30)
@@ -184,7 +184,7 @@ def test_reuse_copies_rows_an_earlier_encoding_holds(tmp_path, minilm_path, monk
     assert any("other settings" in m for m in lines)  # fp32 vectors are never mixed into a bf16 encoding
 
 
-def test_time_limit_stops_between_shards_and_resumes(tmp_path, minilm_path):  # noqa: F811
+def test_time_limit_stops_between_shards_and_resumes(tmp_path, minilm_path):
     from mrl.encode.text import encode_corpus
 
     write_corpus(tmp_path / "c.jsonl", n=20)

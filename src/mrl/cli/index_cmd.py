@@ -197,7 +197,7 @@ def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], reco
         index.funnel.validate_for(index.dim, index.count)
         index.build_first_stage(index.funnel.first)
     t2 = time.perf_counter()
-    timings = {"store_s": t1 - t0, "first_stages_s": t2 - t1, "threads": threads, "rows": index.rows}  # stored with the index, listed in its manifest
+    timings = {"seconds": t2 - t0, "store_s": t1 - t0, "first_stages_s": t2 - t1, "threads": threads, "rows": index.rows}  # stored with the index, listed in its manifest
     index.save(folder, attach={"build.json": dumps(timings).encode()})
     console.print(f"wrote {folder}: {index.count} x {index.dim} {dtype} vectors, first stages {[fs.key for fs in index.first_stages()]} "
                   f"(store {t1 - t0:.1f} s, first stages {t2 - t1:.1f} s)")
