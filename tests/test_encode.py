@@ -16,7 +16,7 @@ from text_fixtures import minilm_path  # noqa: F401
 
 from mrl.encode import ShardSet, open_shards, write_shard
 from mrl.encode.shards import ShardFormatError
-from mrl.errors import DataError, OutputExistsError
+from mrl.errors import DataError, MRLError, OutputExistsError
 
 WORDS = ["the", "index", "graph", "shortlist", "prefix", "dimension", "model", "corpus", "passage", "query", "nearest", "neighbour", "cosine", "vector"]
 
@@ -206,3 +206,33 @@ def test_claims_split_shards_between_executors(tmp_path):
     (tmp_path / "enc/.claim-00001").write_text(f"{socket.gethostname()} {2 ** 22 + 12345} 9999999999")  # its process is gone
     assert a.claim(1)
     assert os.path.exists(tmp_path / "enc/.claim-00001")
+
+
+def test_adapted_shards_equal_the_adaptor_applied_to_the_source_and_resume(tmp_path):
+    import torch
+
+    from mrl.encode.derive import adapt_shards
+    from mrl.models.adaptor import MatryoshkaAdaptor, save_adaptor
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((25, 6)).astype(np.float32)
+    header = {"model": {"name": "base", "sha256": "1" * 64}, "dim": 6, "dtype": "float32", "rows": 25, "rows_per_shard": 10, "sources": [], "settings": {}}
+    src = ShardSet.create_or_resume(tmp_path / "base", header, ids=[f"d{i}" for i in range(25)])
+    for i in range(3):
+        src.record(write_shard(tmp_path / "base", i, 10 * i, x[10 * i : 10 * i + 10]))
+    torch.manual_seed(0)
+    one, two = MatryoshkaAdaptor(6), MatryoshkaAdaptor(6)
+    save_adaptor(one, {}, tmp_path / "a1")
+    save_adaptor(two, {}, tmp_path / "a2")
+    out = adapt_shards(tmp_path / "base", tmp_path / "a1", tmp_path / "adapted", log=lambda _: None)
+    np.testing.assert_allclose(out.array(), one.transform(x), rtol=1e-6, atol=1e-6)
+    assert out.ids() == [f"d{i}" for i in range(25)] and out.manifest["model"]["base"]["sha256"] == "1" * 64
+    lines: list[str] = []
+    adapt_shards(tmp_path / "base", tmp_path / "a1", tmp_path / "adapted", log=lines.append)
+    assert lines == ["25 rows in 3 shards: 0 to adapt"]  # resumed: nothing redone
+    with pytest.raises(OutputExistsError):  # another adaptor is another model
+        adapt_shards(tmp_path / "base", tmp_path / "a2", tmp_path / "adapted", log=lambda _: None)
+    with pytest.raises(MRLError, match="source shard folder"):
+        adapt_shards(tmp_path / "base", tmp_path / "a1", tmp_path / "base", log=lambda _: None)
+    again = adapt_shards(tmp_path / "base", tmp_path / "a2", tmp_path / "adapted", overwrite=True, log=lambda _: None)
+    np.testing.assert_allclose(again.array(), two.transform(x), rtol=1e-6, atol=1e-6)

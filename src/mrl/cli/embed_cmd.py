@@ -163,11 +163,23 @@ def embed_text(
 @friendly
 def apply_adaptor_cmd(
     adaptor: Path = typer.Argument(..., help="Adaptor folder from `mrl adapt`."),
-    input: Path = typer.Option(..., "--input", "-i", help="Embeddings .npy [N, D]."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .npy [N, D] (Matryoshka: truncate then normalise) with a JSON sidecar OUT.json."),
+    input: Path = typer.Option(..., "--input", "-i", help="Embeddings .npy [N, D], or a shard folder from `mrl encode`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npy [N, D] (Matryoshka: truncate then normalise) with a JSON sidecar OUT.json; a shard folder when --input is one."),
     overwrite: bool = flag(False, "--overwrite", help="Replace a previous output of this command (never other files, never an input)."),
 ) -> None:
-    """Apply an adaptor to frozen embeddings (same as `mrl embed --adaptor DIR --input x.npy`)."""
+    """Apply an adaptor to frozen embeddings (same as `mrl embed --adaptor DIR --input x.npy`).
+
+    A shard folder is adapted shard by shard into a new shard folder (resumable; keyed by the base
+    model and the adaptor, so the index and benchmarks read it like any encoding).
+    """
+    from mrl.encode import is_shard_folder
+
+    if is_shard_folder(input):
+        from mrl.encode.derive import adapt_shards
+
+        reader = adapt_shards(input, adaptor, out, overwrite=overwrite, log=console.print)
+        console.print(f"wrote {out}: {reader.rows} x {reader.dim} adapted vectors in {len(reader.arrays)} shards")
+        return
     run_adaptor(adaptor, input, out, overwrite)
 
 

@@ -71,17 +71,22 @@ def open_backend(folder: Optional[Path], milvus: Optional[str], collection: Opti
 
 
 def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, target_recall: float, sample: int, threads: int, confidence: Optional[float] = 0.95,
-                     heldout: Optional[Path] = None, latency: str = "batch", max_ram: Optional[float] = None, space: Optional[dict] = None) -> None:
+                     heldout: Optional[Path] = None, latency: str = "batch", max_ram: Optional[float] = None, space: Optional[dict] = None, timings: Optional[dict] = None) -> None:
+    """Tune the funnel, apply it and save the index with ``tuning.md``/``tuning.png`` (and ``build.json``:
+    ``timings`` of the build so far plus the tuning's own seconds) attached to its manifest."""
     import tempfile
+    import time
 
     import faiss
 
     from mrl.index.tune import apply, check_target, tune
+    from mrl.io import dumps
 
     check_target(target_recall)
     if index.catalog.n_deleted:
         raise MRLError(f"the index holds {index.catalog.n_deleted} deleted vectors; run `mrl index compact {folder}` before tuning.")
     faiss.omp_set_num_threads(threads)
+    t0 = time.perf_counter()
     q = load_queries(queries) if queries else None
     ho = load_queries(heldout) if heldout else None
     result = tune(index, queries=q, heldout=ho, k=k, target_recall=target_recall, sample=sample, threads=threads, confidence_level=confidence or None,
@@ -89,7 +94,11 @@ def _tune_and_report(index: Any, folder: Path, queries: Optional[Path], k: int, 
     apply(index, result)
     with tempfile.TemporaryDirectory() as tmp:  # stored with the index, listed in its manifest
         png = result.plot(Path(tmp) / "tuning.png").read_bytes()
-    index.save(folder, attach={"tuning.md": result.markdown().encode(), "tuning.png": png})
+    attach = {"tuning.md": result.markdown().encode(), "tuning.png": png}
+    if timings is not None:
+        tune_s = time.perf_counter() - t0
+        attach["build.json"] = dumps({**timings, "tune_s": tune_s, "seconds": timings.get("seconds", 0.0) + tune_s}).encode()
+    index.save(folder, attach=attach)
     console.print(f"{result.headline()}; frontier: {folder / 'tuning.md'}, {folder / 'tuning.png'}")
 
 
@@ -203,7 +212,7 @@ def _build(folder: Path, blocks: Any, d: int, id_arr: Optional[np.ndarray], reco
                   f"(store {t1 - t0:.1f} s, first stages {t2 - t1:.1f} s)")
     if target_recall is not None:
         t3 = time.perf_counter()
-        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence, heldout, latency, max_ram)
+        _tune_and_report(index, folder, queries, k, target_recall, sample, threads, confidence, heldout, latency, max_ram, timings=timings)
         console.print(f"tuned in {time.perf_counter() - t3:.1f} s")
 
 

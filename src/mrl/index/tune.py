@@ -408,7 +408,8 @@ def _retime_point(index: MatryoshkaIndex, p: TunePoint, q: np.ndarray, ho: np.nd
     p.p50_ms, p.p99_ms = single_query_latency(index, q[:single_queries], f, threads=threads)
     if ho_ids is not None:
         p.heldout_recall = recall_at_k(index.search(ho, funnel=f, threads=threads)[1], ho_ids)
-    log(f"  re-timed {p.funnel}: {p.qps:,.0f} QPS, single p50 {p.p50_ms:.3f} / p99 {p.p99_ms:.3f} ms, held-out recall {p.heldout_recall}")
+    held = "-" if p.heldout_recall is None else f"{p.heldout_recall:.4f}"
+    log(f"  re-timed {p.funnel}: {p.qps:,.0f} QPS, single p50 {p.p50_ms:.3f} / p99 {p.p99_ms:.3f} ms, held-out recall {held}")
 
 
 def apply(index: MatryoshkaIndex, result: TuneResult) -> None:
