@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -186,7 +187,7 @@ def default_space(dim: int, count: int, k: int) -> SearchSpace:
         nlist = ivf_lists(count)
         first += [Stage(d, 1, "int8", "ivf", nlist=nlist) for d in graph_dims[-2:]]
         first += [Stage(d, 1, "int8", "ivf", nlist=nlist, coarse=max(d // 4, 8)) for d in graph_dims[-1:]]
-    k1 = sorted({int(round(k * m)) for m in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320) if k < k * m <= count})
+    k1 = sorted({round(k * m) for m in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320) if k < k * m <= count})
     return SearchSpace(first=first, k1=k1)
 
 
@@ -263,7 +264,7 @@ class _Explorer:
                 ef = k1 * b if structure.kind in ("hnsw", "usearch") and b is not None else None
                 nprobe = b if structure.kind == "ivf" else None
                 first = replace(structure, k=k1, ef=ef if ef and ef > k1 else None, nprobe=nprobe)
-                t1, cand = _median_time(lambda: fs.search(self.q, k1, ef_search=ef, nprobe=nprobe), 1)
+                t1, cand = _median_time(functools.partial(fs.search, self.q, k1, ef_search=ef, nprobe=nprobe), 1)
                 dist = None if structure.kind == "flat" else fs.work.distances
                 # stage 1 alone already slower than the best: larger shortlists only grow it (the
                 # smallest shortlist is still recorded, so every structure gets a point)
@@ -278,21 +279,21 @@ class _Explorer:
 
 def _split_queries(index: MatryoshkaIndex, queries: np.ndarray | None, heldout: np.ndarray | None, sample: int, holdout_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
     if queries is None:
-        n_ho = int(round(sample * holdout_fraction)) if heldout is None else 0
+        n_ho = round(sample * holdout_fraction) if heldout is None else 0
         rows = np.sort(rng.choice(index.count, size=min(sample + n_ho, index.count), replace=False))
         perm = rng.permutation(len(rows))
         q = index.gather(rows[np.sort(perm[n_ho:])], index.dim)
-        ho = index.gather(rows[np.sort(perm[:n_ho])], index.dim) if heldout is None else np.ascontiguousarray(index._check_vectors(heldout, "held-out queries"), dtype=np.float32)  # noqa: SLF001
+        ho = index.gather(rows[np.sort(perm[:n_ho])], index.dim) if heldout is None else np.ascontiguousarray(index._check_vectors(heldout, "held-out queries"), dtype=np.float32)
         return q, ho, "sampled corpus"
-    q = np.ascontiguousarray(index._check_vectors(queries, "tuning queries"), dtype=np.float32)  # noqa: SLF001 - same validation as search
+    q = np.ascontiguousarray(index._check_vectors(queries, "tuning queries"), dtype=np.float32)
     if heldout is None and holdout_fraction > 0 and q.shape[0] >= 10:
         perm = rng.permutation(q.shape[0])
-        n_ho = max(1, int(round(q.shape[0] * holdout_fraction)))
+        n_ho = max(1, round(q.shape[0] * holdout_fraction))
         q, heldout = q[np.sort(perm[n_ho:])], q[np.sort(perm[:n_ho])]
     if q.shape[0] > sample:
         q = q[np.sort(rng.choice(q.shape[0], size=sample, replace=False))]
     if heldout is not None:
-        heldout = np.ascontiguousarray(index._check_vectors(heldout, "held-out queries"), dtype=np.float32)  # noqa: SLF001
+        heldout = np.ascontiguousarray(index._check_vectors(heldout, "held-out queries"), dtype=np.float32)
     return q, (heldout if heldout is not None else q[:0]), "held-out"
 
 
