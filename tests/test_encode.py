@@ -47,6 +47,16 @@ def test_shards_match_direct_encode_and_keep_row_order(tmp_path, minilm_path, st
     assert reader.manifest["sources"][0]["rows"] == 40 and len(reader.manifest["model"]["sha256"]) == 64
 
 
+def test_encoding_progress_is_plain_lines_in_logs(tmp_path, minilm_path, capsys, monkeypatch):
+    from mrl.encode.text import encode_corpus
+
+    monkeypatch.setenv("MRL_PROGRESS_INTERVAL", "3600")
+    write_corpus(tmp_path / "c.jsonl")
+    encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", rows_per_shard=16, batch_size=8, progress=True)
+    bar = [ln for ln in capsys.readouterr().err.split("\n") if "encode:" in ln]
+    assert 1 <= len(bar) <= 3 and "40/40" in bar[-1] and not any("\r" in ln for ln in bar), bar  # tqdm redrew the bar in place
+
+
 def test_resume_after_interrupt_encodes_only_missing_shards(tmp_path, minilm_path, monkeypatch):
     import mrl.encode.text as enc
 

@@ -4,8 +4,9 @@ On a terminal a bar is a normal ``tqdm`` bar. When stderr is not a terminal (a l
 pipe) a bar from :func:`progress` prints a plain line (no carriage returns, no ANSI codes) at most
 once every ``MRL_PROGRESS_INTERVAL`` seconds (default 10), so long jobs do not flood their logs.
 mrl's own text encoding passes ``show_progress_bar=False`` to sentence-transformers and drives a
-bar from here; the Trainer's bars are replaced by a throttled logging callback
-(:mod:`mrl.train.text_trainer`). :func:`throttle_progress` also exports ``TQDM_MININTERVAL``, which
+bar from here; the sentence-transformers Trainer's tqdm bar is replaced by a callback that drives
+one from here (:mod:`mrl.train.text_trainer`), as do the two-tower trainer, corpus encoding (local
+and Ray), serving's index build and the Milvus push. :func:`throttle_progress` also exports ``TQDM_MININTERVAL``, which
 tqdm reads when it is first imported: it throttles the bars of processes started afterwards (Ray
 workers, torchrun ranks), not of this one.
 """

@@ -67,12 +67,9 @@ def encode_split_ray(model: str | os.PathLike[str], split: str, out: str | os.Pa
         split: ``train``, ``val`` or ``test`` (the run's validation size carves ``val`` out of train).
         address: a Ray cluster, or ``None`` for a local Ray with ``num_cpus``.
     """
-    import sys
-
-    from tqdm.auto import tqdm
-
     from mrl.data.fashion_mnist import load_fashion_mnist
     from mrl.encode.ray_text import start_ray
+    from mrl.progress import progress as progress_bar
     from mrl.train.checkpoint import load_model
 
     if split not in SPLITS:
@@ -106,7 +103,7 @@ def encode_split_ray(model: str | os.PathLike[str], split: str, out: str | os.Pa
             ImageShardEncoder, batch_size=1, concurrency=min(actors, len(pending)), num_cpus=cpus_per_actor,
             fn_constructor_kwargs={"model": str(weights.resolve()), "split": split, "data_root": None if root is None else str(root), "val_size": int(cfg["val_size"]),
                                    "folder": str(shards.folder.resolve()), "dtype": dtype, "threads": threads_per_actor})
-        bar = tqdm(total=rows, initial=done_rows, unit="img", desc="embed (ray)", disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        bar = progress_bar(total=rows, initial=done_rows, unit="img", desc="embed (ray)", disable=not progress)
         try:
             for row in ds.iter_rows():
                 bar.update(int(row["rows"]))

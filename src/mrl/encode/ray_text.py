@@ -115,12 +115,9 @@ def encode_corpus_ray(
         actors: model replicas (each holds the model once and encodes whole shards).
         cpus_per_actor / threads_per_actor: Ray CPUs reserved and torch threads used per actor.
     """
-    import sys
-
-    from tqdm.auto import tqdm
-
     from mrl.encode.text import input_files, iter_shard_texts, scan_inputs
     from mrl.models.text import load_sentence_transformer, model_dim, model_hash, resolve_model_path
+    from mrl.progress import progress as progress_bar
 
     for name, v in (("actors", actors), ("rows_per_shard", rows_per_shard), ("batch_size", batch_size), ("threads_per_actor", threads_per_actor)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -151,7 +148,7 @@ def encode_corpus_ray(
             ShardEncoder, batch_size=1, concurrency=min(actors, len(items)), num_cpus=cpus_per_actor,
             fn_constructor_kwargs={"model": str(path), "folder": str(shards.folder.resolve()), "dtype": dtype, "bf16": bf16, "batch_size": batch_size,
                                    "max_seq_length": max_seq_length, "threads": threads_per_actor})
-        bar = tqdm(total=rows, initial=done_rows, unit="text", desc="encode (ray)", disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        bar = progress_bar(total=rows, initial=done_rows, unit="text", desc="encode (ray)", disable=not progress)
         try:
             for row in ds.iter_rows():  # drives the streaming execution; each row is one finished shard
                 bar.update(int(row["rows"]))

@@ -26,7 +26,6 @@ import gzip
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -223,10 +222,9 @@ def bf16_fidelity(model: SentenceTransformer, texts: Sequence[str], *, batch_siz
 
 
 def _bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from mrl.progress import progress
 
-    tty = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit="text", desc="encode", disable=not enabled, mininterval=1.0 if tty else 30.0, smoothing=0.05)
+    return progress(total=total, initial=initial, unit="text", desc="encode", disable=not enabled, smoothing=0.05)
 
 
 def encode_corpus(

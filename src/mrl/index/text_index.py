@@ -12,16 +12,15 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mrl.errors import MRLError
 from mrl.index.matryoshka_index import MatryoshkaIndex
 from mrl.index.texts import write_text_store
+from mrl.progress import progress
 
 MIN_TUNE = 500  # below this many passages exact search is already instant: no tuning
 
@@ -57,7 +56,7 @@ def build_text_index(
     if (out / store.MANIFEST).exists():
         raise MRLError(f"{out} already holds an index; serve it with --index {out} (without --texts) or pick a new folder.")
     index: MatryoshkaIndex | None = None
-    bar = tqdm(total=len(texts), desc="encoding passages", unit="text", mininterval=1.0 if sys.stderr.isatty() else 10.0)
+    bar = progress(total=len(texts), desc="encoding passages", unit="text")
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         vecs = np.asarray(encode(chunk), dtype=np.float32)

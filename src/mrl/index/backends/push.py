@@ -9,7 +9,6 @@ holding a push of a different index (or not made by mrl) is refused, never overw
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,9 @@ def push(folder: str | os.PathLike[str], uri: str, collection: str, *, prefix_di
         batch_size: rows per upsert (and per recorded progress step).
         calibrate: afterwards, time server vs client rerank of the funnel and record the faster.
     """
-    from tqdm.auto import tqdm
-
     from mrl.index import MatryoshkaIndex
     from mrl.index.store import read_manifest
+    from mrl.progress import progress as progress_bar
 
     log = log or (lambda _m: None)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -71,7 +69,7 @@ def push(folder: str | os.PathLike[str], uri: str, collection: str, *, prefix_di
         return target
     if done:
         log(f"{collection}: resuming the push of {folder} after {done} of {live.size} rows")
-    bar = tqdm(total=live.size, initial=done, unit="vec", desc=f"push {collection}", disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    bar = progress_bar(total=live.size, initial=done, unit="vec", desc=f"push {collection}", disable=not progress)
     for start in range(done, live.size, batch_size):
         rows = live[start : start + batch_size]
         meta = index.catalog.metadata(rows) if index.schema else None
