@@ -129,8 +129,9 @@ class Client:
         return resp.status, dt, (json.loads(data) if parse and resp.status == 200 else None)
 
 
-def drive(host: str, port: int, path: str, bodies: list[bytes], *, concurrency: int, total: int, warmup: int = 0) -> dict[str, Any]:
-    """``total`` POSTs spread over ``concurrency`` threads (each a fixed share); latency percentiles."""
+def drive(host: str, port: int, path: str, bodies: list[bytes], *, concurrency: int, total: int, warmup: int = 0, max_seconds: float = 120.0) -> dict[str, Any]:
+    """``total`` POSTs spread over ``concurrency`` threads (each a fixed share, all stopping at
+    ``max_seconds`` at the latest); latency percentiles over the requests made."""
     lat: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
     reconnects = [0] * concurrency
@@ -143,7 +144,10 @@ def drive(host: str, port: int, path: str, bodies: list[bytes], *, concurrency: 
         for j in range(warmup):
             c.post(path, bodies[(i * 7919 + j) % len(bodies)])
         start.wait()
+        deadline = time.perf_counter() + max_seconds
         for j in range(per[i]):
+            if time.perf_counter() > deadline:
+                break
             status, dt, _ = c.post(path, bodies[(i * 104729 + j) % len(bodies)])
             lat[i].append(dt)
             if status != 200:
@@ -187,6 +191,16 @@ def metric_value(host: str, port: int, name: str) -> float:
     return float("nan")
 
 
+def batch_totals(host: str, port: int, queue: str) -> tuple[float, float]:
+    """(units, batches) run so far by a batch queue, from /metrics."""
+    return metric_value(host, port, f'mrl_batch_size_sum{{queue="{queue}"}}'), metric_value(host, port, f'mrl_batch_size_count{{queue="{queue}"}}')
+
+
+def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Mean units per batch between two :func:`batch_totals` readings (warm-up included)."""
+    return (after[0] - before[0]) / max(after[1] - before[1], 1.0)
+
+
 # ---------------------------------------------------------------------- modes
 def mode_embeddings(a: argparse.Namespace) -> dict[str, Any]:
     texts = short_texts()
@@ -196,9 +210,10 @@ def mode_embeddings(a: argparse.Namespace) -> dict[str, Any]:
         with server(["--model", a.model, "--threads", str(a.threads), *extra], log=OUT / f"embeddings-{batching}.log") as (host, port, pid):
             for c in a.concurrency:
                 n = a.requests * c if c > 1 else a.requests
-                r = drive(host, port, "/v1/embeddings", bodies, concurrency=c, total=min(n, a.max_requests), warmup=3)
+                before = batch_totals(host, port, "embed")
+                r = drive(host, port, "/v1/embeddings", bodies, concurrency=c, total=min(n, a.max_requests), warmup=3, max_seconds=a.max_seconds)
                 r["batching"] = batching
-                r["mean_batch_texts"] = metric_value(host, port, 'mrl_batch_size_sum{queue="embed"}') / max(metric_value(host, port, 'mrl_batch_size_count{queue="embed"}'), 1)
+                r["mean_batch_texts"] = mean_batch(before, batch_totals(host, port, "embed"))
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     return {"mode": "embeddings", "model": a.model, "threads": a.threads, "max_batch": a.max_batch, "wait_ms": a.wait_ms, "text_words": "3-10", "rows": rows}
@@ -240,9 +255,10 @@ def mode_search(a: argparse.Namespace) -> dict[str, Any]:
     rows = [inproc]
     with server(["--index", str(a.index), "--threads", str(a.threads)], log=OUT / "search.log") as (host, port, pid):
         for c in a.concurrency:
+            before = batch_totals(host, port, "search")
             r = drive(host, port, "/v1/search", bodies, concurrency=c, total=a.n, warmup=20)
             r["where"] = "HTTP"
-            r["mean_batch_queries"] = metric_value(host, port, 'mrl_batch_size_sum{queue="search"}') / max(metric_value(host, port, 'mrl_batch_size_count{queue="search"}'), 1)
+            r["mean_batch_queries"] = mean_batch(before, batch_totals(host, port, "search"))
             rows.append(r)
             print(json.dumps(r), flush=True)
         rss = rss_mb(pid)
@@ -411,6 +427,7 @@ def main() -> None:
     e.add_argument("--max-requests", type=int, default=3000)
     e.add_argument("--max-batch", type=int, default=64)
     e.add_argument("--wait-ms", type=float, default=2.0)
+    e.add_argument("--max-seconds", type=float, default=90.0, help="Time cap per level.")
     s = sub.choices["search"]
     s.add_argument("--funnel", default=None)
     s.add_argument("--n", type=int, default=2000)
