@@ -192,8 +192,10 @@ def metric_value(host: str, port: int, name: str) -> float:
 
 
 def batch_totals(host: str, port: int, queue: str) -> tuple[float, float]:
-    """(units, batches) run so far by a batch queue, from /metrics."""
-    return metric_value(host, port, f'mrl_batch_size_sum{{queue="{queue}"}}'), metric_value(host, port, f'mrl_batch_size_count{{queue="{queue}"}}')
+    """(units, batches) run so far by a batch queue, from /metrics (0 before its first batch)."""
+    units = metric_value(host, port, f'mrl_batch_size_sum{{queue="{queue}"}}')
+    batches = metric_value(host, port, f'mrl_batch_size_count{{queue="{queue}"}}')
+    return float(np.nan_to_num(units)), float(np.nan_to_num(batches))
 
 
 def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
@@ -370,6 +372,9 @@ def mode_report(a: argparse.Namespace) -> None:
     from results_md import replace_section
 
     rec = {p.stem: json.loads(p.read_text()) for p in OUT.glob("*.json")}
+
+    def cmd(r: dict[str, Any]) -> str:
+        return f"\n\nCommand (run holding the CPU lock, finished {r['finished']}): `flock /work/coord/cpu.lock .venv/bin/python {r['command']}`"
     parts = [a.header.strip()] if a.header else []
     if "embeddings" in rec:
         e = rec["embeddings"]
@@ -380,9 +385,8 @@ def mode_report(a: argparse.Namespace) -> None:
             parts[-1] += f"\n| {r['concurrency']} | {r['batching']} | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch_texts']:.1f} |"
         by = {(r["concurrency"], r["batching"]): r["rps"] for r in e["rows"]}
         gains = ", ".join(f"{c}: {by[(c, 'on')] / by[(c, 'off')]:.2f}x" for c in sorted({r['concurrency'] for r in e['rows']}) if (c, "on") in by and (c, "off") in by)
-        parts[-1] += f"\n\nThroughput from dynamic batching (on/off) at concurrency {gains} (target >= 2x at 32)."
-    if "search" in rec:
-        s = rec["search"]
+        parts[-1] += f"\n\nThroughput from dynamic batching (on/off) at concurrency {gains} (target >= 2x at 32)." + cmd(e)
+    for s in sorted((r for r in rec.values() if r.get("mode") == "search"), key=lambda r: -(r.get("count") or 0)):
         ip = next(r for r in s["rows"] if r["where"] == "in-process")
         parts.append(f"### Search: {s['count']:,} x {s['dim']} ({s['dtype']}) index, funnel `{s['funnel']}`, k={s['k']}, one query vector per request\n\n"
                      f"{s.get('note') or ''}\n\n| where | concurrency | queries | errors | QPS | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|")
@@ -392,20 +396,21 @@ def mode_report(a: argparse.Namespace) -> None:
         if http1:
             parts[-1] += (f"\n\nHTTP adds {http1['p50_ms'] - ip['p50_ms']:.3f} ms at p50 for single queries (target <= 1 ms); in-process batch QPS "
                           f"(all queries in one call) {s['inprocess_batch_qps']:,.0f}; server RSS {s['server_rss_mb']:,.0f} MiB.")
+        parts[-1] += cmd(s)
     if "soak" in rec:
         k = rec["soak"]
         rss = k["rss"]
         parts.append(f"### Soak: {k['seconds'] / 60:.1f} minutes of mixed traffic\n\n7 client threads: 3 embeddings (1-4 texts, dimensions 64/128/384), 2 search by text "
                      f"(return_text), 2 search by vector. {k['requests']:,} requests ({k['rps']:.0f}/s), **{k['errors']} errors** "
                      f"(server-side error counter: {k['server_error_count']:.0f}). Server RSS: {rss[0]['rss_mb']:.0f} MiB at start, "
-                     f"{rss[len(rss) // 2]['rss_mb']:.0f} MiB at half time, {rss[-1]['rss_mb']:.0f} MiB at the end.")
+                     f"{rss[len(rss) // 2]['rss_mb']:.0f} MiB at half time, {rss[-1]['rss_mb']:.0f} MiB at the end." + cmd(k))
     if "reload" in rec:
         r = rec["reload"]
         rs = [x["seconds"] for x in r["reloads"]]
         parts.append(f"### Hot reload under load\n\nThe same mixed traffic for {r['seconds']:.0f} s while the served folder was reloaded {len(rs)} times "
                      f"(every other time after appending 100 vectors to it in place, so the swap is to a rebuilt folder): {r['requests']:,} requests, "
                      f"**{r['errors']} failed**, {r['failed_reloads']} failed reloads; a reload (load + checksum verification + swap) took "
-                     f"{min(rs):.2f}-{max(rs):.2f} s while traffic continued.")
+                     f"{min(rs):.2f}-{max(rs):.2f} s while traffic continued." + cmd(r))
     parts.append(f"Machine: {machine()}. Raw records: `benchmarks/out/serve/*.json` (not in git).")
     replace_section("serve", "\n\n".join(parts))
 
