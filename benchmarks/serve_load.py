@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import subprocess
@@ -451,7 +452,7 @@ def main() -> None:
     if a.mode != "embeddings" and (a.index is None or a.queries is None):
         ap.error(f"{a.mode} needs --index and --queries")
     rec = {"embeddings": mode_embeddings, "search": mode_search, "soak": mode_soak, "reload": mode_reload}[a.mode](a)
-    rec.update(machine=machine(), command=" ".join(sys.argv), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    rec.update(machine=machine(), command=shlex.join(sys.argv), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     out = a.out or OUT / f"{a.mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec, indent=2))
