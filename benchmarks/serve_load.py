@@ -184,12 +184,12 @@ def machine() -> str:
 
 
 def metric_value(host: str, port: int, name: str) -> float:
+    """Sum of every exported series of ``name`` (all label sets) in /metrics; 0 when none exists yet
+    (a labelled prometheus counter exports no series before its first increment)."""
     c = http.client.HTTPConnection(host, port, timeout=30)
     c.request("GET", "/metrics")
-    for line in c.getresponse().read().decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.split()[-1])
-    return float("nan")
+    lines = c.getresponse().read().decode().splitlines()
+    return float(sum(float(line.split()[-1]) for line in lines if line.startswith((name + " ", name + "{"))))
 
 
 def batch_totals(host: str, port: int, queue: str) -> tuple[float, float]:
@@ -206,12 +206,19 @@ def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float
 
 # ---------------------------------------------------------------------- modes
 def mode_embeddings(a: argparse.Namespace) -> dict[str, Any]:
+    """Both servers (batching off = ``--max-batch 1``, on) run side by side; each concurrency level
+    drives one, then the other right after (order alternating by level), so load from other jobs on
+    the shared machine falls on both configurations alike. The idle server costs no CPU."""
     texts = short_texts()
     bodies = [json.dumps({"input": t, "model": a.model}).encode() for t in texts]
+    configs = {"off": ["--max-batch", "1"], "on": ["--max-batch", str(a.max_batch), "--batch-wait-ms", str(a.wait_ms)]}
     rows = []
-    for batching, extra in (("off", ["--max-batch", "1"]), ("on", ["--max-batch", str(a.max_batch), "--batch-wait-ms", str(a.wait_ms)])):
-        with server(["--model", a.model, "--threads", str(a.threads), *extra], log=OUT / f"embeddings-{batching}.log") as (host, port, pid):
-            for c in a.concurrency:
+    with contextlib.ExitStack() as stack:
+        servers = {b: stack.enter_context(server(["--model", a.model, "--threads", str(a.threads), *extra], log=OUT / f"embeddings-{b}.log"))
+                   for b, extra in configs.items()}
+        for level, c in enumerate(a.concurrency):
+            for batching in ("off", "on") if level % 2 == 0 else ("on", "off"):
+                host, port, _ = servers[batching]
                 n = a.requests * c if c > 1 else a.requests
                 before = batch_totals(host, port, "embed")
                 r = drive(host, port, "/v1/embeddings", bodies, concurrency=c, total=min(n, a.max_requests), warmup=3, max_seconds=a.max_seconds)
@@ -219,7 +226,8 @@ def mode_embeddings(a: argparse.Namespace) -> dict[str, Any]:
                 r["mean_batch_texts"] = mean_batch(before, batch_totals(host, port, "embed"))
                 rows.append(r)
                 print(json.dumps(r), flush=True)
-    return {"mode": "embeddings", "model": a.model, "threads": a.threads, "max_batch": a.max_batch, "wait_ms": a.wait_ms, "text_words": "3-10", "rows": rows}
+    return {"mode": "embeddings", "model": a.model, "threads": a.threads, "max_batch": a.max_batch, "wait_ms": a.wait_ms, "text_words": "3-10",
+            "order": "per level: off then on, on then off, ... (both servers up)", "rows": rows}
 
 
 def load_queries(path: Path, n: int) -> np.ndarray:
@@ -248,7 +256,8 @@ def mode_search(a: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     lat_a = np.array(lat)
     inproc = {"where": "in-process", "concurrency": 1, "requests": len(lat), "errors": 0, "seconds": wall, "rps": len(lat) / wall,
-              "p50_ms": 1e3 * float(np.percentile(lat_a, 50)), "p99_ms": 1e3 * float(np.percentile(lat_a, 99)), "mean_ms": 1e3 * float(lat_a.mean())}
+              "p50_ms": 1e3 * float(np.percentile(lat_a, 50)), "p99_ms": 1e3 * float(np.percentile(lat_a, 99)), "mean_ms": 1e3 * float(lat_a.mean()),
+              "loadavg": os.getloadavg()}
     t0 = time.perf_counter()
     index.search(q, a.k, funnel=funnel)
     inproc_batch_qps = q.shape[0] / (time.perf_counter() - t0)
@@ -310,11 +319,17 @@ def mixed_traffic(host: str, port: int, q: np.ndarray, texts: list[str], stop: t
     return threads, counts, errors
 
 
+def override(a: argparse.Namespace) -> list[str]:
+    """The mixed traffic asks for ``dimensions`` 64/128/384: a model that is not Matryoshka-trained
+    (e.g. the packaged all-MiniLM-L6-v2) refuses them with a 400 unless the server is told otherwise."""
+    return ["--allow-untrained-dimensions"] if a.allow_untrained_dimensions else []
+
+
 def mode_soak(a: argparse.Namespace) -> dict[str, Any]:
     q = load_queries(a.queries, 2000)
     texts = short_texts()
     samples = []
-    with server(["--model", a.model, "--index", str(a.index), "--threads", str(a.threads)], log=OUT / "soak.log") as (host, port, pid):
+    with server(["--model", a.model, "--index", str(a.index), "--threads", str(a.threads), *override(a)], log=OUT / "soak.log") as (host, port, pid):
         stop = threading.Event()
         threads, counts, errors = mixed_traffic(host, port, q, texts, stop, a.k)
         t0 = time.perf_counter()
@@ -341,7 +356,7 @@ def mode_reload(a: argparse.Namespace) -> dict[str, Any]:
     q = load_queries(a.queries, 2000)
     texts = short_texts()
     reloads = []
-    with server(["--model", a.model, "--index", str(a.index), "--threads", str(a.threads)], log=OUT / "reload.log") as (host, port, pid):
+    with server(["--model", a.model, "--index", str(a.index), "--threads", str(a.threads), *override(a)], log=OUT / "reload.log") as (host, port, pid):
         stop = threading.Event()
         threads, counts, errors = mixed_traffic(host, port, q, texts, stop, a.k)
         admin = Client(host, port)
@@ -381,18 +396,22 @@ def mode_report(a: argparse.Namespace) -> None:
         e = rec["embeddings"]
         parts.append(f"### Embeddings: `{e['model']}`, one short text (3-10 words) per request\n\n"
                      f"Server torch threads {e['threads']}; batching on = up to {e['max_batch']} texts, {e['wait_ms']} ms collection window; off = `--max-batch 1`.\n\n"
-                     "| concurrency | batching | requests | errors | req/s | p50 ms | p99 ms | mean texts/batch |\n|---:|---|---:|---:|---:|---:|---:|---:|")
+                     f"{'Both servers up side by side, each level run on one and then the other (order alternating by level). ' if e.get('order') else ''}"
+                     "Load = the machine's 1-minute load average when the level ended (2 cores; other jobs' tests may run unlocked).\n\n"
+                     "| concurrency | batching | requests | errors | req/s | p50 ms | p99 ms | mean texts/batch | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in sorted(e["rows"], key=lambda r: (r["concurrency"], r["batching"])):
-            parts[-1] += f"\n| {r['concurrency']} | {r['batching']} | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch_texts']:.1f} |"
+            parts[-1] += (f"\n| {r['concurrency']} | {r['batching']} | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                          f"| {r['mean_batch_texts']:.1f} | {r['loadavg'][0]:.1f} |")
         by = {(r["concurrency"], r["batching"]): r["rps"] for r in e["rows"]}
         gains = ", ".join(f"{c}: {by[(c, 'on')] / by[(c, 'off')]:.2f}x" for c in sorted({r['concurrency'] for r in e['rows']}) if (c, "on") in by and (c, "off") in by)
         parts[-1] += f"\n\nThroughput from dynamic batching (on/off) at concurrency {gains} (target >= 2x at 32)." + cmd(e)
     for s in sorted((r for r in rec.values() if r.get("mode") == "search"), key=lambda r: -(r.get("count") or 0)):
         ip = next(r for r in s["rows"] if r["where"] == "in-process")
         parts.append(f"### Search: {s['count']:,} x {s['dim']} ({s['dtype']}) index, funnel `{s['funnel']}`, k={s['k']}, one query vector per request\n\n"
-                     f"{s.get('note') or ''}\n\n| where | concurrency | queries | errors | QPS | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|")
+                     f"{s.get('note') or ''}\n\n| where | concurrency | queries | errors | QPS | p50 ms | p99 ms | load |\n|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in s["rows"]:
-            parts[-1] += f"\n| {r['where']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |"
+            load = f"{r['loadavg'][0]:.1f}" if "loadavg" in r else ""
+            parts[-1] += f"\n| {r['where']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {load} |"
         http1 = next((r for r in s["rows"] if r["where"] == "HTTP" and r["concurrency"] == 1), None)
         if http1:
             parts[-1] += (f"\n\nHTTP adds {http1['p50_ms'] - ip['p50_ms']:.3f} ms at p50 for single queries (target <= 1 ms); in-process batch QPS "
@@ -403,7 +422,7 @@ def mode_report(a: argparse.Namespace) -> None:
         rss = k["rss"]
         parts.append(f"### Soak: {k['seconds'] / 60:.1f} minutes of mixed traffic\n\n7 client threads: 3 embeddings (1-4 texts, dimensions 64/128/384), 2 search by text "
                      f"(return_text), 2 search by vector. {k['requests']:,} requests ({k['rps']:.0f}/s), **{k['errors']} errors** "
-                     f"(server-side error counter: {k['server_error_count']:.0f}). Server RSS: {rss[0]['rss_mb']:.0f} MiB at start, "
+                     f"(server-side error counter: {np.nan_to_num(k['server_error_count']):.0f}). Server RSS: {rss[0]['rss_mb']:.0f} MiB at start (before the first request), {rss[1]['rss_mb']:.0f} MiB after {rss[1]['t']:.0f} s, "
                      f"{rss[len(rss) // 2]['rss_mb']:.0f} MiB at half time, {rss[-1]['rss_mb']:.0f} MiB at the end." + cmd(k))
     if "reload" in rec:
         r = rec["reload"]
@@ -442,6 +461,8 @@ def main() -> None:
     k = sub.choices["soak"]
     k.add_argument("--seconds", type=float, default=600)
     k.add_argument("--sample-s", type=float, default=30)
+    for name in ("soak", "reload"):
+        sub.choices[name].add_argument("--allow-untrained-dimensions", action="store_true", help="Start the server with this override (see override()).")
     r = sub.choices["reload"]
     r.add_argument("--reloads", type=int, default=10)
     r.add_argument("--every", type=float, default=4.0)
