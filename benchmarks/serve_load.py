@@ -199,6 +199,23 @@ def batch_totals(host: str, port: int, queue: str) -> tuple[float, float]:
     return float(np.nan_to_num(units)), float(np.nan_to_num(batches))
 
 
+def search_costs(host: str, port: int) -> dict[str, float]:
+    """Running totals from /metrics that split a search request's server time (see :func:`cost_split`)."""
+    names = {"requests": 'mrl_request_duration_seconds_count{endpoint="/v1/search"}', "server_s": 'mrl_request_duration_seconds_sum{endpoint="/v1/search"}',
+             "batches": 'mrl_batch_run_seconds_count{queue="search"}', "run_s": 'mrl_batch_run_seconds_sum{queue="search"}',
+             "wait_s": 'mrl_batch_queue_wait_seconds_sum{queue="search"}'}
+    return {k: metric_value(host, port, v) for k, v in names.items()}
+
+
+def cost_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per request, in ms, over one level: time inside the server (middleware start to response end),
+    of it the search batch run in the worker thread (shared by the requests of a batch) and the
+    oldest request's queue wait per batch."""
+    d = {k: after[k] - before[k] for k in before}
+    n = max(d["requests"], 1.0)
+    return {"server_ms": 1e3 * d["server_s"] / n, "batch_run_ms_per_request": 1e3 * d["run_s"] / n, "queue_wait_ms_per_batch": 1e3 * d["wait_s"] / max(d["batches"], 1.0)}
+
+
 def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
     """Mean units per batch between two :func:`batch_totals` readings (warm-up included)."""
     return (after[0] - before[0]) / max(after[1] - before[1], 1.0)
@@ -267,10 +284,11 @@ def mode_search(a: argparse.Namespace) -> dict[str, Any]:
     rows = [inproc]
     with server(["--index", str(a.index), "--threads", str(a.threads)], log=OUT / "search.log") as (host, port, pid):
         for c in a.concurrency:
-            before = batch_totals(host, port, "search")
+            before, costs = batch_totals(host, port, "search"), search_costs(host, port)
             r = drive(host, port, "/v1/search", bodies, concurrency=c, total=a.n, warmup=20)
             r["where"] = "HTTP"
             r["mean_batch_queries"] = mean_batch(before, batch_totals(host, port, "search"))
+            r["cost_split"] = cost_split(costs, search_costs(host, port))
             rows.append(r)
             print(json.dumps(r), flush=True)
         rss = rss_mb(pid)
@@ -416,6 +434,13 @@ def mode_report(a: argparse.Namespace) -> None:
         if http1:
             parts[-1] += (f"\n\nHTTP adds {http1['p50_ms'] - ip['p50_ms']:.3f} ms at p50 for single queries (target <= 1 ms); in-process batch QPS "
                           f"(all queries in one call) {s['inprocess_batch_qps']:,.0f}; server RSS {s['server_rss_mb']:,.0f} MiB.")
+        if http1 and "cost_split" in http1:
+            cs = http1["cost_split"]
+            parts[-1] += (f" Where the HTTP time goes at concurrency 1 (means per request, from the server's /metrics over the level, warm-up included): "
+                          f"client mean {http1['mean_ms']:.3f} ms vs in-process mean {ip['mean_ms']:.3f} ms; inside the server {cs['server_ms']:.3f} ms, "
+                          f"of which the search batch in the worker thread {cs['batch_run_ms_per_request']:.3f} ms and queue wait {cs['queue_wait_ms_per_batch']:.3f} ms; "
+                          f"the rest of the server time is HTTP parsing, JSON/pydantic validation, the hop to the worker thread and the JSON response; "
+                          f"client mean minus server time ({http1['mean_ms'] - cs['server_ms']:.3f} ms) is the loopback round trip and the Python client.")
         parts[-1] += cmd(s)
     if "soak" in rec:
         k = rec["soak"]
