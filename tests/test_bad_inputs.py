@@ -107,6 +107,7 @@ CASES = [
     ("funnel-binary-dim", ["index", "search", T("idx"), "--queries", T("x.npy"), "--funnel", "12/binary:50 -> 16:10"], "multiple of 8"),
     ("funnel-beyond-dim", ["index", "search", T("idx"), "--queries", T("x.npy"), "--funnel", "8:50 -> 999:10"], "reaches dim 999"),
     ("funnel-hnsw-binary", ["index", "build", T("new_idx"), "--vectors", T("x.npy"), "--funnel", "8/binary/hnsw:50 -> 16:10"], "scanned flat"),
+    ("search-single-negative", ["index", "search", T("idx"), "--queries", T("x.npy"), "--single", "-3"], "--single must be 0"),
     ("funnel-k-above-count", ["index", "search", T("idx"), "--queries", T("x.npy"), "--k", "500"], "exceeds the 200 vectors"),
     # paths with brackets (rich markup) and config errors
     ("config-path-brackets", ["train", "--out", T("new_run"), "--config", T("[red]missing[/].yaml")], "[red]missing[/].yaml"),

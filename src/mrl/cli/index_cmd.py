@@ -355,6 +355,8 @@ def index_search(
 
     if out is not None and out.suffix != ".npy":
         raise MRLError(f"--out must end in .npy, got {out}.")
+    if single < 0:
+        raise MRLError(f"--single must be 0 (off) or the number of queries to time one at a time, got {single}.")
     from mrl.io import open_files
 
     scores_path = out.with_suffix(".scores.npy") if out is not None else None
