@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,24 @@ def test_adapted_shards_equal_the_adaptor_applied_to_the_source_and_resume(tmp_p
         adapt_shards(tmp_path / "base", tmp_path / "a1", tmp_path / "base", log=lambda _: None)
     again = adapt_shards(tmp_path / "base", tmp_path / "a2", tmp_path / "adapted", overwrite=True, log=lambda _: None)
     np.testing.assert_allclose(again.array(), two.transform(x), rtol=1e-6, atol=1e-6)
+
+
+def test_overwrite_deletes_only_listed_files_that_still_hold_their_recorded_bytes(tmp_path):
+    header = {"model": {"name": "m", "sha256": "0" * 64}, "dim": 4, "dtype": "float32", "rows": 10, "rows_per_shard": 10, "sources": [], "settings": {}}
+    s = ShardSet.create_or_resume(tmp_path / "enc", header, ids=[f"d{i}" for i in range(10)])
+    s.record(write_shard(tmp_path / "enc", 0, 0, np.ones((10, 4), dtype=np.float32)))
+    (tmp_path / "enc/ids.txt").write_text("a user's own notes\n")  # a listed name, other bytes now
+    other = {**header, "model": {"name": "m2", "sha256": "1" * 64}}
+    with pytest.raises(OutputExistsError, match="holds other bytes"):
+        ShardSet.create_or_resume(tmp_path / "enc", other, overwrite=True)
+    assert (tmp_path / "enc/ids.txt").read_text() == "a user's own notes\n" and (tmp_path / "enc/shard-00000.npy").is_file()  # nothing deleted
+
+
+def test_a_claim_file_of_unknown_content_is_broken_only_once_old(tmp_path):
+    header = {"model": {"name": "m", "sha256": "0" * 64}, "dim": 4, "dtype": "float32", "rows": 10, "rows_per_shard": 10, "sources": [], "settings": {}}
+    s = ShardSet.create_or_resume(tmp_path / "enc", header)
+    (tmp_path / "enc/.claim-00000").write_text("")  # killed between create and write
+    assert not s.claim(0) and (tmp_path / "enc/.claim-00000").exists()
+    old = time.time() - 7200
+    os.utime(tmp_path / "enc/.claim-00000", (old, old))
+    assert s.claim(0)

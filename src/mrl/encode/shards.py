@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mrl.errors import DataError, MRLError, OutputExistsError
-from mrl.io import atomic_open, read_json, write_json
+from mrl.io import atomic_open, read_json, sha256_file, write_json
 
 FORMAT = "mrl.shards"
 FORMAT_VERSION = 1
@@ -55,13 +55,6 @@ _RESUME_KEYS = ("model", "dim", "dtype", "rows", "rows_per_shard", "sources", "s
 class ShardFormatError(DataError):
     """A shard folder is missing, inconsistent with its manifest, or from another encoding."""
 
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shard_name(index: int) -> str:
@@ -184,8 +177,11 @@ class ShardSet:
     def _stale(path: Path, stale_after: float) -> bool:
         try:
             host, pid, t = path.read_text().split()
-        except (OSError, ValueError):
-            return True
+        except (OSError, ValueError):  # empty (killed between create and write) or unreadable: stale once old
+            try:
+                return time.time() - path.stat().st_mtime > stale_after
+            except FileNotFoundError:
+                return True
         if time.time() - float(t) > stale_after:
             return True
         if host == socket.gethostname():
@@ -276,12 +272,22 @@ class ShardSet:
 
 
 def _remove_listed(folder: Path, man: dict[str, Any]) -> None:
-    """Delete the files an old manifest lists (its shards, its ids file, then the manifest)."""
-    names = [e.get("file") for e in man.get("shards", [])] + [(man.get(key) or {}).get("file") for key in ("ids", "texthash")]
-    for name in names:
-        if isinstance(name, str) and "/" not in name and name:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / name).unlink()
+    """Delete the files an old manifest lists (its shards, its ids and text-hash files, then the
+    manifest), each only after its size and SHA-256 prove it is the file that manifest recorded;
+    a listed name holding other bytes (a user's file put there since) stops the removal first."""
+    entries = [*man.get("shards", []), *(man.get(key) for key in ("ids", "texthash"))]
+    mine = []
+    for e in entries:
+        name = (e or {}).get("file")
+        if not (isinstance(name, str) and name and "/" not in name and (folder / name).is_file()):
+            continue
+        p = folder / name
+        if p.stat().st_size != int(e.get("bytes", -1)) or sha256_file(p) != e.get("sha256"):
+            raise OutputExistsError(f"{p} is listed by the old encoding's manifest but holds other bytes now; move it away (it is never deleted), then rerun with --overwrite.")
+        mine.append(p)
+    for p in mine:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
     (folder / MANIFEST).unlink()
 
 

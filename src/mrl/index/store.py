@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from mrl.errors import DataError, ForeignFileError, MRLError
-from mrl.io import atomic_open, check_seal, read_json
+from mrl.io import atomic_open, check_seal, read_json, sha256_file
 from mrl.io import write_manifest as write_sealed
 from mrl.knn import RETRIEVAL_METRICS
 
@@ -57,13 +57,6 @@ _CHUNK = 1 << 16  # rows per streamed chunk
 class IndexFormatError(DataError):
     """An index folder is missing, truncated, corrupted, or from an incompatible version."""
 
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_npy_stream(path: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray]) -> dict[str, Any]:
