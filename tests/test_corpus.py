@@ -169,3 +169,15 @@ def test_changed_rules_redo_units_and_drop_stale_parts(tmp_path, monkeypatch):
     after = {p.name for p in (out / "parts").glob("*.jsonl")}
     assert len(calls) == len(before) and not before & after  # every unit redone; the old parts removed
     assert set(json.loads((out / "parts" / "progress.json").read_text())["units"]) == {n.removesuffix(".jsonl") for n in after}
+
+
+def test_killed_build_temps_are_removed_but_no_other_file(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    ours = [parts / ".man-00003-0123456789.jsonl.ab12cd34.tmp", parts / ".progress.json.x9y8z7w6.tmp", tmp_path / ".passages-00002.jsonl.k2j3h4g5.tmp"]
+    users = [parts / ".notes.tmp", parts / "draft.tmp", tmp_path / ".my-list.jsonl.ab12cd34.tmp"]
+    for p in ours + users:
+        p.write_text("x")
+    corpus_mod._clean_temps(parts)
+    corpus_mod._clean_temps(tmp_path)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in users)

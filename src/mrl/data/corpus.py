@@ -30,6 +30,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -92,11 +93,17 @@ def _extract_job(job: tuple[Source, tuple[str, ...], str, str, CorpusConfig]) ->
     return key, {"sha256": hashlib.sha256(data).hexdigest(), "passages": len(rows), "paragraphs": n_par, "seconds": round(time.perf_counter() - t0, 2)}
 
 
+# Temp names of our atomic writes (``atomic_open``: ``.<target>.<random>.tmp``) of the files
+# the builder writes: the shards and the manifest at the top, unit parts and progress under parts/.
+_OUR_TEMP = re.compile(r"^\.(passages-\d{5}\.jsonl|manifest\.json|progress\.json|[a-z0-9-]+-\d{5}-[0-9a-f]{10}\.jsonl)\.[a-z0-9_]+\.tmp$")
+
+
 def _clean_temps(folder: Path) -> None:
-    """Remove temp files our atomic writes left behind when a build was killed (``.<name>.*.tmp``)."""
+    """Remove temp files our atomic writes left behind when a build was killed: only names of the
+    form our writes give them (see ``_OUR_TEMP``), never any other file."""
     if folder.is_dir():
-        for p in folder.glob(".*.tmp"):
-            if p.name.startswith((".passages-", ".progress.json", ".manifest.json")) or p.parent.name == "parts":
+        for p in folder.iterdir():
+            if p.is_file() and _OUR_TEMP.match(p.name):
                 p.unlink(missing_ok=True)
 
 
