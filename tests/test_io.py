@@ -272,3 +272,25 @@ def test_open_files_guards_siblings_and_inputs(tmp_path):
         with open_files(tmp_path / "h.npy", "mrl.embeddings"):
             raise RuntimeError("failed before writing")
     assert not (tmp_path / "h.json").exists()  # a command that wrote nothing leaves nothing behind
+
+
+def test_clear_folder_removes_only_listed_files_and_refuses_a_foreign_one(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.io import open_output
+
+    out = tmp_path / "model"
+    with open_output(out, "k") as w:
+        with w.file("pool/config.json") as p:
+            p.parent.mkdir(exist_ok=True)
+            p.write_text("{}")
+    with open_output(out, "k", overwrite=True) as w:
+        w.clear_folder("pool")  # every file listed by the previous output
+        assert not (out / "pool").exists()
+        with w.file("pool/config.json") as p:
+            p.parent.mkdir(exist_ok=True)
+            p.write_text("{}")
+    (out / "pool" / "mine.txt").write_text("the user's file")
+    with pytest.raises(ForeignFileError, match="never deleted"):
+        with open_output(out, "k", overwrite=True) as w:
+            w.clear_folder("pool")
+    assert (out / "pool" / "mine.txt").read_text() == "the user's file" and (out / "pool" / "config.json").is_file()

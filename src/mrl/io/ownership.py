@@ -264,6 +264,26 @@ class Output:
         del self._files[key]
         self._save("writing")
 
+    def clear_folder(self, name: str) -> None:
+        """Empty and remove the sub-folder ``name`` when every file in it is provably ours (listed by
+        this write or by the previous output); otherwise raise and delete nothing.
+
+        Raises:
+            ForeignFileError: the folder holds a file neither manifest lists.
+        """
+        root = self.path / name
+        if not root.is_dir() or root.is_symlink():
+            return
+        names = sorted(str(p.relative_to(self.path)) for p in root.rglob("*") if not p.is_dir() or p.is_symlink())
+        old = listed_files(self._old)
+        foreign = [n for n in names if n not in self._files and not _owned(n, old)]
+        if foreign:
+            raise ForeignFileError(f"{self.path / foreign[0]} was not written by mrl; move it away (it is never deleted), then rerun.")
+        _remove_listed(self.path, names)
+        for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [root]:
+            with contextlib.suppress(OSError):
+                d.rmdir()  # folders left empty (only succeeds when empty)
+
     @contextlib.contextmanager
     def file(self, name: str) -> Iterator[Path]:
         """``with out.file("model.safetensors") as p: save(p)``: claim, write, record."""

@@ -402,7 +402,7 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     for name in names:
         dst = out / name
         if dst.is_dir():
-            shutil.rmtree(dst)
+            writer.clear_folder(name)  # only files this output listed; a foreign file stops the save
         os.replace(tmp / name, dst)
     writer.remove(".final.tmp")
     writer.remove(CHECKPOINTS)
