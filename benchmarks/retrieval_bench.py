@@ -189,7 +189,8 @@ def table(a: argparse.Namespace) -> None:
         sweep = measure_peer(name, ix, qn, gt, k, a.threads, a.single if name != "flat" else min(a.single, 50), bw)
         if name == "flat" and sweep[0]["recall"] < 0.9999:
             raise SystemExit(f"the exact peer reproduces only {sweep[0]['recall']:.4f} of the cached reference: the reference is stale or wrong")
-        res["peers"][name] = {"describe": peers.describe(name, corpus.dim), "build_s": meta["build_s"], "ram_bytes_per_vector": ram, "sweep": sweep}
+        res["peers"][name] = {"describe": peers.describe(name, corpus.dim), "build_s": meta["build_s"],
+                              "build_threads": meta.get("threads", a.threads), "ram_bytes_per_vector": ram, "sweep": sweep}
         peers.free(ix)
         del ix
     for fi, folder in enumerate(a.funnel_index):
@@ -282,8 +283,10 @@ def render(r: dict[str, Any]) -> str:
         mapped = f" (+{f['mapped_bytes_per_vector']:.0f} mapped)" if f["mapped_bytes_per_vector"] > 1 else ""
         lines.append(f"| **funnel** | `{f['spec']}` | {build} | **{f['qps']:,.0f}** | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['recall']:.4f} | {f['ram_bytes_per_vector']:.0f}{mapped} | {f['distances']:,.0f} | {f['bytes'] / 1e3:,.1f} | {f['scan_limit_us']:.1f} |")
     for p in r["peers"].values():
+        threads = p.get("build_threads", r["threads"])
+        built = f"{p['build_s']:.0f}" + (f" ({threads} threads)" if threads != r["threads"] else "")
         for s in p["sweep"]:
-            lines.append(f"| {p['describe']} | {s['knob']} | {p['build_s']:.0f} | {s['qps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['recall']:.4f} | {p['ram_bytes_per_vector']:.0f} | {s['distances']:,.0f} | {s['bytes'] / 1e3:,.1f} | {s['scan_limit_us']:.1f} |")
+            lines.append(f"| {p['describe']} | {s['knob']} | {built} | {s['qps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['recall']:.4f} | {p['ram_bytes_per_vector']:.0f} | {s['distances']:,.0f} | {s['bytes'] / 1e3:,.1f} | {s['scan_limit_us']:.1f} |")
     return "\n".join(lines)
 
 

@@ -16,7 +16,6 @@ digest, SHA-256 of the file); a later run reuses it when the corpus digest and c
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import faiss
 import numpy as np
 
 from mrl.index.funnel import prefix
-from mrl.io import atomic_write, write_json
+from mrl.io import atomic_write, sha256_file, write_json
 
 PEERS = ("flat", "hnsw", "usearch-f32", "usearch-f16", "usearch-i8", "ivfpq")
 SWEEPS: dict[str, list[Any]] = {
@@ -38,14 +37,6 @@ SWEEPS: dict[str, list[Any]] = {
     "ivfpq": [(16, 4), (32, 4), (64, 4), (32, 16), (64, 16), (128, 16), (256, 16), (128, 32)],
     "flat": [None],
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalized(chunks: Iterator[np.ndarray], dim: int) -> Iterator[np.ndarray]:
