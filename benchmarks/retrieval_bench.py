@@ -157,9 +157,12 @@ def single_latency(fn, q: np.ndarray, n: int) -> tuple[float, float]:
     return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 99) * 1e3)
 
 
-def measure_peer(name: str, ix: Any, qn: np.ndarray, gt: np.ndarray, k: int, threads: int, n_single: int, bw: float) -> list[dict[str, Any]]:
+def measure_peer(name: str, ix: Any, qn: np.ndarray, gt: np.ndarray, k: int, threads: int, n_single: int, bw: float,
+                 ef: list[int] | None = None) -> list[dict[str, Any]]:
+    """One row per sweep setting of peer ``name``; ``ef`` replaces a graph peer's efSearch sweep."""
     rows = []
-    for knob in peers.SWEEPS[name]:
+    graph = name == "hnsw" or name.startswith("usearch")
+    for knob in (ef if ef and graph else peers.SWEEPS[name]):
         t, (ids, work) = timed(lambda knob=knob: peers.search(name, ix, qn, k, knob, threads))
         p50, p99 = single_latency(lambda x, knob=knob: peers.search(name, ix, x, k, knob, threads), qn, n_single)
         rec = float(per_query_recall(ids, gt).mean())
@@ -186,7 +189,7 @@ def table(a: argparse.Namespace) -> None:
         after = rss()
         ram = (after["RssAnon"] - before["RssAnon"]) / corpus.n
         print(f"{name}: built in {meta['build_s']:.0f}s, {ram:.0f} B/vector resident", flush=True)
-        sweep = measure_peer(name, ix, qn, gt, k, a.threads, a.single if name != "flat" else min(a.single, 50), bw)
+        sweep = measure_peer(name, ix, qn, gt, k, a.threads, a.single if name != "flat" else min(a.single, 50), bw, a.ef)
         if name == "flat" and sweep[0]["recall"] < 0.9999:
             raise SystemExit(f"the exact peer reproduces only {sweep[0]['recall']:.4f} of the cached reference: the reference is stale or wrong")
         res["peers"][name] = {"describe": peers.describe(name, corpus.dim), "build_s": meta["build_s"],
@@ -306,6 +309,7 @@ def main() -> None:
     ap.add_argument("--funnel-index", nargs="*", type=Path, default=[], help="Tuned index folders (their default funnel is measured).")
     ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index (their first stage must be saved in it).")
     ap.add_argument("--name", default="text")
+    ap.add_argument("--ef", type=int, nargs="*", default=None, help="table: efSearch values that replace the graph peers' sweep (e.g. a finer sweep around recall 0.99).")
     ap.add_argument("--wordnet", type=Path, help="quality: the encoded WordNet task queries (shard folder with ids).")
     ap.add_argument("--qrels", type=Path, help="quality: the WordNet qrels TSV (query-id, corpus-id, score).")
     ap.add_argument("--dims", type=int, nargs="*", default=[64, 128], help="quality: prefixes whose top-100 shortlist is checked.")
