@@ -260,10 +260,13 @@ def quality(a: argparse.Namespace) -> None:
         qrels = [rel[qids[i]] for i in keep]
         exact = exact_topk(corpus, qw, 10)
         res["wordnet"] = {"queries": len(keep), "exact": ir_metrics(exact, qrels, corpus.n, ks=(10,))}
-        for folder in a.funnel_index:
+        for fi, folder in enumerate(a.funnel_index):
             idx = MatryoshkaIndex.load(folder, verify=False)
-            _, ids = idx.search(qw, 10, threads=a.threads)
-            res["wordnet"][f"funnel {idx.funnel}"] = ir_metrics(ids, qrels, corpus.n, ks=(10,))
+            for spec in [str(idx.funnel)] + (list(a.funnel) if fi == 0 else []):
+                _, ids = idx.search(qw, 10, funnel=Funnel.parse(spec), threads=a.threads)
+                metrics = ir_metrics(ids, qrels, corpus.n, ks=(10,))
+                metrics["recall_of_exact_top10"] = float(per_query_recall(ids, exact).mean())  # how much of the exact top-10 the funnel returns
+                res["wordnet"][f"funnel {spec}"] = metrics
         print(json.dumps(res["wordnet"], indent=1), flush=True)
     if a.test is not None:
         q = load_vectors(a.test)[: a.queries]
@@ -307,7 +310,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peers", nargs="*", default=list(peers.PEERS))
     ap.add_argument("--funnel-index", nargs="*", type=Path, default=[], help="Tuned index folders (their default funnel is measured).")
-    ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index (their first stage must be saved in it).")
+    ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index (table and quality; their first stage must be saved in it).")
     ap.add_argument("--name", default="text")
     ap.add_argument("--ef", type=int, nargs="*", default=None, help="table: efSearch values that replace the graph peers' sweep (e.g. a finer sweep around recall 0.99).")
     ap.add_argument("--wordnet", type=Path, help="quality: the encoded WordNet task queries (shard folder with ids).")
