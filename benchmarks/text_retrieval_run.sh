@@ -5,6 +5,7 @@
 # `mrl adapt` (fitted on benchmarks/corpus_adaptor_sample.py's sample), CORPUS the text corpus folder.
 # THREADS (default 1) is what every search, the tuner and the table use; BUILD_THREADS (default THREADS) builds the
 # peer indexes only, whose build time the table then marks with its thread count.
+# FINE_EF="288 320 384" adds a second table step that sweeps the graph peers at those efSearch values (table-text-fine).
 # HEAD=1 benchmarks the finished leading shards of an unfinished corpus encoding (benchmarks/shard_head.py).
 set -e
 PY=${PY:-.venv/bin/python}; MRL=${MRL:-.venv/bin/mrl}; B=benchmarks/retrieval_bench.py; T=${THREADS:-1}; BT=${BUILD_THREADS:-$T}
@@ -18,6 +19,7 @@ step reference; $PY $B reference --corpus "$AD/$C" --test "$AD/test" --tune "$AD
 step funnel build and tune; [ -f "$OUT/funnel/tuning.md" ] || $MRL index build "$OUT/funnel" --vectors "$AD/$C" --target-recall 0.99 --queries "$AD/tune" --threads $T
 step peers; $PY $B peers --corpus "$AD/$C" --out "$OUT/bench" --peers $PEERS --threads $BT
 step table; $PY $B table --corpus "$AD/$C" --test "$AD/test" --out "$OUT/bench" --funnel-index "$OUT/funnel" --queries 10000 --single 1000 --peers $PEERS --threads $T --name text
+if [ -n "${FINE_EF:-}" ]; then step table fine; $PY $B table --corpus "$AD/$C" --test "$AD/test" --out "$OUT/bench" --queries 10000 --single 1000 --peers hnsw usearch-f32 --ef $FINE_EF --threads $T --name text-fine; fi
 step search cli; $MRL index search "$OUT/funnel" --queries "$AD/test" --k 10 --single 1000 --threads $T
 step quality adapted; $PY $B quality --corpus "$AD/$C" --test "$AD/test" --out "$OUT/bench" --wordnet "$AD/wordnet" --qrels "$QRELS" --funnel-index "$OUT/funnel" --name adapted --queries 2000 --threads $T
 step quality base; $PY $B quality --corpus "$ENC/$C" --test "$ENC/test" --out "$OUT/bench-base" --wordnet "$ENC/wordnet" --qrels "$QRELS" --name base --queries 2000 --threads $T
