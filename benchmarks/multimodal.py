@@ -113,14 +113,17 @@ def section(records: list[dict], manifest: dict, costs: list[dict], args: argpar
     m = "t2i_recall@10"
     mrl_top, ff_top = per_seed(records, "mrl", top, m), per_seed(records, "ff", top, m)
     gap = 100 * (np.mean(list(mrl_top.values())) - np.mean(list(ff_top.values())))
+    gaps = [100 * (mrl_top[s] - ff_top[s]) for s in mrl_top if s in ff_top]
+    verdict = ("met (every seed)" if min(gaps) >= -1 else "met on the mean, not on every seed") if gap >= -1 else "missed"
     lines += ["**Targets** (text->image recall@10, points, mean over seeds; per-seed margins in brackets):", ""]
-    lines.append(f"- MRL within 1 point of FF at full D = {top}: MRL - FF = {gap:+.1f} -> {'met' if gap >= -1 else 'missed'}.")
+    lines.append(f"- MRL within 1 point of FF at full D = {top}: MRL - FF = {gap:+.1f} [{', '.join(f'{v:+.1f}' for v in gaps)}] -> {verdict}.")
     for d in small:
         mr, ff, pc = per_seed(records, "mrl", d, m), per_seed(records, "ff", d, m), per_seed(records, "pca", d, m)
         a = [100 * (mr[s] - ff[s]) for s in mr if s in ff]
         b = [100 * (mr[s] - pc[s]) for s in mr if s in pc]
-        ok = min(a) > 0 and min(b) > 0
-        lines.append(f"- d = {d}: MRL - FF(truncated) = {np.mean(a):+.1f} [{', '.join(f'{v:+.1f}' for v in a)}], MRL - PCA = {np.mean(b):+.1f} [{', '.join(f'{v:+.1f}' for v in b)}] -> {'met (every seed)' if ok else 'missed'}.")
+        on_mean = np.mean(a) > 0 and np.mean(b) > 0
+        small_verdict = ("met (every seed)" if min(a) > 0 and min(b) > 0 else "met on the mean, not on every seed") if on_mean else "missed"
+        lines.append(f"- d = {d}: MRL - FF(truncated) = {np.mean(a):+.1f} [{', '.join(f'{v:+.1f}' for v in a)}], MRL - PCA = {np.mean(b):+.1f} [{', '.join(f'{v:+.1f}' for v in b)}] -> {small_verdict}.")
     lines.append("")
     if costs:
         lines += ["**Training cost** (2-core AMD EPYC CPU box, no GPU, torch threads 2, under `flock /work/coord/cpu.lock`; wall-clock of `train_multimodal` incl. per-epoch validation, features cached):", "", "| method | seed | epochs | wall-clock (s) | s/epoch (median) |", "|---|---|---|---|---|"]
