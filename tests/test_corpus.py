@@ -12,7 +12,7 @@ from mrl.data.corpus import CorpusConfig, build_corpus, fit_exclusions, load_cor
 from mrl.data.corpus_sources import Source
 from mrl.data.passages import normalize, word_count
 from mrl.data.wordnet import load_synsets, load_wordnet
-from mrl.errors import DataError
+from mrl.errors import DataError, OutputExistsError
 
 SHARED = "This paragraph appears in two sources and must be kept only once in the final corpus."
 
@@ -99,7 +99,7 @@ def test_resume_after_kill_keeps_finished_work_and_rewrites_the_rest(tmp_path, m
         load_corpus(out)
     # a half-written shard at the final name (as a non-atomic writer would leave) and a stray temp file
     (out / "passages-00002.jsonl").write_text('{"_id": "p0000050", "te')
-    (out / ".passages-00003.jsonl.x1.tmp").write_text("partial")
+    (out / ".passages-00003.jsonl.x1y2z3w4.tmp").write_text("partial")  # atomic_open's temp-name form
     calls = []
     real = corpus_mod.read_unit
     monkeypatch.setattr(corpus_mod, "read_unit", lambda src, files: calls.append(files) or real(src, files))
@@ -178,6 +178,29 @@ def test_killed_build_temps_are_removed_but_no_other_file(tmp_path):
     users = [parts / ".notes.tmp", parts / "draft.tmp", tmp_path / ".my-list.jsonl.ab12cd34.tmp"]
     for p in ours + users:
         p.write_text("x")
-    corpus_mod._clean_temps(parts)
-    corpus_mod._clean_temps(tmp_path)
+    corpus_mod._clean_temps(parts, corpus_mod._OUR_PART)
+    corpus_mod._clean_temps(tmp_path, corpus_mod._OUR_TOP)
     assert not any(p.exists() for p in ours) and all(p.exists() for p in users)
+
+
+@pytest.mark.parametrize("foreign", ["notes.txt", "parts/draft.jsonl", "queries/mine.jsonl", "manifest.json"])
+def test_a_folder_with_anything_the_builder_does_not_write_is_refused_unchanged(tmp_path, foreign):
+    sources = make_sources(tmp_path)
+    out = tmp_path / "corpus"
+    (out / Path(foreign).parent).mkdir(parents=True, exist_ok=True)
+    (out / foreign).write_text('{"mine": true}')
+    (out / ".passages-00000.jsonl.ab12cd34.tmp").write_text("a killed write of ours")
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(OutputExistsError, match="not written by the corpus builder"):
+        build_corpus(out, sources, CFG, wordnet_root=tmp_path / "wn", log=lambda s: None)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_stale_part_whose_bytes_changed_is_left_on_disk(tmp_path):
+    sources = make_sources(tmp_path)
+    out = tmp_path / "corpus"
+    build_corpus(out, sources, CFG, wordnet_root=tmp_path / "wn", log=lambda s: None)
+    edited = sorted((out / "parts").glob("*.jsonl"))[0]
+    edited.write_text("edited since\n")
+    build_corpus(out, sources, CorpusConfig(**{**CFG.__dict__, "target_words": 20}), wordnet_root=tmp_path / "wn", log=lambda s: None)
+    assert edited.read_text() == "edited since\n"

@@ -112,7 +112,7 @@ def test_sigkill_leaves_no_shard_that_looks_complete(tmp_path, minilm_path):
     man = json.loads((out / "manifest.json").read_text())
     assert [s["index"] for s in man["shards"]] == [0]  # shard 1's file exists but is not listed
     assert (out / "shard-00001.npy").is_file()
-    (out / ".shard-00002.npy.x.tmp").write_bytes(b"torn")  # what a kill inside a write leaves
+    (out / ".shard-00002.npy.x1y2z3w4.tmp").write_bytes(b"torn")  # what a kill inside atomic_open leaves (its temp-name form)
     reader = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], out, rows_per_shard=10, progress=False)
     assert reader.manifest["complete"] and not list(out.glob("*.tmp"))
     ref = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "ref", rows_per_shard=10, progress=False)
@@ -268,3 +268,25 @@ def test_a_claim_file_of_unknown_content_is_broken_only_once_old(tmp_path):
     old = time.time() - 7200
     os.utime(tmp_path / "enc/.claim-00000", (old, old))
     assert s.claim(0)
+
+
+def test_a_non_empty_file_at_a_claim_name_is_never_broken(tmp_path):
+    header = {"model": {"name": "m", "sha256": "0" * 64}, "dim": 4, "dtype": "float32", "rows": 10, "rows_per_shard": 10, "sources": [], "settings": {}}
+    s = ShardSet.create_or_resume(tmp_path / "enc", header)
+    (tmp_path / "enc/.claim-00000").write_text("a user's notes\n")
+    old = time.time() - 7200
+    os.utime(tmp_path / "enc/.claim-00000", (old, old))
+    with pytest.raises(OutputExistsError, match="not a shard claim mrl wrote"):
+        s.claim(0)
+    assert (tmp_path / "enc/.claim-00000").read_text() == "a user's notes\n"
+
+
+def test_release_keeps_a_claim_that_another_executor_took_over(tmp_path):
+    header = {"model": {"name": "m", "sha256": "0" * 64}, "dim": 4, "dtype": "float32", "rows": 10, "rows_per_shard": 10, "sources": [], "settings": {}}
+    s = ShardSet.create_or_resume(tmp_path / "enc", header)
+    assert s.claim(0)
+    (tmp_path / "enc/.claim-00000").write_text("otherhost 42 9999999999")  # broken as stale and taken by another executor
+    s.release(0)
+    assert (tmp_path / "enc/.claim-00000").read_text() == "otherhost 42 9999999999"
+    s.release(0)  # released twice, or never claimed here: nothing to delete
+    assert (tmp_path / "enc/.claim-00000").exists()

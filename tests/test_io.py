@@ -294,3 +294,18 @@ def test_clear_folder_removes_only_listed_files_and_refuses_a_foreign_one(tmp_pa
         with open_output(out, "k", overwrite=True) as w:
             w.clear_folder("pool")
     assert (out / "pool" / "mine.txt").read_text() == "the user's file" and (out / "pool" / "config.json").is_file()
+
+
+def test_a_symlink_to_a_folder_is_a_foreign_file_never_removed(tmp_path):
+    from mrl.errors import ForeignFileError
+    from mrl.io import open_output
+
+    target, data = tmp_path / "adaptor", tmp_path / "user-data"
+    data.mkdir()
+    (data / "keep.txt").write_text("mine")
+    with open_output(target, "mrl.adaptor", staged=True) as out:
+        (out.path / "a.txt").write_text("v1")
+    (target / "link").symlink_to(data, target_is_directory=True)  # a user's link put in the output since
+    with pytest.raises(ForeignFileError), open_output(target, "mrl.adaptor", overwrite=True, staged=True) as out:
+        (out.path / "a.txt").write_text("v2")
+    assert (target / "link").is_symlink() and (data / "keep.txt").read_text() == "mine"

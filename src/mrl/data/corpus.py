@@ -44,8 +44,8 @@ from mrl.data.beir import QRELS_HEADER, file_digest
 from mrl.data.corpus_sources import READER_VERSIONS, Source, read_unit
 from mrl.data.irset import IRSet
 from mrl.data.passages import dedupe_key, looks_like_prose, normalize, split_passages
-from mrl.errors import DataError
-from mrl.io import atomic_write, read_json, write_json
+from mrl.errors import DataError, OutputExistsError
+from mrl.io import atomic_temp_target, atomic_write, read_json, write_json
 
 FORMAT = "mrl-text-corpus/1"
 
@@ -93,17 +93,52 @@ def _extract_job(job: tuple[Source, tuple[str, ...], str, str, CorpusConfig]) ->
     return key, {"sha256": hashlib.sha256(data).hexdigest(), "passages": len(rows), "paragraphs": n_par, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-# Temp names of our atomic writes (``atomic_open``: ``.<target>.<random>.tmp``) of the files
-# the builder writes: the shards and the manifest at the top, unit parts and progress under parts/.
-_OUR_TEMP = re.compile(r"^\.(passages-\d{5}\.jsonl|manifest\.json|progress\.json|[a-z0-9-]+-\d{5}-[0-9a-f]{10}\.jsonl)\.[a-z0-9_]+\.tmp$")
+# The names the builder writes: at the top of its folder, under parts/, and in its sub-folders.
+_OUR_TOP = re.compile(r"passages-\d{5}\.jsonl|manifest\.json")
+_OUR_PART = re.compile(r"progress\.json|[a-z0-9-]+-\d{5}-[0-9a-f]{10}\.jsonl")
+_OUR_FILES = frozenset({"queries/test.jsonl", "queries/tune.jsonl", "wordnet/queries.jsonl", "wordnet/qrels/test.tsv", "exclude/wordnet_test_definitions.txt", "exclude/ood_evaluated.txt"})
 
 
-def _clean_temps(folder: Path) -> None:
-    """Remove temp files our atomic writes left behind when a build was killed: only names of the
-    form our writes give them (see ``_OUR_TEMP``), never any other file."""
+def _ours(name: str, pattern: re.Pattern[str]) -> bool:
+    """``name`` is a file the builder writes, or the temp file of a killed atomic write of one."""
+    target = atomic_temp_target(name)
+    return bool(pattern.fullmatch(name) or (target is not None and pattern.fullmatch(target)))
+
+
+def _check_folder(root: Path) -> None:
+    """Refuse, changing nothing, a folder holding anything the builder does not write (a user's
+    folder given as ``out`` by mistake); an empty folder or an earlier build of ours is fine."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise OutputExistsError(f"{root} is a file; choose a folder for the corpus.")
+    foreign = [p for p in root.iterdir() if not (p.is_file() and _ours(p.name, _OUR_TOP)) and not (p.is_dir() and p.name in ("parts", "queries", "wordnet", "exclude"))]
+    if (root / "parts").is_dir():
+        foreign += [p for p in (root / "parts").iterdir() if not (p.is_file() and _ours(p.name, _OUR_PART))]
+    for sub in ("queries", "wordnet", "exclude"):
+        for p in (root / sub).rglob("*") if (root / sub).is_dir() else ():
+            rel = p.relative_to(root)
+            if not p.is_dir() and str(rel) not in _OUR_FILES and str(rel.parent / (atomic_temp_target(p.name) or "")) not in _OUR_FILES:
+                foreign.append(p)
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        try:
+            ours = read_json(manifest).get("format") == FORMAT
+        except (ValueError, OSError, AttributeError):
+            ours = False
+        if not ours:
+            foreign.append(manifest)
+    if foreign:
+        raise OutputExistsError(f"{foreign[0]} was not written by the corpus builder; choose an empty or new folder for the corpus (nothing was changed).")
+
+
+def _clean_temps(folder: Path, pattern: re.Pattern[str]) -> None:
+    """Remove the temp files our atomic writes of the builder's files (``pattern``) left when a
+    build was killed: only names of exactly that form (see :func:`mrl.io.atomic_temp_target`)."""
     if folder.is_dir():
         for p in folder.iterdir():
-            if p.is_file() and _OUR_TEMP.match(p.name):
+            target = atomic_temp_target(p.name)
+            if p.is_file() and target is not None and pattern.fullmatch(target):
                 p.unlink(missing_ok=True)
 
 
@@ -111,14 +146,16 @@ def extract(sources: Sequence[Source], out: Path, cfg: CorpusConfig, *, log: Cal
     """Stage 1: write every unlisted unit's part; returns ``(source, unit key)`` in priority order."""
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    _clean_temps(parts)
+    _clean_temps(parts, _OUR_PART)
     progress_path = parts / "progress.json"
     progress: dict[str, Any] = read_json(progress_path) if progress_path.is_file() else {"units": {}}
     order = [(src, _unit_key(src, i, files, cfg), files) for src in sources for i, files in enumerate(src.units())]
     done = progress["units"]
     current = {key for _, key, _ in order}
     for key in [k for k in done if k not in current]:  # parts of an older plan, listed as ours: remove
-        (parts / f"{key}.jsonl").unlink(missing_ok=True)
+        stale = parts / f"{key}.jsonl"
+        if stale.is_file() and file_digest(stale)["sha256"] == done[key]["sha256"]:  # the bytes we wrote, nothing else
+            stale.unlink()
         del done[key]
     for _, key, _ in order:  # a listed part must still be on disk, byte for byte
         if key in done and not ((parts / f"{key}.jsonl").is_file() and file_digest(parts / f"{key}.jsonl")["sha256"] == done[key]["sha256"]):
@@ -199,8 +236,9 @@ def build_corpus(
     from mrl.data.wordnet import load_synsets, load_wordnet
 
     root = Path(out)
+    _check_folder(root)
     root.mkdir(parents=True, exist_ok=True)
-    _clean_temps(root)
+    _clean_temps(root, _OUR_TOP)
     t0 = time.perf_counter()
     units = extract(sources, root, cfg, log=log)
     t_extract = time.perf_counter() - t0

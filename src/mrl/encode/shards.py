@@ -30,17 +30,18 @@ import fcntl
 import hashlib
 import io
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mrl.errors import DataError, MRLError, OutputExistsError
-from mrl.io import atomic_open, read_json, sha256_file, write_json
+from mrl.io import atomic_open, atomic_temp_target, read_json, sha256_file, write_json
 
 FORMAT = "mrl.shards"
 FORMAT_VERSION = 1
@@ -119,6 +120,7 @@ class ShardSet:
 
     folder: Path
     manifest: dict[str, Any]
+    claims: dict[int, str] = field(default_factory=dict, repr=False)  # shard index -> the text of our claim file
 
     @property
     def rows_per_shard(self) -> int:
@@ -163,6 +165,7 @@ class ShardSet:
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(me)
+            self.claims[index] = me
             if index not in self.pending():  # listed (intact) by another executor since we looked
                 self.release(index)
                 return False
@@ -170,23 +173,32 @@ class ShardSet:
         return False
 
     def release(self, index: int) -> None:
+        """Delete our claim on shard ``index``: only a file still holding the text this process wrote
+        (a claim broken as stale and taken by another executor is theirs, and stays)."""
+        me = self.claims.pop(index, None)
+        path = self.folder / f".claim-{index:05d}"
         with contextlib.suppress(FileNotFoundError):
-            (self.folder / f".claim-{index:05d}").unlink()
+            if me is not None and path.read_text() == me:
+                path.unlink()
 
     @staticmethod
     def _stale(path: Path, stale_after: float) -> bool:
         try:
-            host, pid, t = path.read_text().split()
-        except (OSError, ValueError):  # empty (killed between create and write) or unreadable: stale once old
+            host, pid_text, t_text = path.read_text().split()
+            pid, t = int(pid_text), float(t_text)
+        except (OSError, ValueError):
             try:
-                return time.time() - path.stat().st_mtime > stale_after
+                st = path.stat()
             except FileNotFoundError:
                 return True
-        if time.time() - float(t) > stale_after:
+            if st.st_size:  # not the "host pid time" a claim holds: not ours, never broken
+                raise OutputExistsError(f"{path} is not a shard claim mrl wrote; move it away (it is never deleted), then rerun.") from None
+            return time.time() - st.st_mtime > stale_after  # empty: killed between its exclusive create and the write
+        if time.time() - t > stale_after:
             return True
         if host == socket.gethostname():
             try:
-                os.kill(int(pid), 0)
+                os.kill(pid, 0)
             except ProcessLookupError:
                 return True
             except PermissionError:
@@ -242,8 +254,11 @@ class ShardSet:
                 diff = [k for k in _RESUME_KEYS if old.get(k) != header.get(k)]
                 if not diff:
                     me = cls(folder, old)
-                    for tmp in folder.glob(".shard-*.npy.*.tmp"):  # a shard write killed mid-way (atomic_open's temp name)
-                        claim = folder / f".claim-{tmp.name[7:12]}"
+                    for tmp in folder.glob(".shard-*.npy.*.tmp"):  # a shard write killed mid-way
+                        target = atomic_temp_target(tmp.name)  # exactly atomic_open's temp name of a shard file, or skipped
+                        if target is None or not re.fullmatch(r"shard-\d{5}\.npy", target):
+                            continue
+                        claim = folder / f".claim-{target[6:11]}"
                         if not claim.exists() or cls._stale(claim, 3600.0):  # not another executor's write in progress
                             with contextlib.suppress(FileNotFoundError):
                                 tmp.unlink()

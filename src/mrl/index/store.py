@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from mrl.errors import DataError, ForeignFileError, MRLError
-from mrl.io import atomic_open, check_seal, read_json, sha256_file
+from mrl.io import atomic_open, atomic_temp_target, check_seal, read_json, sha256_file
 from mrl.io import write_manifest as write_sealed
 from mrl.knn import RETRIEVAL_METRICS
 
@@ -265,9 +265,10 @@ def announce_generation(folder: Path, old: dict[str, Any] | None, extra: Iterabl
     gen = int(old.get("generation") or 0) + 1 if old else 1
     while generation_files(folder, gen) - owned:  # a file we did not write has such a name: never replace it
         gen += 1
-    for tmp in folder.glob(f".{MANIFEST}.*.tmp"):  # an interrupted swap of our own manifest
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    for tmp in folder.glob(f".{glob.escape(MANIFEST)}.*.tmp"):  # an interrupted swap of our own manifest
+        if atomic_temp_target(tmp.name) == MANIFEST:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
     stub = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": "building", "generation": 0}
     pending = sorted({*((old or {}).get("pending") or []), *extra})
     write_manifest(folder, {**(old or stub), "pending_generation": gen, **({"pending": pending} if pending else {})})
@@ -279,7 +280,8 @@ def remove_listed(folder: Path, names: Iterable[str]) -> None:
     for name in names:
         if Path(name).name != name or name in (MANIFEST, "", ".", ".."):
             continue  # never follow a name outside the folder
-        for p in [folder / name, *folder.glob(f".{glob.escape(name)}.*.tmp")]:
+        temps = [t for t in folder.glob(f".{glob.escape(name)}.*.tmp") if atomic_temp_target(t.name) == name]  # exactly atomic_open's form
+        for p in [folder / name, *temps]:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 p.unlink()
 

@@ -14,6 +14,7 @@ output ownership (mrl deletes or replaces only files it can prove it wrote).
 from mrl.io.atomic import (
     atomic_folder,
     atomic_open,
+    atomic_temp_target,
     atomic_write,
     current_umask,
     dumps,
@@ -36,6 +37,7 @@ __all__ = [
     "Output",
     "atomic_folder",
     "atomic_open",
+    "atomic_temp_target",
     "atomic_write",
     "check_output",
     "check_seal",

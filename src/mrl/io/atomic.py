@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +45,17 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+# atomic_open's temp file for TARGET: ``.TARGET.<8 characters of tempfile's random names>.tmp``
+_ATOMIC_TEMP = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def atomic_temp_target(name: str) -> str | None:
+    """The target file name whose :func:`atomic_open` temp file is named ``name`` (a write killed
+    before its rename leaves one), or ``None`` when ``name`` does not have that exact form."""
+    m = _ATOMIC_TEMP.fullmatch(name)
+    return m.group(1) if m else None
 
 
 @contextlib.contextmanager

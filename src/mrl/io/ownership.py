@@ -146,8 +146,13 @@ LEGACY_LOCK_FILES = frozenset({".mrl-writer.lock"})
 
 
 def _folder_files(folder: Path) -> list[str]:
-    """Relative names of every file under ``folder``, sorted (legacy lock files excluded)."""
-    return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, files in os.walk(folder) for f in files if f not in LEGACY_LOCK_FILES)
+    """Relative names of every file under ``folder``, sorted (legacy lock files excluded); a symbolic
+    link to a folder counts as a file (``os.walk`` lists it among the folders and does not enter it)."""
+    names = []
+    for root, dirs, files in os.walk(folder):
+        names += [os.path.join(root, f) for f in files if f not in LEGACY_LOCK_FILES]
+        names += [os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))]
+    return sorted(os.path.relpath(n, folder) for n in names)
 
 
 def _owned(name: str, mine: set[str]) -> bool:
