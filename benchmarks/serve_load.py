@@ -194,9 +194,7 @@ def metric_value(host: str, port: int, name: str) -> float:
 
 def batch_totals(host: str, port: int, queue: str) -> tuple[float, float]:
     """(units, batches) run so far by a batch queue, from /metrics (0 before its first batch)."""
-    units = metric_value(host, port, f'mrl_batch_size_sum{{queue="{queue}"}}')
-    batches = metric_value(host, port, f'mrl_batch_size_count{{queue="{queue}"}}')
-    return float(np.nan_to_num(units)), float(np.nan_to_num(batches))
+    return metric_value(host, port, f'mrl_batch_size_sum{{queue="{queue}"}}'), metric_value(host, port, f'mrl_batch_size_count{{queue="{queue}"}}')
 
 
 def search_costs(host: str, port: int) -> dict[str, float]:
