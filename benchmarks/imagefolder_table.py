@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def main() -> None:
                 write_json(eval_path, {"schema": "mrl.eval/1", "runs": recs})
             records += read_json(eval_path)["runs"]
     agg = aggregate(records)
-    cmd = "python benchmarks/imagefolder_table.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/imagefolder_table.py " + shlex.join(sys.argv[1:])
     sizes = ", ".join(f"{k} {len(getattr(data, k))}" for k in ("train", "val", "test"))
     body = [f"## {args.title}", "", f"Command: `{cmd.strip()}`.", f"Data: `{args.folder}` ({data.report.get('layout')}; {sizes}). Recipe: {', '.join(args.sets) or 'defaults'}; backbone {base.backbone}, D = {width}.", ""]
     if args.notes:

@@ -18,12 +18,14 @@ candidates only.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mrl.config_io import read_config
 from mrl.data.registry import load_image_data
 from mrl.evaluate.perdim import evaluate_model, public
 from mrl.io import read_json, write_json
@@ -37,17 +39,17 @@ from results_md import replace_section
 SECTION = "mrl-e"
 
 
-def label(cal: str | None) -> str:
-    return "MRL" if cal is None else f"MRL-E ({cal})"
+def label(cal: str | None, tag: str = "") -> str:
+    return "MRL" if cal is None else f"MRL-E ({cal}{', ' + tag if tag else ''})"
 
 
-def run_one(out: Path, base: TrainConfig, cal: str | None, seed: int, data: Any, heads_only: bool = False) -> list[dict[str, Any]]:
-    name = "mrl" if cal is None else f"mrl-e-{cal}"
+def run_one(out: Path, base: TrainConfig, cal: str | None, seed: int, data: Any, heads_only: bool = False, mrl_e_changes: dict[str, Any] | None = None, tag: str = "") -> list[dict[str, Any]]:
+    name = "mrl" if cal is None else f"mrl-e-{cal}" + (f"-{tag}" if tag else "")
     run_dir = out / f"{name}-s{seed}"
     eval_path = run_dir / "eval.json"
     if not eval_path.exists():
         if not (run_dir / "model.safetensors").exists():
-            changes: dict[str, Any] = {"seed": seed} if cal is None else {"seed": seed, "mode": "mrl-e", "prefix_calibration": cal}
+            changes: dict[str, Any] = {"seed": seed} if cal is None else {"seed": seed, "mode": "mrl-e", "prefix_calibration": cal, **(mrl_e_changes or {})}
             resume = (run_dir / "checkpoint.safetensors").exists()
             print(f"[train] {run_dir.name}", flush=True)
             result = train(base.replace(**changes), run_dir, resume=resume, overwrite=not resume)
@@ -55,10 +57,10 @@ def run_one(out: Path, base: TrainConfig, cal: str | None, seed: int, data: Any,
         if heads_only:  # final validation top-1 of every head, from the run's metrics
             final = _final_row(run_dir)
             dims = base.matryoshka_dims
-            rec = {"method": label(cal), "seed": seed, "model": str(run_dir), "dims": dims, "split": "validation", "per_dim": {str(d): {"top1": float(final[f"val_top1@{d}"])} for d in dims}}
+            rec = {"method": label(cal, tag), "seed": seed, "model": str(run_dir), "dims": dims, "split": "validation", "per_dim": {str(d): {"top1": float(final[f"val_top1@{d}"])} for d in dims}}
         else:
-            rec = public(evaluate_model(run_dir, data, method=label(cal)))
-        rec["mode"] = "mrl" if cal is None else f"mrl-e:{cal}"  # one row per candidate in the aggregate
+            rec = public(evaluate_model(run_dir, data, method=label(cal, tag)))
+        rec["mode"] = "mrl" if cal is None else f"mrl-e:{cal}" + (f":{tag}" if tag else "")  # one row per candidate in the aggregate
         write_json(eval_path, {"schema": "mrl.eval/1", "runs": [rec]})
     return read_json(eval_path)["runs"]
 
@@ -94,7 +96,12 @@ def main() -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--no-results-md", action="store_true")
     p.add_argument("--section", default=SECTION)
+    p.add_argument("--mrl-e-set", dest="mrl_e_sets", action="append", default=[], help="recipe override for the MRL-E candidates only, e.g. --mrl-e-set matryoshka_weights=[1,3,1,1,1,1,1,1,1] (needs --tag)")
+    p.add_argument("--tag", default="", help="names the MRL-E runs made with --mrl-e-set (run folder mrl-e-<cal>-<tag>, row 'MRL-E (<cal>, <tag>)')")
     args = p.parse_args()
+    if args.mrl_e_sets and not args.tag:
+        p.error("--mrl-e-set changes the recipe: give --tag NAME so these runs get their own folders and rows")
+    mrl_e_changes = read_config(None, args.mrl_e_sets) if args.mrl_e_sets else {}
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -102,10 +109,10 @@ def main() -> None:
     data = None if args.heads_only else load_image_data(base.to_dict())
     for seed in seeds:
         for cal in ([] if args.no_mrl else [None]) + [c for c in args.candidates.split(",") if c]:
-            run_one(out, base, cal, seed, data, heads_only=args.heads_only)
+            run_one(out, base, cal, seed, data, heads_only=args.heads_only, mrl_e_changes=mrl_e_changes if cal is not None else None, tag=args.tag if cal is not None else "")
     records = [r for path in sorted(out.glob("*/eval.json")) for r in read_json(path)["runs"]]
     agg = aggregate(records)
-    cmd = "python benchmarks/mrl_e_calibration.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/mrl_e_calibration.py " + shlex.join(sys.argv[1:])
     body = [
         "## MRL-E with per-prefix calibration (issue 13)",
         "",

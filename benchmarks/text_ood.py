@@ -30,8 +30,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mrl.evaluate.text_eval import evaluate_text, load_eval_set
 from mrl.io import read_json, write_json
+from mrl.precision import bf16_pays
 from mrl.train.text import load_text_config, train_text
 
+BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.5x slower than fp32)
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
 SETS = ("manpages", "pydocs")
@@ -43,9 +45,9 @@ def log(msg: str) -> None:
 
 def runs(args: argparse.Namespace) -> dict[str, tuple[Path, list[str]]]:
     """name -> (config, overrides) of every model the tables need."""
-    common = [f"threads={args.threads}", f"max_texts={args.fit_texts}", f"max_steps={args.steps}", f"batch_size={args.batch}", f"max_seq_length={args.train_seq_len}", "bf16=true", "device=cpu", f"cache_dir={args.out / 'cache'}", "progress=false"]
+    common = [f"threads={args.threads}", f"max_texts={args.fit_texts}", f"max_steps={args.steps}", f"batch_size={args.batch}", f"max_seq_length={args.train_seq_len}", f"bf16={str(BF16).lower()}", "device=cpu", f"cache_dir={args.out / 'cache'}", "progress=false"]
     out = {f"distill-{name}": (ROOT / "configs/text_distill.yaml", [f"dataset={args.ood_root / name}", *common, *args.overrides]) for name in args.sets}
-    out["wordnet-mrl"] = (ROOT / "configs/wordnet_minilm.yaml", [f"max_steps={args.mrl_steps}", f"threads={args.threads}", "bf16=true", "device=cpu", "progress=false", f"cache_dir={args.out / 'cache'}"])
+    out["wordnet-mrl"] = (ROOT / "configs/wordnet_minilm.yaml", [f"max_steps={args.mrl_steps}", f"threads={args.threads}", f"bf16={str(BF16).lower()}", "device=cpu", "progress=false", f"cache_dir={args.out / 'cache'}"])
     out["distill-general"] = (ROOT / "configs/text_distill.yaml", ["dataset=wordnet", *common, *args.overrides])
     return out
 
@@ -73,7 +75,7 @@ def encode_base(args: argparse.Namespace) -> None:
     for name in [*args.sets, "wordnet"]:
         data = load_eval_set(None if name == "wordnet" else args.ood_root / name, max_queries=args.max_queries, max_corpus=args.max_corpus, fit_texts=args.fit_texts, seed=0)
         for texts in (data.queries, data.corpus, data.fit_texts):
-            cached_encode("all-MiniLM-L6-v2", texts, args.out / "cache", max_seq_length=args.eval_seq_len, bf16=True, progress=False)
+            cached_encode("all-MiniLM-L6-v2", texts, args.out / "cache", max_seq_length=args.eval_seq_len, bf16=BF16, progress=False)
         log(f"base encodings of {name} cached")
 
 
@@ -102,7 +104,7 @@ def evaluate(args: argparse.Namespace) -> None:
             rows.append((models / "distill-general", "Default recipe, general text only (WordNet)"))
         rows = [(p, lbl) for p, lbl in rows if isinstance(p, str) or (p / "matryoshka.json").is_file()]  # models not trained yet are left out
         log(f"{name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
-        recs = evaluate_text([str(p) for p, _ in rows], data, DIMS, labels=[lbl for _, lbl in rows], cache_dir=args.out / "cache", max_seq_length=args.eval_seq_len, bf16=True, adaptor_steps=args.adaptor_steps, progress=False, log=log)
+        recs = evaluate_text([str(p) for p, _ in rows], data, DIMS, labels=[lbl for _, lbl in rows], cache_dir=args.out / "cache", max_seq_length=args.eval_seq_len, bf16=BF16, adaptor_steps=args.adaptor_steps, progress=False, log=log)
         results[name] = {"queries": len(data.queries), "corpus": len(data.corpus), "fit_texts": len(data.fit_texts), "records": recs}
         write_json(args.out / "results.json", results)
     if not args.no_results:
@@ -142,18 +144,18 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
     body = [
         "## Text: label-free Matryoshka adaptation, out-of-domain quality (issue 9)",
         "",
-        f"Machine: the shared 2-core x86-64 CPU box (AMD EPYC Zen 4, {platform.machine()}), no GPU; torch {torch.__version__}. Training ran under `flock /work/coord/cpu.lock` "
-        "while other engineers' jobs shared the cores, so wall-clock is an upper bound. Seed 0 everywhere, one run per row.",
+        f"Machine: the project's 2-core CPU box ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()}), no GPU; torch {torch.__version__}; "
+        f"{'bf16 autocast' if BF16 else 'fp32 (this CPU has no native bf16, where bf16 autocast ran 6.5x slower)'}. Each model trained alone under `flock /work/coord/cpu.lock`. Seed 0 everywhere, one run per row.",
         "Rows: all-MiniLM-L6-v2 truncated; + PCA and + the unsupervised linear adaptor, both fitted on the set's `unlabeled.jsonl` (WordNet: its training split); "
         "the WordNet MRL recipe (`configs/wordnet_minilm.yaml`, mnrl on WordNet pairs); the default recipe (`configs/text_distill.yaml`) fitted on the set's own unlabeled documents "
         "(never its queries, labels or evaluated documents); and the default recipe fitted on WordNet text only (the transfer case).",
-        f"Metric: nDCG@10 (%) by ir-measures (pytrec_eval), cosine on the first d dims (truncate, then L2-normalise), exact search; encodings under bf16 autocast, max_seq_length {args.eval_seq_len}.",
+        f"Metric: nDCG@10 (%) by ir-measures (pytrec_eval), cosine on the first d dims (truncate, then L2-normalise), exact search; encodings in {'bf16 autocast' if BF16 else 'fp32'}, max_seq_length {args.eval_seq_len}.",
         "",
         "Commands:",
         "",
         "```",
-        "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one" + "".join(f" --set {o}" for o in args.overrides) + f" --steps {args.steps} --batch {args.batch} --mrl-steps {args.mrl_steps}   # once per model",
-        "nice -n 19 .venv/bin/python benchmarks/text_ood.py --evaluate",
+        "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one" + "".join(f" --set {o}" for o in args.overrides) + f" --steps {args.steps} --batch {args.batch} --threads {args.threads} --mrl-steps {args.mrl_steps}   # once per model",
+        "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --evaluate" + "".join(f" --set {o}" for o in args.overrides),
         "mrl eval-text MODEL... --beir DIR --out r.json   # the same rows for one set from the CLI",
         "```",
         "",
@@ -167,8 +169,8 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
     missing_sets = [n for n in [*args.sets, "wordnet"] if n not in results]
     missing_models = [n for n in runs(args) if n not in info]
     if missing_sets or missing_models:
-        body += [f"**Not measured** (the shared CPU was saturated and the lock queue long; the commands above produce them): sets {missing_sets or 'none'}; models {missing_models or 'none'} (their rows are absent from the tables), the many-class cascade and the corpus model.", ""]
-    body += ["### Training cost (2-core CPU, bf16 autocast)", "", "| model | data | steps x batch | max_seq_length | wall-clock | steps/s |", "|---|---|---|---|---|---|"]
+        body += [f"**Not measured** (the commands above produce them): sets {missing_sets or 'none'}; models {missing_models or 'none'} (their rows are absent from the tables), the many-class cascade and the corpus model.", ""]
+    body += [f"### Training cost (2-core CPU, {'bf16 autocast' if BF16 else 'fp32'})", "", "| model | data | steps x batch | max_seq_length | wall-clock | steps/s |", "|---|---|---|---|---|---|"]
     for name, inf in info.items():
         c = inf["config"]
         body.append(f"| {name} | `{Path(str(c['dataset'])).name}` ({inf.get('train_texts', inf.get('train_pairs'))} {'texts' if c['loss'] == 'distill' else 'pairs'}) | {inf['steps']} x {c['batch_size']} | {c['max_seq_length']} | {inf['seconds']:.0f} s | {inf['steps_per_s']:.3f} |")
@@ -184,7 +186,7 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/text_ood")
-    ap.add_argument("--ood-root", type=Path, default=Path("/work/wt/data/benchmarks/out/ood"))
+    ap.add_argument("--ood-root", type=Path, default=ROOT / "benchmarks/out/ood")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch", type=int, default=48)

@@ -70,6 +70,35 @@ def test_fused_mrl_e_equals_sliced_loop(calibration):
         assert torch.allclose(head.head_logits(x, i), fused[i], atol=1e-12)
 
 
+@pytest.mark.parametrize("calibration", ["owner", "owner_bias"])
+def test_owner_routing_keeps_the_forward_and_trains_each_column_block_from_its_smallest_head(calibration):
+    torch.manual_seed(2)
+    plain = MatryoshkaLinear(32, 5, DIMS, efficient=True, prefix_calibration="bias").double()
+    owner = MatryoshkaLinear(32, 5, DIMS, efficient=True, prefix_calibration=calibration).double()
+    with torch.no_grad():
+        plain.prefix_bias.normal_()
+    owner.load_state_dict(plain.state_dict() if calibration == "owner_bias" else {k: v for k, v in plain.state_dict().items() if k != "prefix_bias"}, strict=False)
+    if calibration == "owner":
+        plain.prefix_bias.data.zero_()
+    x = torch.randn(9, 32, dtype=torch.float64, requires_grad=True)
+    out = owner(x)
+    assert torch.allclose(out, plain(x), atol=1e-12)  # same logits as MRL-E: only the training gradient differs
+    weights = torch.arange(5.0, dtype=torch.float64)
+    gx, gw = torch.autograd.grad((out * weights).sum(), (x, owner.weight))
+    assert torch.allclose(gx, torch.autograd.grad((plain(x) * weights).sum(), x)[0], atol=1e-12)  # the embedding sees every head
+    # Reference: head i reads the columns of smaller prefixes as constants and trains only its own block.
+    w = owner.weight.detach().clone().requires_grad_(True)
+    prev = 0
+    ref = []
+    for m in DIMS:
+        wi = torch.cat([w[:, :prev].detach(), w[:, prev:m]], dim=1)
+        ref.append(x[:, :m] @ wi.T)
+        prev = m
+    (gw_ref,) = torch.autograd.grad((torch.stack(ref) * weights).sum(), w)
+    assert torch.allclose(gw, gw_ref, atol=1e-12)
+    assert gw[:, :2].abs().sum() > 0 and gw[:, DIMS[-1]:].abs().sum() == 0
+
+
 def test_n_dims_per_step_gives_no_gradient_to_unsampled_heads():
     torch.manual_seed(3)
     head = MatryoshkaLinear(32, 5, DIMS)

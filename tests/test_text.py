@@ -70,6 +70,22 @@ def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir,
     assert np.all(np.diff(var) <= 1e-6) and np.allclose(y.mean(axis=0), 0, atol=1e-5)
 
 
+def test_rotation_projection_keeps_every_full_width_cosine(toy_model, wordnet_dir):
+    """``projection: rotation`` uses the PCA axes without centring: an orthogonal map with no bias, so
+    the full-width student starts with the base model's cosines (and rankings) exactly."""
+    from mrl.train.text import _projection_init
+
+    x = np.random.default_rng(1).normal(size=(200, 32)).astype(np.float32) + 0.5  # off-centre, like real embeddings
+    w, b = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation"), x, (8, 16, 32))
+    assert torch.count_nonzero(b) == 0
+    assert torch.allclose(w @ w.T, torch.eye(32), atol=1e-5)
+    y = torch.as_tensor(x) @ w.T + b
+    cos = lambda a: torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(a, dim=1).T  # noqa: E731
+    assert torch.allclose(cos(y), cos(torch.as_tensor(x)), atol=1e-5)
+    pca_w, _ = _projection_init(_cfg(toy_model, wordnet_dir, projection="pca"), x, (8, 16, 32))
+    assert torch.allclose(w, pca_w)  # the same axes, ordered by variance
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir, tmp_path, monkeypatch):
     from mrl.train import text_trainer
     from mrl.train.text import train_text
@@ -178,7 +194,7 @@ def test_config_validation_and_cli_refusals(tmp_path):
     with pytest.raises(MRLError, match="general_fraction"):
         load_text_config(None, ["general_fraction=0.5"])
     default = load_text_config("configs/text_distill.yaml")
-    assert default.loss == "distill" and default.projection == "adaptor" and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
+    assert default.loss == "distill" and default.projection == "rotation" and default.train_layers == 3 and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
     assert load_text_config("configs/wordnet_minilm.yaml").loss == "mnrl"
     res = CliRunner().invoke(app, ["train", "--config", "configs/text_distill.yaml", "--out", str(tmp_path / "x"), "--nproc", "2"])
     assert res.exit_code == 2 and "accelerate launch" in res.output

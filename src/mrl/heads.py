@@ -21,8 +21,9 @@ from torch import nn
 from mrl.errors import MRLError
 from mrl.nesting import validate_dims
 
-# How an MRL-E head may be calibrated per prefix on top of its one shared weight matrix.
-PREFIX_CALIBRATIONS = ("none", "scale", "bias", "scale_bias")
+# How an MRL-E head may be calibrated per prefix on top of its one shared weight matrix. ``owner``
+# variants change only how the shared weight is trained (see MatryoshkaLinear), not the forward pass.
+PREFIX_CALIBRATIONS = ("none", "scale", "bias", "scale_bias", "owner", "owner_bias")
 
 
 class MatryoshkaLinear(nn.Module):
@@ -37,7 +38,11 @@ class MatryoshkaLinear(nn.Module):
       uses ``W[:, :m_i]``. ``prefix_calibration`` adds per-prefix parameters that do not untie the
       weights: ``scale`` a learned logit scale ``exp(log_scale[i])`` per prefix (a temperature;
       ``log_scale`` ``[G]``, init 0), ``bias`` a per-prefix bias ``prefix_bias`` ``[G, C]`` (init 0)
-      added to the shared one, or ``scale_bias`` both.
+      added to the shared one, or ``scale_bias`` both. ``owner`` keeps the forward pass of plain MRL-E
+      but routes the gradient of each column block ``W[:, m_{i-1}:m_i]`` only from the smallest head
+      that contains it (head *i*); wider heads read those columns as constants. The small prefixes
+      then train their weights as freely as MRL's independent heads, while one ``W`` is still stored
+      and served. ``owner_bias`` adds the per-prefix bias.
 
     Either way the forward pass is one masked block GEMM (see the module docstring).
 
@@ -48,7 +53,7 @@ class MatryoshkaLinear(nn.Module):
         matryoshka_dims: strictly increasing prefix sizes.
         efficient: MRL-E weight sharing when True.
         bias: whether heads have a bias.
-        prefix_calibration: MRL-E only, one of ``none``, ``scale``, ``bias``, ``scale_bias``.
+        prefix_calibration: MRL-E only, one of ``none``, ``scale``, ``bias``, ``scale_bias``, ``owner``, ``owner_bias``.
 
     Shape:
         - Input: ``[N, D]``.
@@ -86,6 +91,9 @@ class MatryoshkaLinear(nn.Module):
             self.weight = nn.Parameter(pad(shared.weight))
             self.bias = nn.Parameter(shared.bias.detach().clone()) if bias else None
             self.log_scale = nn.Parameter(torch.zeros(g)) if "scale" in prefix_calibration else None
+            # owned[i, 0, j] = 1 where column j is trained by head i (m_{i-1} <= j < m_i).
+            owned = self.mask - F.pad(self.mask[:-1], (0, 0, 0, 0, 1, 0))
+            self.register_buffer("owned", owned if prefix_calibration.startswith("owner") else None, persistent=False)
             self.prefix_bias = nn.Parameter(torch.zeros(g, num_classes)) if "bias" in prefix_calibration else None
         else:
             heads = [nn.Linear(m, num_classes, bias=bias) for m in self.matryoshka_dims]
@@ -96,6 +104,9 @@ class MatryoshkaLinear(nn.Module):
     def block_weight(self) -> torch.Tensor:
         """The masked block weight. Shape: ``[G, C, D]``."""
         w = self.weight if not self.efficient else self.weight.unsqueeze(0)
+        if self.efficient and self.owned is not None:
+            # Same values as w * mask; the gradient of each column reaches W only through its owner head.
+            return w.detach() * (self.mask - self.owned) + w * self.owned
         w = w * self.mask
         if self.efficient and self.log_scale is not None:
             w = w * self.log_scale.exp().view(-1, 1, 1)

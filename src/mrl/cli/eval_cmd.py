@@ -67,7 +67,7 @@ def eval_text(
     data_root: Optional[Path] = typer.Option(None, help="Folder with WordNet's data.noun."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where encodings are cached (default $MRL_CACHE or ~/.cache/mrl/embeddings), keyed by model content + texts."),
     max_seq_length: int = typer.Option(128),
-    bf16: bool = flag(False, "--bf16", help="Encode under bf16 autocast (fast on GPUs and AVX-512 BF16 CPUs; cosine >= 0.9999 to fp32)."),
+    bf16: bool = flag(False, "--bf16", help="Encode under bf16 autocast (fast on GPUs and AVX-512 BF16 / AMX CPUs, several times slower than fp32 on other CPUs; cosine >= 0.9999 to fp32)."),
     seed: int = typer.Option(0, help="Seed of the query/corpus/fitting samples."),
     overwrite: bool = flag(False, "--overwrite"),
 ) -> None:

@@ -51,7 +51,7 @@ class TrainConfig(MatryoshkaRecipe):
     embed_dim: int | None = None  # embedding width D (null: the backbone's native width: 512 small_resnet/resnet18, 2048 resnet50); else a projection
     weights: str | None = None  # start the backbone from this local file (.safetensors, or .pth read with weights_only=True); nothing downloads
     mode: str = "mrl"  # mrl (a head per prefix), mrl-e (one sliced head) or ff (one fixed-size head)
-    prefix_calibration: str = "none"  # mrl-e: learned per-prefix logit scale and/or bias on the shared head: none, scale, bias or scale_bias
+    prefix_calibration: str = "none"  # mrl-e: learned per-prefix logit scale and/or bias on the shared head (none, scale, bias, scale_bias), or owner / owner_bias: each column block of the shared weight trained only by its smallest head
     epochs: int = 3  # passes over the training set
     batch_size: int = 256  # global batch (split across processes under DDP)
     optimizer: str = "sgd"  # sgd (Nesterov) or adamw

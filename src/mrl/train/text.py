@@ -15,7 +15,7 @@ recipe (:class:`TextTrainConfig`). Two families of ``loss``:
 Per-prefix losses combine through an :mod:`mrl.weighting` strategy. Checkpoints (model, optimizer,
 scheduler, RNG, data position: the Trainer's own) are written every ``save_steps`` under
 ``OUT/checkpoints/``; ``resume=True`` continues from the last one. bf16 autocast is used when
-``bf16`` is true (default: on a GPU that supports it). Multi-GPU: launch the same command with
+``bf16`` is true (default: where it is native, see :func:`mrl.precision.bf16_pays`). Multi-GPU: launch the same command with
 ``accelerate launch -m mrl.cli train ...`` or ``torchrun --nproc_per_node N -m mrl.cli train ...``;
 the Trainer shards batches across processes.
 
@@ -50,6 +50,7 @@ from mrl.io import MANIFEST, Output, open_output, read_json, write_csv, write_js
 from mrl.models.text import MATRYOSHKA_FILE, TEXT_MODEL_KIND, append_projection, load_sentence_transformer, mark_matryoshka, model_dim, resolve_model_path
 from mrl.models.text_encode import cached_encode
 from mrl.nesting import validate_dims
+from mrl.precision import bf16_pays
 from mrl.progress import throttle_progress
 from mrl.train.recipe import MatryoshkaRecipe, load_recipe, register_task
 from mrl.train.text_losses import LOSSES, PrefixDistillLoss, WeightedMatryoshkaLoss, build_pair_loss
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 CHECKPOINTS = "checkpoints"
-PROJECTIONS = ("pca", "adaptor", "none")
+PROJECTIONS = ("pca", "rotation", "adaptor", "none")
 
 
 @register_task("text")
@@ -81,7 +82,7 @@ class TextTrainConfig(MatryoshkaRecipe):
     general_fraction: float = 0.0  # distill: share of batch anchors drawn from general_text
     max_texts: int | None = 20000  # distill: at most this many distinct texts from dataset (a seeded sample)
     teacher: str | None = None  # distill/mse_distill: teacher folder (null: the base model itself, frozen)
-    projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca | none (no layer)
+    projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca (centred) | rotation (PCA axes, not centred: full-width cosines unchanged at the start) | none (no layer)
     projection_lr: float = 1e-3  # learning rate of that linear layer
     init_steps: int = 500  # projection: adaptor: steps of the unsupervised adaptor fit that initialises it
     neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
@@ -105,7 +106,7 @@ class TextTrainConfig(MatryoshkaRecipe):
     max_seq_length: int = 128  # tokens kept per text
     log_every: int = 20  # steps between metrics.csv rows
     save_steps: int = 100  # steps between checkpoints (resume after a kill from the last one)
-    bf16: bool | None = None  # bf16 autocast (null: on a CUDA GPU that supports it; true also runs on Zen 4 / AVX-512 BF16 CPUs)
+    bf16: bool | None = None  # bf16 autocast (null: where it is native: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 / AMX; elsewhere fp32 is faster)
     cache_dir: str | None = None  # where teacher encodings are cached (null: $MRL_CACHE or ~/.cache/mrl/embeddings)
 
     def validate(self) -> None:
@@ -178,7 +179,7 @@ def _bf16(cfg: TextTrainConfig, device: str) -> bool:
         if cfg.bf16 and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
             raise MRLError("bf16: true but this GPU does not support bfloat16; set bf16: false.")
         return cfg.bf16
-    return device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return bf16_pays(device)
 
 
 def _check_resume(out: Path, resume: bool) -> None:
@@ -228,7 +229,9 @@ def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path
 def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W [D_out, D_in], b [D_out])`` of the linear layer: PCA of ``x`` or a fitted adaptor.
 
-    Both compute ``W (x - mu)``; PCA rows are the principal axes by decreasing variance.
+    ``pca`` and ``adaptor`` compute ``W (x - mu)``; PCA rows are the principal axes by decreasing
+    variance. ``rotation`` takes the same axes without the centring (``b = 0``): an orthogonal map, so
+    at full width every cosine, and hence every full-width ranking, is the base model's exactly.
     """
     from mrl.models.adaptor import MatryoshkaAdaptor
     from mrl.train.adaptor import AdaptorConfig, fit_adaptor
@@ -245,7 +248,7 @@ def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...])
         ad = MatryoshkaAdaptor(d_in)
         ad.init_pca(torch.as_tensor(x))
     w = ad.linear.weight.detach()[:d_out].clone()
-    return w, -(w @ ad.mean.detach())
+    return w, torch.zeros(d_out) if cfg.projection == "rotation" else -(w @ ad.mean.detach())
 
 
 def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path, device: str, bf16: bool, dims: tuple[int, ...]) -> tuple[Any, torch.nn.Module, dict[str, Any], int]:
