@@ -32,6 +32,11 @@ def class_folder(k: int) -> str:
     return f"{k}_" + re.sub(r"[^a-z0-9]+", "_", CLASSES[k].lower()).strip("_")
 
 
+def written_by_this_script(name: str) -> bool:
+    """Whether ``name`` (relative to the output folder) has the form of a file this script writes."""
+    return name == "manifest.json" or re.fullmatch(r"(train|val)/\d_[a-z0-9_]+/\d{5}\.png", name) is not None
+
+
 def first_per_class(labels: np.ndarray, n: int | None) -> np.ndarray:
     if n is None:
         return np.arange(len(labels))
@@ -61,7 +66,7 @@ def main() -> None:
         if not (args.overwrite and ours):
             raise SystemExit(f"{out} exists; " + ("pass --overwrite to rewrite it." if ours else "it was not written by this script, so it is left alone: choose another --out."))
     data = load_fashion_mnist(args.data_root, val_size=0)
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, owned=written_by_this_script) as tmp:
         n_train = write_split(tmp / "train", data.train.images, data.train.labels, first_per_class(data.train.labels, args.per_class))
         n_test = write_split(tmp / "val", data.test.images, data.test.labels, first_per_class(data.test.labels, args.test_per_class))
         write_json(tmp / "manifest.json", {"source": SOURCE, "train": n_train, "val (test images)": n_test, "classes": [class_folder(k) for k in range(len(CLASSES))]})

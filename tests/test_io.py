@@ -63,18 +63,43 @@ def test_atomic_folder_swaps_whole_folders_and_keeps_the_old_on_failure(tmp_path
     from mrl.io import atomic_folder
 
     target = tmp_path / "model"
-    with atomic_folder(target) as tmp:
+    ours = {"a.txt", "b.txt"}.__contains__
+    with atomic_folder(target, owned=ours) as tmp:
         (tmp / "a.txt").write_text("v1")
     assert (target / "a.txt").read_text() == "v1"
     with pytest.raises(RuntimeError):
-        with atomic_folder(target) as tmp:
+        with atomic_folder(target, owned=ours) as tmp:
             (tmp / "a.txt").write_text("half")
             raise RuntimeError("crash mid-save")
     assert (target / "a.txt").read_text() == "v1"
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, owned=ours) as tmp:
         (tmp / "b.txt").write_text("v2")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old folders left
+
+
+def test_atomic_folder_never_deletes_a_file_the_caller_does_not_own(tmp_path):
+    """A file that is not the caller's (say, one a user dropped in after the caller's checks) survives
+    the swap, in a sibling folder; the caller's own files of the old folder are deleted."""
+    from mrl.io import atomic_folder
+
+    target = tmp_path / "set"
+    ours = {"data.txt", "manifest.json"}.__contains__
+    with atomic_folder(target, owned=ours) as tmp:
+        (tmp / "data.txt").write_text("v1")
+    with atomic_folder(target, owned=ours) as tmp:
+        (target / "notes.md").write_text("mine")  # appears while the new folder is being written
+        (target / "sub").mkdir()
+        (target / "sub" / "deep.txt").write_text("mine too")
+        (tmp / "data.txt").write_text("v2")
+    assert (target / "data.txt").read_text() == "v2" and sorted(p.name for p in target.iterdir()) == ["data.txt"]
+    kept = tmp_path / "set.unlisted-files"
+    assert (kept / "notes.md").read_text() == "mine" and (kept / "sub" / "deep.txt").read_text() == "mine too"
+    assert not (kept / "data.txt").exists()  # the caller's old file is gone
+    with atomic_folder(target, owned=ours) as tmp:  # a second leftover does not overwrite the first
+        (target / "notes.md").write_text("again")
+    assert (tmp_path / "set.unlisted-files-1" / "notes.md").read_text() == "again"
+    assert (kept / "notes.md").read_text() == "mine"
 
 
 def test_write_csv_unions_columns(tmp_path):
@@ -91,7 +116,7 @@ def test_files_and_folders_honour_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         write_json(tmp_path / "a.json", {"x": 1})
-        with atomic_folder(tmp_path / "d") as tmp:
+        with atomic_folder(tmp_path / "d", owned={"f"}.__contains__) as tmp:
             (tmp / "f").write_text("1")
     finally:
         os.umask(old)

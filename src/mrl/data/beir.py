@@ -290,13 +290,18 @@ def _check_texts(kind: str, docs: Mapping[str, str]) -> None:
             raise DataError(f"{kind} {rid!r} has empty text.")
 
 
+def _listed(root: Path) -> set[str]:
+    """Relative names of the files a BEIR folder written here lists in its manifest, and the manifest."""
+    return set(read_json(root / MANIFEST).get("files", {}) if (root / MANIFEST).is_file() else {}) | {MANIFEST}
+
+
 def _replaceable(root: Path, overwrite: bool) -> None:
     """Refuse to replace a folder unless asked to and every file in it is listed in our manifest."""
     if not root.exists() or (root.is_dir() and not any(root.iterdir())):
         return
     if not overwrite:
         raise OutputExistsError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it, or choose another folder.")
-    listed = set(read_json(root / MANIFEST).get("files", {}) if (root / MANIFEST).is_file() else {}) | {MANIFEST}
+    listed = _listed(root)
     present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     if not root.is_dir() or present - listed:
         extra = sorted(present - listed)[:3] if root.is_dir() else [str(root)]
@@ -345,7 +350,8 @@ def write_beir(
             raise DataError("unlabeled documents must share no id and no text with the corpus.")
     _replaceable(root, overwrite)
     counts: dict[str, int] = {"corpus": len(corpus), "queries": len(queries)}
-    with atomic_folder(root) as tmp:
+    old_listed = _listed(root) if root.is_dir() else set()  # read before the swap: the files this writer may delete
+    with atomic_folder(root, owned=old_listed.__contains__) as tmp:
         _write_jsonl(tmp / CORPUS, ({"_id": k, "title": "", "text": v} for k, v in corpus.items()))
         _write_jsonl(tmp / QUERIES, ({"_id": k, "text": v} for k, v in queries.items()))
         (tmp / "qrels").mkdir()

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,12 +86,26 @@ def make_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
     return tmp
 
 
+def folder_files(folder: str | os.PathLike[str], skip: frozenset[str] = frozenset()) -> list[str]:
+    """Relative names of every file under ``folder``, sorted (base names in ``skip`` left out); a
+    symbolic link to a folder counts as a file (``os.walk`` lists it among the folders and does not enter it)."""
+    names = []
+    for root, dirs, files in os.walk(folder):
+        names += [os.path.join(root, f) for f in files if f not in skip]
+        names += [os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))]
+    return sorted(os.path.relpath(n, folder) for n in names)
+
+
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_folder(path: str | os.PathLike[str], *, owned: Callable[[str], bool]) -> Iterator[Path]:
     """Fill a temporary sibling folder; on success it replaces ``path`` as a whole.
 
-    Low level: it replaces whatever ``path`` holds. Commands write folders through
-    :func:`mrl.io.open_output`, which checks first that the folder holds only files mrl wrote.
+    ``owned(name)`` says whether a file of the folder being replaced (``name`` relative to it) was
+    written by the caller. Only those files are deleted, and ownership is read after the swap, so a
+    file that appeared after the caller's own checks is never lost: when the old folder holds any
+    other file, it is kept as ``<path>.unlisted-files`` (or a numbered sibling) with only those
+    files left in it. Commands write folders through :func:`mrl.io.open_output`, which also
+    checks first that the folder holds only files mrl wrote.
     """
     target = Path(path)
     tmp = make_temp_dir(target.parent, f".{target.name}.")
@@ -103,11 +117,28 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.replace(target, old)
         os.replace(tmp, target)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _retire_folder(old, target, owned)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(target.parent)
+
+
+def _retire_folder(old: Path, target: Path, owned: Callable[[str], bool]) -> None:
+    """Delete the replaced folder ``old`` when every file in it is ``owned``; otherwise delete only
+    the owned files and keep the rest beside ``target`` where the user can see them."""
+    names = folder_files(old)
+    if all(owned(n) for n in names):
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    for n in names:
+        if owned(n):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (old / n).unlink()
+    keep, n = target.with_name(f"{target.name}.unlisted-files"), 1
+    while keep.exists():
+        keep, n = target.with_name(f"{target.name}.unlisted-files-{n}"), n + 1
+    os.replace(old, keep)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mrl.errors import DataError, ForeignFileError, MRLError, OutputExistsError
-from mrl.io.atomic import dumps, fsync_dir, make_temp_dir, sha256_file, write_json
+from mrl.io.atomic import dumps, folder_files, fsync_dir, make_temp_dir, sha256_file, write_json
 from mrl.io.lock import writer_lock
 
 MANIFEST = "manifest.json"
@@ -146,13 +146,8 @@ LEGACY_LOCK_FILES = frozenset({".mrl-writer.lock"})
 
 
 def _folder_files(folder: Path) -> list[str]:
-    """Relative names of every file under ``folder``, sorted (legacy lock files excluded); a symbolic
-    link to a folder counts as a file (``os.walk`` lists it among the folders and does not enter it)."""
-    names = []
-    for root, dirs, files in os.walk(folder):
-        names += [os.path.join(root, f) for f in files if f not in LEGACY_LOCK_FILES]
-        names += [os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))]
-    return sorted(os.path.relpath(n, folder) for n in names)
+    """Relative names of every file under ``folder`` (see :func:`mrl.io.atomic.folder_files`), legacy lock files excluded."""
+    return folder_files(folder, LEGACY_LOCK_FILES)
 
 
 def _owned(name: str, mine: set[str]) -> bool:
