@@ -24,7 +24,7 @@ from mrl.io import atomic_write, read_json, write_json
 from mrl.precision import bf16_pays
 from mrl.train.text import load_text_config, train_text
 
-BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.5x slower than fp32)
+BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.4x slower than fp32)
 ROOT = Path(__file__).resolve().parent.parent
 
 

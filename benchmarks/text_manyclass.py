@@ -39,7 +39,7 @@ from mrl.io import write_json
 from mrl.models.text_encode import cached_encode
 from mrl.precision import bf16_pays
 
-BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.5x slower than fp32)
+BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.4x slower than fp32)
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
 # How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).

@@ -33,7 +33,7 @@ from mrl.io import read_json, write_json
 from mrl.precision import bf16_pays
 from mrl.train.text import load_text_config, train_text
 
-BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.5x slower than fp32)
+BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.4x slower than fp32)
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
 SETS = ("manpages", "pydocs")
@@ -145,7 +145,7 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
         "## Text: label-free Matryoshka adaptation, out-of-domain quality (issue 9)",
         "",
         f"Machine: the project's 2-core CPU box ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()}), no GPU; torch {torch.__version__}; "
-        f"{'bf16 autocast' if BF16 else 'fp32 (this CPU has no native bf16, where bf16 autocast ran 6.5x slower)'}. Each model trained alone under `flock /work/coord/cpu.lock`. Seed 0 everywhere, one run per row.",
+        f"{'bf16 autocast' if BF16 else 'fp32 (this CPU has no native bf16, where bf16 autocast ran 6.4x slower)'}. Each model trained alone under `flock /work/coord/cpu.lock`. Seed 0 everywhere, one run per row.",
         "Rows: all-MiniLM-L6-v2 truncated; + PCA and + the unsupervised linear adaptor, both fitted on the set's `unlabeled.jsonl` (WordNet: its training split); "
         "the WordNet MRL recipe (`configs/wordnet_minilm.yaml`, mnrl on WordNet pairs); the default recipe (`configs/text_distill.yaml`) fitted on the set's own unlabeled documents "
         "(never its queries, labels or evaluated documents); and the default recipe fitted on WordNet text only (the transfer case).",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 # CPU flags of native bfloat16 arithmetic. Without them PyTorch emulates bf16 matmuls: on the project's
-# AVX2-only 2-core machine, encoding with all-MiniLM-L6-v2 under bf16 autocast took 6.5x as long as fp32.
+# AVX2-only 2-core machine, encoding with all-MiniLM-L6-v2 under bf16 autocast took 6.4x as long as fp32 (benchmarks/bf16_speed.py).
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -38,7 +38,7 @@ def encode(
     from mrl.precision import bf16_pays
 
     if bf16 and not bf16_pays("cpu"):
-        console.print("warning: this CPU has no native bf16 (AVX-512 BF16 / AMX): --bf16 makes encoding several times slower than fp32 here (6.5x measured on an AVX2 machine); drop --bf16.")
+        console.print("warning: this CPU has no native bf16 (AVX-512 BF16 / AMX): --bf16 makes encoding several times slower than fp32 here (6.4x measured on an AVX2 machine); drop --bf16.")
     if dtype not in ("float32", "float16"):
         raise MRLError(f"--dtype must be float32 or float16, got {dtype!r}.")
     reader = encode_corpus(model, inputs, out, text_field=text_field, id_field=id_field or None, rows_per_shard=rows_per_shard, batch_size=batch_size,
