@@ -47,6 +47,7 @@ def runs(args: argparse.Namespace) -> dict[str, tuple[Path, list[str]]]:
     """name -> (config, overrides) of every model the tables need."""
     common = [f"threads={args.threads}", f"max_texts={args.fit_texts}", f"max_steps={args.steps}", f"batch_size={args.batch}", f"max_seq_length={args.train_seq_len}", f"bf16={str(BF16).lower()}", "device=cpu", f"cache_dir={args.out / 'cache'}", "progress=false"]
     out = {f"distill-{name}": (ROOT / "configs/text_distill.yaml", [f"dataset={args.ood_root / name}", *common, *args.overrides]) for name in args.sets}
+    out.update({f"distill-{name}-pq": (ROOT / "configs/text_distill.yaml", [f"dataset={args.ood_root / name}", *common, *args.overrides, "pseudo_queries=true"]) for name in args.sets})
     out["wordnet-mrl"] = (ROOT / "configs/wordnet_minilm.yaml", [f"max_steps={args.mrl_steps}", f"threads={args.threads}", f"bf16={str(BF16).lower()}", "device=cpu", "progress=false", f"cache_dir={args.out / 'cache'}"])
     out["distill-general"] = (ROOT / "configs/text_distill.yaml", ["dataset=wordnet", *common, *args.overrides])
     return out
@@ -64,7 +65,8 @@ def train_one(args: argparse.Namespace) -> bool:
         log(f"training {name}: {config.name} {' '.join(overrides)}")
         resume = any((folder / "checkpoints").glob("checkpoint-*"))
         res = train_text(cfg, folder, overwrite=not resume, resume=resume)
-        log(f"{name}: {res.steps} steps in {res.seconds:.0f}s ({res.steps_per_s:.3f} steps/s)")
+        wall = read_json(folder / "matryoshka.json").get("wall_seconds", res.seconds)
+        log(f"{name}: {res.steps} encoder steps in {res.seconds:.0f}s; {wall:.0f}s in all (teacher encoding and projection fit included)")
         return True
     return False
 
@@ -101,6 +103,7 @@ def evaluate(args: argparse.Namespace) -> None:
         own = "distill-general" if name == "wordnet" else f"distill-{name}"
         rows = [("all-MiniLM-L6-v2", "Base (truncated)"), (models / "wordnet-mrl", "WordNet MRL recipe (mnrl)"), (models / own, "Default recipe (label-free, fitted on this set)" if name != "wordnet" else "Default recipe (label-free, fitted on WordNet train text)")]
         if name != "wordnet":
+            rows.append((models / f"distill-{name}-pq", "Default recipe + pseudo_queries (fitted on this set)"))
             rows.append((models / "distill-general", "Default recipe, general text only (WordNet)"))
         rows = [(p, lbl) for p, lbl in rows if isinstance(p, str) or (p / "matryoshka.json").is_file()]  # models not trained yet are left out
         log(f"{name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
@@ -148,13 +151,13 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
         f"{'bf16 autocast' if BF16 else 'fp32 (this CPU has no native bf16, where bf16 autocast ran 6.4x slower)'}. Each model trained alone under `flock /work/coord/cpu.lock`. Seed 0 everywhere, one run per row.",
         "Rows: all-MiniLM-L6-v2 truncated; + PCA and + the unsupervised linear adaptor, both fitted on the set's `unlabeled.jsonl` (WordNet: its training split); "
         "the WordNet MRL recipe (`configs/wordnet_minilm.yaml`, mnrl on WordNet pairs); the default recipe (`configs/text_distill.yaml`) fitted on the set's own unlabeled documents "
-        "(never its queries, labels or evaluated documents); and the default recipe fitted on WordNet text only (the transfer case).",
+        "(never its queries, labels or evaluated documents); the same with `pseudo_queries: true` (each document's first sentence joins the pool as a query-like text); and the default recipe fitted on WordNet text only (the transfer case).",
         f"Metric: nDCG@10 (%) by ir-measures (pytrec_eval), cosine on the first d dims (truncate, then L2-normalise), exact search; encodings in {'bf16 autocast' if BF16 else 'fp32'}, max_seq_length {args.eval_seq_len}.",
         "",
         "Commands:",
         "",
         "```",
-        "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one" + "".join(f" --set {o}" for o in args.overrides) + f" --steps {args.steps} --batch {args.batch} --threads {args.threads} --mrl-steps {args.mrl_steps}   # once per model",
+        "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one" + "".join(f" --set {o}" for o in args.overrides) + f" --steps {args.steps} --batch {args.batch} --train-seq-len {args.train_seq_len} --threads {args.threads} --mrl-steps {args.mrl_steps}   # once per model (--only NAME)",
         "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --evaluate" + "".join(f" --set {o}" for o in args.overrides),
         "mrl eval-text MODEL... --beir DIR --out r.json   # the same rows for one set from the CLI",
         "```",
@@ -164,16 +167,23 @@ def write_results(results: dict, args: argparse.Namespace) -> None:
         own = "Default recipe (label-free, fitted on WordNet train text)" if name == "wordnet" else "Default recipe (label-free, fitted on this set)"
         body += [f"### {name}: {res['queries']} queries, {res['corpus']} documents, {res['fit_texts']} unlabeled fitting texts", "", *_table(res["records"]), "", "Targets for the default recipe:", "", *_targets(res["records"], own)]
         if name != "wordnet":
-            body += [*[t.replace("- ", "- general-text-only variant: ", 1) for t in _targets(res["records"], "Default recipe, general text only (WordNet)")]]
+            for label, tag in (("Default recipe + pseudo_queries (fitted on this set)", "with pseudo_queries"), ("Default recipe, general text only (WordNet)", "general-text-only variant")):
+                if any(r["method"] == label for r in res["records"]):
+                    body += [t.replace("- ", f"- {tag}: ", 1) for t in _targets(res["records"], label)]
         body.append("")
     missing_sets = [n for n in [*args.sets, "wordnet"] if n not in results]
     missing_models = [n for n in runs(args) if n not in info]
     if missing_sets or missing_models:
         body += [f"**Not measured** (the commands above produce them): sets {missing_sets or 'none'}; models {missing_models or 'none'} (their rows are absent from the tables), the many-class cascade and the corpus model.", ""]
-    body += [f"### Training cost (2-core CPU, {'bf16 autocast' if BF16 else 'fp32'})", "", "| model | data | steps x batch | max_seq_length | wall-clock | steps/s |", "|---|---|---|---|---|---|"]
+    body += [f"### Training cost (2-core CPU, {'bf16 autocast' if BF16 else 'fp32'})", "",
+             "Wall-clock is the whole `train_text` call: teacher encoding of the pool, the projection fit on those cached vectors, and the encoder steps (if any).", "",
+             "| model | data | trained layers | projection fit steps (batch 512) | encoder steps x batch | max_seq_length | wall-clock | of which encoder steps |", "|---|---|---|---|---|---|---|---|"]
     for name, inf in info.items():
         c = inf["config"]
-        body.append(f"| {name} | `{Path(str(c['dataset'])).name}` ({inf.get('train_texts', inf.get('train_pairs'))} {'texts' if c['loss'] == 'distill' else 'pairs'}) | {inf['steps']} x {c['batch_size']} | {c['max_seq_length']} | {inf['seconds']:.0f} s | {inf['steps_per_s']:.3f} |")
+        fit = c.get("init_steps", "-") if c.get("projection") in ("rotation", "adaptor") and c["loss"] == "distill" else "-"
+        layers = "all" if c.get("train_layers") is None else c["train_layers"]
+        wall = inf.get("wall_seconds", inf["seconds"] + inf.get("setup_seconds", 0.0))
+        body.append(f"| {name} | `{Path(str(c['dataset'])).name}` ({inf.get('train_texts', inf.get('train_pairs'))} {'texts' if c['loss'] == 'distill' else 'pairs'}) | {layers} | {fit} | {inf['steps']} x {c['batch_size']} | {c['max_seq_length']} | {wall:.0f} s | {inf['seconds']:.0f} s |")
     timing_path = args.out / "timing.json"
     if timing_path.is_file():
         t = read_json(timing_path)

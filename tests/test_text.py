@@ -71,19 +71,80 @@ def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir,
 
 
 def test_rotation_projection_keeps_every_full_width_cosine(toy_model, wordnet_dir):
-    """``projection: rotation`` uses the PCA axes without centring: an orthogonal map with no bias, so
-    the full-width student starts with the base model's cosines (and rankings) exactly."""
+    """``projection: rotation`` is orthogonal with no bias, so the full-width student starts with the
+    base model's cosines (and rankings) exactly; its prefixes are centred PCA projections: the mean
+    direction is the last row alone, so no prefix carries the offset every text shares."""
     from mrl.train.text import _projection_init
 
-    x = np.random.default_rng(1).normal(size=(200, 32)).astype(np.float32) + 0.5  # off-centre, like real embeddings
-    w, b = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation"), x, (8, 16, 32))
-    assert torch.count_nonzero(b) == 0
+    x = np.random.default_rng(1).normal(size=(200, 32)).astype(np.float32) * np.linspace(3, 0.5, 32, dtype=np.float32) + 2.0  # off-centre, like real embeddings
+    fitted, b = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation"), x, (8, 16, 32))  # init_steps: 20 of the rotation adaptor
+    assert b is None and torch.allclose(fitted @ fitted.T, torch.eye(32), atol=1e-5)
+    w, b = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation", init_steps=0), x, (8, 16, 32))  # the mean-last PCA rotation itself
+    assert b is None and not torch.allclose(w, fitted, atol=1e-3)
     assert torch.allclose(w @ w.T, torch.eye(32), atol=1e-5)
-    y = torch.as_tensor(x) @ w.T + b
+    xt = torch.as_tensor(x)
+    y = xt @ w.T
     cos = lambda a: torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(a, dim=1).T  # noqa: E731
-    assert torch.allclose(cos(y), cos(torch.as_tensor(x)), atol=1e-5)
-    pca_w, _ = _projection_init(_cfg(toy_model, wordnet_dir, projection="pca"), x, (8, 16, 32))
-    assert torch.allclose(w, pca_w)  # the same axes, ordered by variance
+    assert torch.allclose(cos(y), cos(xt), atol=1e-5) and torch.allclose(cos(xt @ fitted.T), cos(xt), atol=1e-5)
+    mean = xt.mean(0)
+    assert torch.allclose(w[-1], mean / mean.norm(), atol=1e-5)  # the mean direction, last
+    assert torch.allclose(w[:-1] @ mean, torch.zeros(31), atol=1e-4)  # no prefix carries the offset
+    var = y[:, :-1].var(0)
+    assert torch.all(var[1:] <= var[:-1] + 1e-4)  # principal axes by decreasing variance
+    from mrl.models.rotation import mean_last_rotation
+
+    with pytest.raises(MRLError, match="finite embeddings"):
+        mean_last_rotation(torch.full((3, 4), float("nan")))
+
+
+def test_rotation_stays_orthogonal_while_training(toy_model, wordnet_dir, tmp_path):
+    """A trained rotation is still a rotation: with the encoder frozen (train_layers: 0) the saved
+    model's full-width cosines are the base model's exactly, while its small prefixes have moved."""
+    from mrl.models.text import load_sentence_transformer
+    from mrl.train.text import train_text
+
+    cfg = _cfg(toy_model, wordnet_dir, projection="rotation", train_layers=0, max_steps=6, projection_lr=0.05, pseudo_queries=True, cache_dir=str(tmp_path / "cache"))
+    train_text(cfg, tmp_path / "m")
+    trained = load_sentence_transformer(tmp_path / "m")
+    dense = trained[-2].linear
+    assert dense.bias is None and torch.allclose(dense.weight @ dense.weight.T, torch.eye(32), atol=1e-5)
+    texts = ["a red boat", "a blue cup", "a green lamp", "a white coat", "a black drum", "the sea"]
+    cos = lambda e: e @ e.T  # noqa: E731 - both outputs are L2-normalised
+    base = load_sentence_transformer(toy_model).encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+    full = trained.encode(texts, convert_to_tensor=True)
+    assert torch.allclose(cos(full), cos(base), atol=1e-5)
+    init = train_text(_cfg(toy_model, wordnet_dir, projection="rotation", train_layers=0, max_steps=1, lr=1e-12, projection_lr=1e-12, warmup_ratio=0.0, cache_dir=str(tmp_path / "cache")), tmp_path / "init")
+    start = load_sentence_transformer(init.out_dir).encode(texts, convert_to_tensor=True)
+    assert not torch.allclose(cos(torch.nn.functional.normalize(full[:, :8], dim=1)), cos(torch.nn.functional.normalize(start[:, :8], dim=1)), atol=1e-3)
+
+
+def test_projection_only_run_keeps_the_base_model_at_full_width(toy_model, wordnet_dir, tmp_path):
+    """``max_steps: 0`` with a frozen encoder: no Trainer step, the model is the base plus its fitted
+    rotation (full-width cosines exactly the base's), saved like any trained model."""
+    from mrl.models.text import load_sentence_transformer
+    from mrl.train.text import train_text
+
+    res = train_text(_cfg(toy_model, wordnet_dir, projection="rotation", train_layers=0, max_steps=0, init_steps=30, cache_dir=str(tmp_path / "cache")), tmp_path / "m")
+    info = json.loads((tmp_path / "m" / "matryoshka.json").read_text())
+    assert res.steps == 0 and info["steps"] == 0 and info["wall_seconds"] > 0 and not (tmp_path / "m" / "checkpoints").exists()
+    texts = ["a red boat", "a blue cup", "a green lamp", "the sea"]
+    base = load_sentence_transformer(toy_model).encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+    full = load_sentence_transformer(tmp_path / "m").encode(texts, convert_to_tensor=True)
+    assert torch.allclose(full @ full.T, base @ base.T, atol=1e-5)
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "fitted for 30 steps" in card and "Full Model Architecture" in card  # a card generated for this model, not the base model's
+    with pytest.raises(MRLError, match="max_steps"):
+        _cfg(toy_model, wordnet_dir, loss="mnrl", projection="none", max_steps=0)
+
+
+def test_pseudo_queries_are_first_sentences():
+    from mrl.train.text_data import pseudo_query, with_pseudo_queries
+
+    assert pseudo_query("Lists the files. Sorted by name.") == "Lists the files."
+    assert pseudo_query("only one sentence here") is None  # the whole text: nothing new
+    assert pseudo_query(" ".join(["w"] * 40) + ". tail", max_words=24) == " ".join(["w"] * 24)
+    pool = with_pseudo_queries(("Lists the files. Sorted.", "Lists the files.", "Copies a file: fast."))
+    assert pool == ("Lists the files. Sorted.", "Lists the files.", "Copies a file: fast.", "Copies a file:")
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir, tmp_path, monkeypatch):
@@ -194,7 +255,7 @@ def test_config_validation_and_cli_refusals(tmp_path):
     with pytest.raises(MRLError, match="general_fraction"):
         load_text_config(None, ["general_fraction=0.5"])
     default = load_text_config("configs/text_distill.yaml")
-    assert default.loss == "distill" and default.projection == "rotation" and default.train_layers == 3 and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
+    assert default.loss == "distill" and default.projection == "rotation" and default.train_layers == 0 and default.max_steps == 0 and default.init_steps == 3000 and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
     assert load_text_config("configs/wordnet_minilm.yaml").loss == "mnrl"
     res = CliRunner().invoke(app, ["train", "--config", "configs/text_distill.yaml", "--out", str(tmp_path / "x"), "--nproc", "2"])
     assert res.exit_code == 2 and "accelerate launch" in res.output

@@ -21,7 +21,7 @@ def adapt(
     dims: Optional[str] = typer.Option(None, help="matryoshka_dims, e.g. '8,16,...,384' (default: doubling from 8 to D)."),
     queries: Optional[Path] = typer.Option(None, help="Query embeddings .npy for the supervised ranking term (row i pairs with --docs row i)."),
     docs: Optional[Path] = typer.Option(None, help="Document embeddings .npy paired with --queries."),
-    kind: str = typer.Option("linear", help="linear or mlp (residual MLP on top of the linear map)."),
+    kind: str = typer.Option("linear", help="linear, mlp (residual MLP on top of the linear map) or rotation (orthogonal, no centring: full-width cosines stay exactly the original's)."),
     steps: int = typer.Option(1000, help="Optimisation steps."),
     batch_size: int = typer.Option(512),
     neighbours: int = typer.Option(7, help="True nearest neighbours drawn into each batch with every anchor (local neighbourhoods the ranking term preserves)."),

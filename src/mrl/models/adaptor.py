@@ -8,7 +8,9 @@ and its folder format.
 
 Model: ``f(x) = W (x - mu)`` (``kind="linear"``), optionally plus a residual MLP
 ``z + MLP(z)`` (``kind="mlp"``, last layer zero-initialised). ``W`` starts as the PCA rotation of the
-training vectors.
+training vectors. ``kind="rotation"`` is ``f(x) = W x`` with ``W`` kept orthogonal and no centring:
+it never changes a full-width cosine (full-D quality is the original's exactly), while its prefixes
+start as centred PCA (:func:`mrl.models.rotation.mean_last_rotation`) and train from there.
 
 Saved as ``adaptor.safetensors`` (weights, with the config and a content hash in its metadata) +
 ``adaptor.json`` (the same config, for humans) + ``manifest.json``, written into a temporary
@@ -30,7 +32,7 @@ from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError
 from mrl.io import load_safetensors, open_output, save_safetensors, write_json
 
-KINDS = ("linear", "mlp")
+KINDS = ("linear", "mlp", "rotation")
 WEIGHTS_FILE = "adaptor.safetensors"
 CONFIG_FILE = "adaptor.json"
 ADAPTOR_KIND = "mrl.adaptor"  # manifest format of an adaptor folder
@@ -58,7 +60,15 @@ class MatryoshkaAdaptor(nn.Module):
             nn.init.zeros_(self.mlp[2].bias)
 
     def init_pca(self, x: torch.Tensor) -> None:
-        """Set ``mu`` to the mean of ``x`` and ``W`` to its principal axes (rows by variance)."""
+        """Set ``mu`` to the mean of ``x`` and ``W`` to its principal axes (rows by variance);
+        ``kind="rotation"``: ``mu = 0`` and ``W`` = :func:`mrl.models.rotation.mean_last_rotation`."""
+        if self.kind == "rotation":
+            from mrl.models.rotation import mean_last_rotation
+
+            with torch.no_grad():
+                self.mean.zero_()
+                self.linear.weight.copy_(mean_last_rotation(x))
+            return
         mu = x.mean(0)
         cov = torch.cov((x - mu).T.double())
         _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues

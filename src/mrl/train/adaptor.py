@@ -34,6 +34,7 @@ from mrl.errors import MRLError
 from mrl.io import check_output, writer_lock
 from mrl.losses import MatryoshkaEmbeddingLoss
 from mrl.models.adaptor import ADAPTOR_KIND, KINDS, MatryoshkaAdaptor, save_adaptor
+from mrl.models.rotation import project_orthogonal_
 from mrl.nesting import validate_dims
 from mrl.progress import progress
 from mrl.train.divergence import check_finite_loss, check_finite_weights
@@ -218,6 +219,8 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
         total.backward()
         optimizer.step()
         schedule.step()
+        if cfg.kind == "rotation":
+            project_orthogonal_(model.linear.weight)
         if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
             history.append({"step": step + 1, "loss": float(total.item()), **{f"loss@{m}": float(v) for m, v in zip(dims, res.per_dim.tolist())}})
     seconds = time.perf_counter() - t0

@@ -47,6 +47,7 @@ from mrl.data.texts import load_texts
 from mrl.data.wordnet import load_wordnet
 from mrl.errors import MRLError
 from mrl.io import MANIFEST, Output, open_output, read_json, write_csv, write_json, write_manifest, writer_lock
+from mrl.models.rotation import mean_last_rotation
 from mrl.models.text import MATRYOSHKA_FILE, TEXT_MODEL_KIND, append_projection, load_sentence_transformer, mark_matryoshka, model_dim, resolve_model_path
 from mrl.models.text_encode import cached_encode
 from mrl.nesting import validate_dims
@@ -82,9 +83,9 @@ class TextTrainConfig(MatryoshkaRecipe):
     general_fraction: float = 0.0  # distill: share of batch anchors drawn from general_text
     max_texts: int | None = 20000  # distill: at most this many distinct texts from dataset (a seeded sample)
     teacher: str | None = None  # distill/mse_distill: teacher folder (null: the base model itself, frozen)
-    projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca (centred) | rotation (PCA axes, not centred: full-width cosines unchanged at the start) | none (no layer)
+    projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca (centred) | rotation (orthogonal, no bias: centred PCA axes with the mean direction last, kept orthogonal while training: full-width cosines depend on the encoder alone) | none (no layer)
     projection_lr: float = 1e-3  # learning rate of that linear layer
-    init_steps: int = 500  # projection: adaptor: steps of the unsupervised adaptor fit that initialises it
+    init_steps: int = 500  # projection: adaptor / rotation: steps of the unsupervised adaptor fit (kind linear / rotation) on the cached base embeddings that initialises it (rotation: 0 = the mean-last PCA rotation itself)
     neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
     tau: float = 0.05  # distill: temperature of the listwise ranking KL
     sim_weight: float = 1.0  # distill: weight of similarity matching
@@ -93,10 +94,11 @@ class TextTrainConfig(MatryoshkaRecipe):
     rank_boost_max_dim: int = 32  # distill: largest prefix whose ranking term is boosted
     full_weight: float = 2.0  # distill: multiplier of the full-width prefix loss (never forget)
     pair_weight: float = 0.0  # distill with pairs: weight of the in-batch-negatives pair term
+    pseudo_queries: bool = False  # distill: add each text's first sentence (<= 24 words) to the pool, so prefixes learn short-query <-> document geometry
     train_layers: int | None = None  # train only the top N transformer layers (null: all); the rest stay frozen (cheaper, forgets less)
     max_train: int | None = None  # pair losses: keep at most this many training pairs (null: all)
     epochs: int = 1  # passes over the data (ignored when max_steps is set)
-    max_steps: int | None = None  # exact number of optimisation steps (null: epochs x data / batch)
+    max_steps: int | None = None  # exact number of optimisation steps (null: epochs x data / batch; distill: 0 = no encoder steps, the base model plus its fitted projection)
     batch_size: int = 64  # texts (distill) or pairs per step
     mini_batch_size: int = 32  # cached_mnrl: forward chunk size
     lr: float = 2e-5  # peak AdamW learning rate of the encoder (linear warm-up, then linear decay)
@@ -115,17 +117,19 @@ class TextTrainConfig(MatryoshkaRecipe):
             raise MRLError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
         if self.projection not in PROJECTIONS:
             raise MRLError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}.")
-        for name in ("epochs", "batch_size", "max_seq_length", "log_every", "save_steps", "mini_batch_size", "init_steps", "rank_boost_max_dim"):
+        for name in ("epochs", "batch_size", "max_seq_length", "log_every", "save_steps", "mini_batch_size", "rank_boost_max_dim"):
             if getattr(self, name) <= 0:
                 raise MRLError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         if self.batch_size < 2:
             raise MRLError("batch_size must be >= 2: in-batch similarities need at least two texts per batch.")
         if self.neighbours < 0:
             raise MRLError(f"neighbours must be >= 0, got {self.neighbours}.")
+        if self.init_steps < 0 or (self.init_steps == 0 and self.projection == "adaptor"):
+            raise MRLError(f"init_steps must be > 0 for projection: adaptor (>= 0 for rotation), got {self.init_steps}.")
         for name in ("max_steps", "max_train", "max_texts"):
             v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise MRLError(f"{name} must be a positive integer or null, got {v!r}.")
+            if v is not None and v <= 0 and not (name == "max_steps" and v == 0 and self.loss == "distill" and self.projection != "none"):
+                raise MRLError(f"{name} must be a positive integer or null, got {v!r} (max_steps: 0 only for loss: distill with a projection: the base model plus its fitted projection).")
         if not self.lr > 0 or not self.projection_lr > 0 or not self.scale > 0 or not self.tau > 0 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
             raise MRLError(f"need lr, projection_lr, scale, tau > 0, 0 <= warmup_ratio < 1 and weight_decay >= 0; got {self.lr}, {self.projection_lr}, {self.scale}, {self.tau}, {self.warmup_ratio}, {self.weight_decay}.")
         if min(self.sim_weight, self.rank_weight, self.rank_boost, self.full_weight, self.pair_weight) < 0:
@@ -226,12 +230,14 @@ def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path
     return teacher_emb, base_emb
 
 
-def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W [D_out, D_in], b [D_out])`` of the linear layer: PCA of ``x`` or a fitted adaptor.
+def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(W [D_out, D_in], b [D_out] or None)`` of the linear layer: PCA of ``x`` or a fitted adaptor.
 
     ``pca`` and ``adaptor`` compute ``W (x - mu)``; PCA rows are the principal axes by decreasing
-    variance. ``rotation`` takes the same axes without the centring (``b = 0``): an orthogonal map, so
-    at full width every cosine, and hence every full-width ranking, is the base model's exactly.
+    variance. ``rotation`` is :func:`mrl.models.rotation.mean_last_rotation` with no bias: every
+    prefix short of full width starts as a centred PCA projection, while the full-width map is
+    orthogonal, so every full-width cosine (and ranking) is the base model's exactly; the trainer
+    keeps it orthogonal (:class:`mrl.train.text_trainer.OrthogonalProjection`).
     """
     from mrl.models.adaptor import MatryoshkaAdaptor
     from mrl.train.adaptor import AdaptorConfig, fit_adaptor
@@ -239,23 +245,30 @@ def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...])
     d_in, d_out = x.shape[1], dims[-1]
     if d_out > d_in:
         raise MRLError(f"matryoshka_dims end at {d_out} but the base model is {d_in}-d; a PCA/adaptor projection cannot add dimensions: end the dims at <= {d_in}.")
-    if cfg.projection == "adaptor":
+    if cfg.projection == "rotation" and (d_out != d_in or not cfg.init_steps):
+        return mean_last_rotation(torch.as_tensor(x))[:d_out].contiguous(), None
+    if cfg.projection in ("adaptor", "rotation"):
         if d_out != d_in:
             raise MRLError(f"projection: adaptor keeps the model width {d_in}; end matryoshka_dims at {d_in} or use projection: pca.")
         adaptor_dims = sorted(set(dims) | {d_in})
-        ad = fit_adaptor(x, AdaptorConfig(adaptor_dims, kind="linear", steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress)).model
+        kind = "rotation" if cfg.projection == "rotation" else "linear"
+        ad = fit_adaptor(x, AdaptorConfig(adaptor_dims, kind=kind, steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads)).model
+        if kind == "rotation":
+            return ad.linear.weight.detach().clone(), None
     else:
         ad = MatryoshkaAdaptor(d_in)
         ad.init_pca(torch.as_tensor(x))
     w = ad.linear.weight.detach()[:d_out].clone()
-    return w, torch.zeros(d_out) if cfg.projection == "rotation" else -(w @ ad.mean.detach())
+    return w, -(w @ ad.mean.detach())
 
 
 def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path, device: str, bf16: bool, dims: tuple[int, ...]) -> tuple[Any, torch.nn.Module, dict[str, Any], int]:
     """Texts, teacher table, projection, batch order and loss of a distill run (and its step count)."""
-    from mrl.train.text_data import batch_order, distill_dataset, neighbour_table
+    from mrl.train.text_data import batch_order, distill_dataset, neighbour_table, with_pseudo_queries
 
     texts = load_texts(cfg.dataset, max_texts=cfg.max_texts, seed=cfg.seed, data_root=cfg.data_root)
+    if cfg.pseudo_queries:
+        texts = with_pseudo_queries(texts)
     general_start = None
     if cfg.general_text:
         general = [t for t in load_texts(cfg.general_text, max_texts=cfg.max_texts, seed=cfg.seed + 1, data_root=cfg.data_root) if t not in set(texts)]
@@ -267,7 +280,7 @@ def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path,
     elif dims[-1] != model_dim(model):
         raise MRLError(f"matryoshka_dims end at {dims[-1]} but the model is {model_dim(model)}-d; end them at the model width or use projection: pca.")
     n_domain = len(texts) if general_start is None else general_start
-    total = cfg.max_steps or max(1, cfg.epochs * n_domain // cfg.batch_size)  # an epoch: as many texts as the domain pool holds
+    total = cfg.max_steps if cfg.max_steps is not None else max(1, cfg.epochs * n_domain // cfg.batch_size)  # an epoch: as many texts as the domain pool holds
     group = cfg.neighbours + 1
     neigh = neighbour_table(teacher, max(1, cfg.neighbours))
     order = batch_order(neigh, total, cfg.batch_size, group=group, seed=cfg.seed, general_start=general_start, general_fraction=cfg.general_fraction)
@@ -328,8 +341,9 @@ def train_text(config: TextTrainConfig, out_dir: str | os.PathLike[str], *, over
 
 
 def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool) -> TextTrainResult:
-    from mrl.train.text_trainer import run_trainer
+    from mrl.train.text_trainer import OrthogonalProjection, run_trainer
 
+    t_start = time.perf_counter()
     throttle_progress()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -352,10 +366,14 @@ def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool
         if per_epoch == 0:
             raise MRLError(f"only {len(data)} training rows, fewer than batch_size={cfg.batch_size}; lower batch_size or add data.")
         total = cfg.max_steps or cfg.epochs * per_epoch
-    t0 = time.perf_counter()
+    callbacks = [OrthogonalProjection(model[-2].linear)] if cfg.loss == "distill" and cfg.projection == "rotation" else []
     writer.claim_dir(CHECKPOINTS)  # the first write: a previous model in `out` is removed here, not earlier
-    trained, history, steps, seconds = run_trainer(cfg, model, loss, data, out, total=total, device=device, bf16=bf16, resume=resume, dims=dims)
-    info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": time.perf_counter() - t0 - seconds})
+    if total:
+        trained, history, steps, seconds = run_trainer(cfg, model, loss, data, out, total=total, device=device, bf16=bf16, resume=resume, dims=dims, callbacks=callbacks)
+    else:  # max_steps: 0 (distill): the model is the base plus its fitted projection
+        trained, history, steps, seconds = model.eval(), [], 0, 0.0
+    wall = time.perf_counter() - t_start
+    info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": wall - seconds, "wall_seconds": wall})
     _save_final(cfg, trained, loss, out, dims, info, history, writer)
     return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history)
 
@@ -387,6 +405,7 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     tmp = writer.claim_dir(".final.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.model_card_data.add_tags(["matryoshka", "mrl"])
+    model._model_card_text = None  # else sentence-transformers re-saves the base model's own card (its usage code omits our layer) when no Trainer ran
     model.save(str(tmp), model_name=f"Matryoshka {Path(str(cfg.model)).name} ({cfg.loss})", create_model_card=True)
     mark_matryoshka(tmp, dims)
     card = tmp / "README.md"

@@ -12,6 +12,7 @@ from them, and neighbours come from the whole pool.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,32 @@ from mrl.knn import knn_search
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+")
+
+
+def pseudo_query(text: str, *, max_words: int = 24) -> str | None:
+    """A text's first sentence, cut to ``max_words`` words; None when that is the whole text.
+
+    Label-free stand-in for the short queries of retrieval (a one-line summary, a signature): the
+    teacher places it near its own document, so prefixes trained on both learn that geometry.
+    """
+    words = _SENTENCE_END.split(text.strip(), maxsplit=1)[0].split()[:max_words]
+    query = " ".join(words)
+    return query if query and len(words) < len(text.split()) else None
+
+
+def with_pseudo_queries(texts: tuple[str, ...], *, max_words: int = 24) -> tuple[str, ...]:
+    """``texts`` followed by each one's :func:`pseudo_query` (those not already in the pool)."""
+    seen = set(texts)
+    extra: list[str] = []
+    for t in texts:
+        q = pseudo_query(t, max_words=max_words)
+        if q is not None and q not in seen:
+            seen.add(q)
+            extra.append(q)
+    return texts + tuple(extra)
 
 
 def neighbour_table(x: np.ndarray, k: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from torch.utils.data import SequentialSampler
 from transformers import TrainerCallback
 
 from mrl.io import load_safetensors, save_safetensors
+from mrl.models.rotation import project_orthogonal_
 from mrl.progress import progress, stderr_is_terminal
 
 if TYPE_CHECKING:
@@ -108,6 +109,27 @@ class _ProgressCallback(TrainerCallback):
             self.bar = None
 
 
+class OrthogonalProjection(TrainerCallback):
+    """Keeps a linear layer's weight orthogonal (orthonormal rows) during training: after every
+    optimizer step it is replaced by its nearest orthogonal matrix, the polar factor ``U V^T`` of
+    its SVD ``U S V^T`` (projected gradient descent onto the Stiefel manifold).
+
+    With no bias, such a layer changes no cosine between full-width embeddings: the student's
+    full-width rankings then move only where the encoder itself moves. Checkpoints hold the plain,
+    already-projected weight, so resuming needs nothing extra.
+
+    Shape: ``linear.weight`` ``[D_out, D_in]`` with ``D_out <= D_in``.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        if linear.bias is not None or linear.weight.shape[0] > linear.weight.shape[1]:
+            raise ValueError(f"an orthogonal projection needs no bias and D_out <= D_in, got weight {tuple(linear.weight.shape)} with bias={linear.bias is not None}.")
+        self.linear = linear
+
+    def on_step_end(self, args, state, control, **kwargs):
+        project_orthogonal_(self.linear.weight)
+
+
 class _LossStateCallback(TrainerCallback):
     """Saves the loss weighting's buffers/parameters into each checkpoint folder (safetensors)."""
 
@@ -133,8 +155,9 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, data: Any, out: Path, *, total: int, device: str, bf16: bool, resume: bool, dims: tuple[int, ...]) -> tuple[SentenceTransformer, list[dict[str, float]], int, float]:
-    """Run ``SentenceTransformerTrainer`` for ``total`` steps; returns (model, history, steps, seconds)."""
+def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, data: Any, out: Path, *, total: int, device: str, bf16: bool, resume: bool, dims: tuple[int, ...], callbacks: list[TrainerCallback] | None = None) -> tuple[SentenceTransformer, list[dict[str, float]], int, float]:
+    """Run ``SentenceTransformerTrainer`` for ``total`` steps; returns (model, history, steps, seconds).
+    ``callbacks`` join the Trainer's (e.g. :class:`OrthogonalProjection`)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers.trainer_callback import PrinterCallback
@@ -154,8 +177,8 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
         disable_tqdm=True, dataloader_drop_last=True, batch_sampler=sampler, learning_rate_mapping=lr_mapping, dataloader_num_workers=0,
     )
     metrics = _MetricsCallback(loss, dims)
-    callbacks = [metrics, _LossStateCallback(loss), *([_ProgressCallback()] if cfg.progress else [])]  # our bar instead of the Trainer's tqdm (disable_tqdm)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=callbacks)
+    all_callbacks = [metrics, _LossStateCallback(loss), *([_ProgressCallback()] if cfg.progress else []), *(callbacks or [])]  # our bar instead of the Trainer's tqdm (disable_tqdm)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=all_callbacks)
     trainer.remove_callback(PrinterCallback)  # its per-log dict lines flood logs; _MetricsCallback prints throttled ones
     checkpoint = _last_checkpoint(ckpt_dir) if resume else None
     if checkpoint is not None:
@@ -171,8 +194,15 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
 def model_card_section(cfg: TextTrainConfig, dims: tuple[int, ...], info: dict[str, Any]) -> str:
     """The Matryoshka part of the model card (prepended to the sentence-transformers card)."""
     data = f"`{cfg.dataset}`" + (f" mixed with `{cfg.general_text}` ({100 * cfg.general_fraction:.0f}% of batch anchors)" if cfg.general_text else "")
+    start = {
+        "rotation": f"an orthogonal linear layer (no bias, so every full-width cosine is the encoder's), fitted for {cfg.init_steps} steps on the teacher's cached vectors of the texts and kept orthogonal",
+        "adaptor": f"a linear layer initialised from an unsupervised adaptor fitted for {cfg.init_steps} steps",
+        "pca": "a linear layer initialised from PCA of the texts",
+        "none": "no linear layer",
+    }[cfg.projection]
+    layers = "all encoder layers" if cfg.train_layers is None else f"the top {cfg.train_layers} encoder layers"
     what = {
-        "distill": f"label-free prefix distillation from the frozen teacher `{info.get('teacher', cfg.model)}`: every prefix reproduces the teacher's full-width similarity structure (similarity matching + listwise ranking KL) on neighbour-structured batches; linear layer initialised from `{cfg.projection}`",
+        "distill": f"label-free prefix distillation from the frozen teacher `{info.get('teacher', cfg.model)}`: every prefix reproduces the teacher's full-width similarity structure (similarity matching + listwise ranking KL) on neighbour-structured batches; {start}; {layers} trained{' (pseudo-queries: each text' + chr(39) + 's first sentence joins the pool)' if cfg.pseudo_queries else ''}",
     }.get(cfg.loss, f"sentence-transformers MatryoshkaLoss around `{cfg.loss}`")
     dim_list = ", ".join(str(d) for d in dims)
     return "\n".join([
@@ -181,7 +211,7 @@ def model_card_section(cfg: TextTrainConfig, dims: tuple[int, ...], info: dict[s
         f"- **Matryoshka dimensions:** {dim_list} (`is_matryoshka: true`, `matryoshka_dimensions` in `config.json` and `config_sentence_transformers.json`).",
         f"- **Training data:** {data}; {info.get('train_texts', info.get('train_pairs', '?'))} training rows.",
         f"- **Objective:** {what}; weighting `{cfg.weighting}`.",
-        f"- **Training:** {info.get('steps')} steps x batch {cfg.batch_size}, lr {cfg.lr}, max_seq_length {cfg.max_seq_length}, seed {cfg.seed}, on {info.get('device')} (bf16: {info.get('bf16')}), {info.get('seconds', 0):.0f} s.",
+        f"- **Training:** {info.get('steps')} encoder steps x batch {cfg.batch_size}, lr {cfg.lr}, max_seq_length {cfg.max_seq_length}, seed {cfg.seed}, on {info.get('device')} (bf16: {info.get('bf16')}), {info.get('wall_seconds', info.get('seconds', 0)):.0f} s in all.",
         "",
         "Use a prefix: truncate, then L2-normalise (the prefix of a unit vector is not a unit vector):",
         "",
