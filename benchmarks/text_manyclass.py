@@ -43,7 +43,7 @@ BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
 # How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).
-ENCODER_COMMAND = "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one --only distill-general --set train_layers=3 --set projection=rotation --steps 200 --batch 64 --threads 2   # the encoder"
+ENCODER_COMMAND = "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one --only distill-general --steps 0 --batch 64 --train-seq-len 128 --threads 2   # the encoder (configs/text_distill.yaml)"
 
 
 def log(msg: str) -> None:

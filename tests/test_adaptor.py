@@ -129,3 +129,18 @@ def test_cli_adapt_and_embed_with_adaptor(tmp_path):
     assert res.exit_code == 2 and "give a run folder" in res.output
     res = runner.invoke(app, ["adapt", str(tmp_path / "x.npy"), "--out", str(tmp_path / "b"), "--queries", str(tmp_path / "q.npy")])
     assert res.exit_code == 2 and "both --queries and --docs" in res.output
+
+
+def test_orthogonal_projection_is_the_polar_factor_and_refuses_broken_weights():
+    from mrl.models.rotation import project_orthogonal_
+
+    rng = torch.Generator().manual_seed(0)
+    near = torch.linalg.qr(torch.randn(24, 24, generator=rng))[0][:16] + 1e-3 * torch.randn(16, 24, generator=rng)  # Newton-Schulz path
+    far = torch.randn(16, 24, generator=rng)  # eigendecomposition path
+    for w in (near, far):
+        u, _, vh = torch.linalg.svd(w.double(), full_matrices=False)
+        torch.testing.assert_close(project_orthogonal_(w.clone()), (u @ vh).float(), atol=1e-5, rtol=0)
+    with pytest.raises(MRLError, match="NaN"):
+        project_orthogonal_(torch.full((4, 4), float("nan")))
+    with pytest.raises(MRLError, match="lost rank"):
+        project_orthogonal_(torch.zeros(4, 4))

@@ -62,7 +62,7 @@ def project_orthogonal_(weight: torch.Tensor, *, tol: float = 1e-6, max_iter: in
         MRLError: ``weight`` holds NaN/Inf or is rank-deficient (no orthogonal factor).
     """
     if not torch.isfinite(weight).all():
-        raise MRLError("the projection weight holds NaN/Inf; training diverged (lower the projection learning rate).")
+        raise MRLError("the projection weight holds NaN/Inf; training diverged (lower the learning rate).")
     w = weight.double()
     eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
     for _ in range(max_iter):
@@ -75,6 +75,6 @@ def project_orthogonal_(weight: torch.Tensor, *, tol: float = 1e-6, max_iter: in
         w = 1.5 * w - 0.5 * gram @ w
     vals, vecs = torch.linalg.eigh(w @ w.T)
     if vals.min() <= 1e-10 * max(1.0, float(vals.max())):
-        raise MRLError("the projection weight lost rank, so it has no orthogonal factor; lower the projection learning rate.")
+        raise MRLError("the projection weight lost rank, so it has no orthogonal factor; lower the learning rate.")
     inv_sqrt = (vecs * vals.rsqrt()) @ vecs.T
     return weight.copy_((inv_sqrt @ w).to(weight.dtype))

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import TrainerCallback
 
+from mrl.errors import MRLError
 from mrl.io import load_safetensors, save_safetensors
 from mrl.models.rotation import project_orthogonal_
 from mrl.progress import progress, stderr_is_terminal
@@ -123,7 +124,7 @@ class OrthogonalProjection(TrainerCallback):
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         if linear.bias is not None or linear.weight.shape[0] > linear.weight.shape[1]:
-            raise ValueError(f"an orthogonal projection needs no bias and D_out <= D_in, got weight {tuple(linear.weight.shape)} with bias={linear.bias is not None}.")
+            raise MRLError(f"an orthogonal projection needs no bias and D_out <= D_in, got weight {tuple(linear.weight.shape)} with bias={linear.bias is not None}.")
         self.linear = linear
 
     def on_step_end(self, args, state, control, **kwargs):
