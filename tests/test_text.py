@@ -132,7 +132,7 @@ def test_projection_only_run_keeps_the_base_model_at_full_width(toy_model, wordn
     full = load_sentence_transformer(tmp_path / "m").encode(texts, convert_to_tensor=True)
     assert torch.allclose(full @ full.T, base @ base.T, atol=1e-5)
     card = (tmp_path / "m" / "README.md").read_text()
-    assert "fitted for 30 steps" in card and "Full Model Architecture" in card  # a card generated for this model, not the base model's
+    assert "fitted for 30 steps" in card and "no encoder layer (the encoder is frozen) trained" in card and "Full Model Architecture" in card  # a card generated for this model, not the base model's
     with pytest.raises(MRLError, match="max_steps"):
         _cfg(toy_model, wordnet_dir, loss="mnrl", projection="none", max_steps=0)
 

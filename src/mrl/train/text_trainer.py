@@ -201,7 +201,7 @@ def model_card_section(cfg: TextTrainConfig, dims: tuple[int, ...], info: dict[s
         "pca": "a linear layer initialised from PCA of the texts",
         "none": "no linear layer",
     }[cfg.projection]
-    layers = "all encoder layers" if cfg.train_layers is None else f"the top {cfg.train_layers} encoder layers"
+    layers = "all encoder layers" if cfg.train_layers is None else ("no encoder layer (the encoder is frozen)" if cfg.train_layers == 0 or cfg.max_steps == 0 else f"the top {cfg.train_layers} encoder layers")
     what = {
         "distill": f"label-free prefix distillation from the frozen teacher `{info.get('teacher', cfg.model)}`: every prefix reproduces the teacher's full-width similarity structure (similarity matching + listwise ranking KL) on neighbour-structured batches; {start}; {layers} trained{' (pseudo-queries: each text' + chr(39) + 's first sentence joins the pool)' if cfg.pseudo_queries else ''}",
     }.get(cfg.loss, f"sentence-transformers MatryoshkaLoss around `{cfg.loss}`")
