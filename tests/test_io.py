@@ -334,3 +334,23 @@ def test_a_symlink_to_a_folder_is_a_foreign_file_never_removed(tmp_path):
     with pytest.raises(ForeignFileError), open_output(target, "mrl.adaptor", overwrite=True, staged=True) as out:
         (out.path / "a.txt").write_text("v2")
     assert (target / "link").is_symlink() and (data / "keep.txt").read_text() == "mine"
+
+
+def test_staged_output_keeps_late_files_beside_earlier_ones(tmp_path):
+    """A file that appears in a staged output's folder after its checks is kept in a sibling; when an
+    earlier such sibling exists, a numbered one is used instead of failing after the swap."""
+    from mrl.io import open_output
+
+    target = tmp_path / "adaptor"
+    with open_output(target, "mrl.adaptor", staged=True) as out:
+        (out.path / "a.txt").write_text("v1")
+    earlier = tmp_path / "adaptor.unlisted-files"
+    earlier.mkdir()
+    (earlier / "old-notes.md").write_text("earlier")
+    with open_output(target, "mrl.adaptor", overwrite=True, staged=True) as out:
+        (target / "notes.md").write_text("late")  # dropped in after the checks
+        (out.path / "a.txt").write_text("v2")
+    assert (target / "a.txt").read_text() == "v2" and not (target / "notes.md").exists()
+    assert (earlier / "old-notes.md").read_text() == "earlier"
+    kept = tmp_path / "adaptor.unlisted-files-1"
+    assert (kept / "notes.md").read_text() == "late" and not (kept / "a.txt").exists()

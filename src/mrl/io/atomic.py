@@ -135,10 +135,17 @@ def _retire_folder(old: Path, target: Path, owned: Callable[[str], bool]) -> Non
         if owned(n):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 (old / n).unlink()
+    os.replace(old, unlisted_sibling(target))
+
+
+def unlisted_sibling(target: Path) -> Path:
+    """A free name beside ``target`` for files found in a folder that replaced them did not own:
+    ``<target>.unlisted-files``, else ``<target>.unlisted-files-1``, ``-2``, ... (an earlier one is
+    never overwritten)."""
     keep, n = target.with_name(f"{target.name}.unlisted-files"), 1
     while keep.exists():
         keep, n = target.with_name(f"{target.name}.unlisted-files-{n}"), n + 1
-    os.replace(old, keep)
+    return keep
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:

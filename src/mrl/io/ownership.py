@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mrl.errors import DataError, ForeignFileError, MRLError, OutputExistsError
-from mrl.io.atomic import dumps, folder_files, fsync_dir, make_temp_dir, sha256_file, write_json
+from mrl.io.atomic import dumps, folder_files, fsync_dir, make_temp_dir, sha256_file, unlisted_sibling, write_json
 from mrl.io.lock import writer_lock
 
 MANIFEST = "manifest.json"
@@ -412,8 +412,7 @@ def _swap_in(tmp: Path, target: Path, old: dict[str, Any] | None) -> None:
         _remove_listed(aside_folder, sorted(listed_files(old) | {MANIFEST}))
         leftovers = _folder_files(aside_folder)
         if leftovers:  # files appeared that mrl did not write: keep them where the user can see them
-            keep = target.with_name(f"{target.name}.unlisted-files")
-            os.replace(aside_folder, keep)
+            os.replace(aside_folder, unlisted_sibling(target))
         shutil.rmtree(aside, ignore_errors=True)
 
 
