@@ -85,7 +85,7 @@ class TextTrainConfig(MatryoshkaRecipe):
     teacher: str | None = None  # distill/mse_distill: teacher folder (null: the base model itself, frozen)
     projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca (centred) | rotation (orthogonal, no bias: centred PCA axes with the mean direction last, kept orthogonal while training: full-width cosines depend on the encoder alone) | none (no layer)
     projection_lr: float = 1e-3  # learning rate of that linear layer
-    init_steps: int = 500  # projection: adaptor / rotation: steps of the unsupervised adaptor fit (kind linear / rotation) on the cached base embeddings that initialises it (rotation: 0 = the mean-last PCA rotation itself)
+    init_steps: int = 500  # projection: adaptor / rotation: steps of the unsupervised adaptor fit (kind linear / rotation) on the cached base embeddings that initialises it (rotation: 0, or matryoshka_dims ending below the model width, = the mean-last PCA rotation itself)
     neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
     tau: float = 0.05  # distill: temperature of the listwise ranking KL
     sim_weight: float = 1.0  # distill: weight of similarity matching
@@ -245,16 +245,18 @@ def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...])
     d_in, d_out = x.shape[1], dims[-1]
     if d_out > d_in:
         raise MRLError(f"matryoshka_dims end at {d_out} but the base model is {d_in}-d; a PCA/adaptor projection cannot add dimensions: end the dims at <= {d_in}.")
-    if cfg.projection == "rotation" and (d_out != d_in or not cfg.init_steps):
+    def fitted(kind: str) -> MatryoshkaAdaptor:
+        config = AdaptorConfig(sorted(set(dims) | {d_in}), kind=kind, steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads)
+        return fit_adaptor(x, config).model
+
+    if cfg.projection == "rotation":  # fitted only at the model's own width; narrower, the mean-last PCA rows
+        if d_out == d_in and cfg.init_steps:
+            return fitted("rotation").linear.weight.detach().clone(), None
         return mean_last_rotation(torch.as_tensor(x))[:d_out].contiguous(), None
-    if cfg.projection in ("adaptor", "rotation"):
+    if cfg.projection == "adaptor":
         if d_out != d_in:
             raise MRLError(f"projection: adaptor keeps the model width {d_in}; end matryoshka_dims at {d_in} or use projection: pca.")
-        adaptor_dims = sorted(set(dims) | {d_in})
-        kind = "rotation" if cfg.projection == "rotation" else "linear"
-        ad = fit_adaptor(x, AdaptorConfig(adaptor_dims, kind=kind, steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads)).model
-        if kind == "rotation":
-            return ad.linear.weight.detach().clone(), None
+        ad = fitted("linear")
     else:
         ad = MatryoshkaAdaptor(d_in)
         ad.init_pca(torch.as_tensor(x))
@@ -281,9 +283,10 @@ def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path,
         raise MRLError(f"matryoshka_dims end at {dims[-1]} but the model is {model_dim(model)}-d; end them at the model width or use projection: pca.")
     n_domain = len(texts) if general_start is None else general_start
     total = cfg.max_steps if cfg.max_steps is not None else max(1, cfg.epochs * n_domain // cfg.batch_size)  # an epoch: as many texts as the domain pool holds
-    group = cfg.neighbours + 1
-    neigh = neighbour_table(teacher, max(1, cfg.neighbours))
-    order = batch_order(neigh, total, cfg.batch_size, group=group, seed=cfg.seed, general_start=general_start, general_fraction=cfg.general_fraction)
+    order = np.zeros(0, dtype=np.int64)  # max_steps: 0 runs no batch
+    if total:
+        neigh = neighbour_table(teacher, max(1, cfg.neighbours))
+        order = batch_order(neigh, total, cfg.batch_size, group=cfg.neighbours + 1, seed=cfg.seed, general_start=general_start, general_fraction=cfg.general_fraction)
     loss = PrefixDistillLoss(
         model, torch.as_tensor(teacher), dims, weighting=cfg.build_weighting(), tau=cfg.tau, sim_weight=cfg.sim_weight, rank_weight=cfg.rank_weight,
         rank_boost=cfg.rank_boost, rank_boost_max_dim=cfg.rank_boost_max_dim, full_weight=cfg.full_weight, pair_weight=cfg.pair_weight, scale=cfg.scale,
