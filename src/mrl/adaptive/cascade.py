@@ -220,7 +220,9 @@ def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, 
         confidence_level: if given (e.g. 0.95), require the *one-sided lower confidence bound* of the
             paired accuracy difference (cascade minus full head, per sample in {-1, 0, 1}) to stay
             above ``-max_drop`` instead of the point estimate: thresholds then hold on new data with
-            that probability (normal approximation) instead of only on the calibration split.
+            that probability (normal approximation) instead of only on the calibration split. The
+            search keeps the cheapest thresholds that pass, and that selection makes the realised
+            coverage somewhat lower than nominal; more calibration rows make the hold stricter.
         n_candidates: quantiles of each stage's confidence tried as thresholds.
 
     Returns:

@@ -26,6 +26,14 @@ def adapt(
     batch_size: int = typer.Option(512),
     neighbours: int = typer.Option(7, help="True nearest neighbours drawn into each batch with every anchor (local neighbourhoods the ranking term preserves)."),
     supervised_weight: float = typer.Option(1.0, help="Weight of the supervised ranking term (needs --queries/--docs)."),
+    labels: Optional[Path] = typer.Option(None, help="Class ids .npy [N] (int), one per embedding row: adds one class head per prefix, trained with the adaptor and saved with it (then `mrl cascade fit OUT --features ... --labels ...`)."),
+    label_weight: float = typer.Option(1.0, help="Weight of the class heads' Matryoshka cross-entropy (with --labels)."),
+    sim_weight: float = typer.Option(1.0, help="Weight of the similarity-matching term (0 with --labels: a purely supervised fit)."),
+    rank_weight: float = typer.Option(1.0, help="Weight of the neighbour-ranking term."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden width of the residual MLP (--kind mlp; default D)."),
+    lr: float = typer.Option(1e-3, help="Learning rate (AdamW, cosine decay)."),
+    weight_decay: float = typer.Option(0.0, help="AdamW weight decay."),
+    dropout: float = typer.Option(0.0, help="Dropout on the adapted vectors before the class heads (with --labels)."),
     seed: int = typer.Option(0),
     overwrite: bool = flag(False, "--overwrite", help="Replace a previous adaptor in OUT (never other files, never an input)."),
 ) -> None:
@@ -47,7 +55,14 @@ def adapt(
         raise MRLError("pass both --queries and --docs for the supervised term, or neither.")
     if queries is not None and docs is not None:
         pairs = (load_npy(queries), load_npy(docs))
+    y = load_npy(labels) if labels is not None else None
+    if y is not None and y.shape != (x.shape[0],):
+        raise MRLError(f"{labels} has shape {y.shape}; it needs one class id per embedding row: shape ({x.shape[0]},).")
     d = parse_dims(dims, x.shape[1]) if dims else log2_dims(min(8, x.shape[1]), x.shape[1])
-    cfg = AdaptorConfig(matryoshka_dims=list(d), kind=kind, steps=steps, batch_size=batch_size, neighbours=neighbours, supervised_weight=supervised_weight if pairs else 0.0, seed=seed)
-    result = fit_adaptor(x, cfg, out, pairs=pairs, overwrite=overwrite, inputs=[*embeddings, queries, docs])
-    console.print(f"adaptor {kind} for {x.shape[1]}-d vectors trained on {x.shape[0]} rows in {result.seconds:.0f}s; saved to {out}")
+    cfg = AdaptorConfig(
+        matryoshka_dims=list(d), kind=kind, hidden=hidden, steps=steps, batch_size=batch_size, neighbours=neighbours, lr=lr, weight_decay=weight_decay, dropout=dropout,
+        sim_weight=sim_weight, rank_weight=rank_weight, supervised_weight=supervised_weight if pairs else 0.0, label_weight=label_weight if y is not None else 0.0, seed=seed,
+    )
+    result = fit_adaptor(x, cfg, out, pairs=pairs, labels=y, overwrite=overwrite, inputs=[*embeddings, queries, docs, labels])
+    heads = f" with {result.model.num_classes}-class heads at dims {list(result.model.head_dims or ())}" if result.model.heads is not None else ""
+    console.print(f"adaptor {kind}{heads} for {x.shape[1]}-d vectors trained on {x.shape[0]} rows in {result.seconds:.0f}s; saved to {out}")

@@ -14,11 +14,39 @@ from mrl.errors import MRLError
 app = typer.Typer(no_args_is_help=True, help="Adaptive classification: stop at the smallest confident prefix.")
 
 
-def _split_logits(model: Path, split: str, data_root: Optional[Path]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def _is_adaptor(model: Path) -> bool:
+    from mrl.models.adaptor import WEIGHTS_FILE
+
+    return model.name == WEIGHTS_FILE or (model.is_dir() and (model / WEIGHTS_FILE).is_file())
+
+
+def _adaptor_logits(model: Path, features: Optional[Path], labels: Optional[Path]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Logits ``[G, N, C]`` of an adaptor's class heads on frozen embeddings ``features`` [N, D]."""
+    from mrl.checks import check_labels
+    from mrl.io import load_npy
+    from mrl.models.adaptor import load_adaptor
+
+    if features is None or labels is None:
+        raise MRLError("an adaptor's cascade reads frozen embeddings and their class ids: pass --features X.npy [N, D] and --labels Y.npy [N] (rows the adaptor was not fitted on).")
+    adaptor = load_adaptor(_model_dir(model))
+    if adaptor.heads is None or adaptor.head_dims is None:
+        raise MRLError(f"the adaptor in {_model_dir(model)} has no class heads; refit it with `mrl adapt ... --labels Y.npy`.")
+    x, y = load_npy(features), load_npy(labels)
+    if x.ndim != 2:
+        raise MRLError(f"{features} has shape {x.shape}; pass embeddings [N, D].")
+    check_labels(y, x.shape[0], f"{labels}")
+    return adaptor.logits(x), y, adaptor.head_dims
+
+
+def _split_logits(model: Path, split: str, data_root: Optional[Path], features: Optional[Path] = None, labels: Optional[Path] = None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     from mrl.data.registry import load_image_data
     from mrl.evaluate.perdim import encode_split
     from mrl.train.checkpoint import load_model
 
+    if _is_adaptor(model):
+        return _adaptor_logits(model, features, labels)
+    if features is not None or labels is not None:
+        raise MRLError("--features/--labels are for an adaptor folder with class heads; a classifier run folder reads its own data split (--split).")
     if split not in ("train", "val", "test"):
         raise MRLError(f"split must be train, val or test, got {split!r}.")
     net, cfg = load_model(model)
@@ -38,15 +66,16 @@ def _cascade_writer(model: Path, out: Optional[Path], overwrite: bool):
     run's manifest (so retraining with --overwrite removes the stale cascade); else a file."""
     from mrl.adaptive.cascade import CASCADE_NAME
     from mrl.io import open_files, open_output, read_manifest
+    from mrl.models.adaptor import ADAPTOR_KIND
     from mrl.train.loop import RUN_KIND
 
     run = _model_dir(model)
     if out is None or out.resolve() == (run / CASCADE_NAME).resolve():
         man = read_manifest(run / "manifest.json") if (run / "manifest.json").is_file() else None
-        if man is not None and man.get("format") == RUN_KIND:
+        if man is not None and man.get("format") in (RUN_KIND, ADAPTOR_KIND):
             if (run / CASCADE_NAME).exists() and not overwrite:
                 raise MRLError(f"{run / CASCADE_NAME} already exists; pass --overwrite to replace it, or choose another --out.")
-            return open_output(run, RUN_KIND, append=True), run / CASCADE_NAME, True
+            return open_output(run, man["format"], append=True), run / CASCADE_NAME, True
         out = run / CASCADE_NAME
     return open_files(out, "mrl.cascade", overwrite=overwrite, inputs=[model, run / "model.safetensors"], sidecar=False), out, False
 
@@ -54,12 +83,14 @@ def _cascade_writer(model: Path, out: Optional[Path], overwrite: bool):
 @app.command("fit")
 @friendly
 def cascade_fit(
-    model: Path = typer.Argument(..., help="Run folder (or model.safetensors) of a Matryoshka classifier."),
+    model: Path = typer.Argument(..., help="Run folder (or model.safetensors) of a Matryoshka classifier, or an adaptor folder with class heads (`mrl adapt --labels`)."),
     max_drop: float = typer.Option(0.1, "--max-drop", help="Allowed accuracy loss vs the full-D head, in percentage points."),
     score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
     objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Hold the loss bound at this one-sided confidence (e.g. 0.95) instead of on the calibration split only."),
-    split: str = typer.Option("val", help="Calibration split."),
+    split: str = typer.Option("val", help="Calibration split (a run folder), or the name recorded for --features (an adaptor)."),
+    features: Optional[Path] = typer.Option(None, help="Adaptor only: calibration embeddings .npy [N, D] (rows the adaptor was not fitted on)."),
+    labels: Optional[Path] = typer.Option(None, help="Adaptor only: their class ids .npy [N]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Thresholds JSON (default: cascade.json next to the model)."),
     data_root: Optional[Path] = typer.Option(None),
     overwrite: bool = flag(False, "--overwrite"),
@@ -73,13 +104,17 @@ def cascade_fit(
         raise MRLError(f"--score must be best, maxprob or margin, got {score!r}.")
     guard, target, listed = _cascade_writer(model, out, overwrite)
     with guard as writer:
-        logits, labels, dims = _split_logits(model, split, data_root)
+        logits, y, dims = _split_logits(model, split, data_root, features, labels)
         scores = ("maxprob", "margin") if score == "best" else (score,)
-        fits = [fit_cascade(logits, labels, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
+        fits = [fit_cascade(logits, y, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
         best = min(fits, key=lambda c: c.calibration["expected_cost"])
         for c in fits:
             console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
         best.calibration["split"] = split
+        if features is not None:
+            from mrl.io import sha256_file
+
+            best.calibration["features_sha256"] = sha256_file(features)  # `cascade eval` refuses the same rows
         if listed:  # listed in the run folder's manifest
             with writer.file(target.name) as path:
                 best.save(path)
@@ -91,9 +126,11 @@ def cascade_fit(
 @app.command("eval")
 @friendly
 def cascade_eval(
-    model: Path = typer.Argument(..., help="Run folder (or model.safetensors)."),
+    model: Path = typer.Argument(..., help="Run folder (or model.safetensors), or an adaptor folder with class heads."),
     cascade: Optional[Path] = typer.Option(None, help="Thresholds JSON (default: cascade.json next to the model)."),
-    split: str = typer.Option("test", help="Report split (disjoint from the calibration split)."),
+    split: str = typer.Option("test", help="Report split (disjoint from the calibration split), or the name recorded for --features (an adaptor)."),
+    features: Optional[Path] = typer.Option(None, help="Adaptor only: report embeddings .npy [N, D], disjoint from the calibration rows."),
+    labels: Optional[Path] = typer.Option(None, help="Adaptor only: their class ids .npy [N]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
     data_root: Optional[Path] = typer.Option(None),
     overwrite: bool = flag(False, "--overwrite"),
@@ -105,15 +142,20 @@ def cascade_eval(
     from mrl.io import open_files, write_json
 
     casc_path = cascade or _model_dir(model) / CASCADE_NAME
-    guard = open_files(out, "mrl.cascade-report", overwrite=overwrite, inputs=[model, casc_path, _model_dir(model) / "model.safetensors"], sidecar=False) if out is not None else contextlib.nullcontext()
+    guard = open_files(out, "mrl.cascade-report", overwrite=overwrite, inputs=[model, casc_path, _model_dir(model) / "model.safetensors", features, labels], sidecar=False) if out is not None else contextlib.nullcontext()
     with guard:
         casc = Cascade.load(casc_path)
-        if casc.calibration.get("split") == split:
+        if features is not None and "features_sha256" in casc.calibration:
+            from mrl.io import sha256_file
+
+            if casc.calibration["features_sha256"] == sha256_file(features):
+                raise MRLError(f"the cascade was calibrated on {features} itself; report on disjoint rows (another --features file).")
+        elif casc.calibration.get("split") == split:
             raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
-        logits, labels, dims = _split_logits(model, split, data_root)
+        logits, y, dims = _split_logits(model, split, data_root, features, labels)
         if tuple(casc.dims) != tuple(dims):
             raise MRLError(f"the cascade {casc_path} was fit for dims {list(casc.dims)} but the model has heads at {list(dims)}; refit it with `mrl cascade fit` on this model.")
-        rep = evaluate_cascade(casc, logits, labels)
+        rep = evaluate_cascade(casc, logits, y)
         if out is not None:
             write_json(out, rep)
     console.print(

@@ -12,6 +12,12 @@ training vectors. ``kind="rotation"`` is ``f(x) = W x`` with ``W`` kept orthogon
 it never changes a full-width cosine (full-D quality is the original's exactly), while its prefixes
 start as centred PCA (:func:`mrl.models.rotation.mean_last_rotation`) and train from there.
 
+**Classification heads** (optional, when the adaptor is fitted with class labels): one linear head per
+prefix (:class:`mrl.heads.MatryoshkaLinear`, independent heads as in MRL) reads the adapted prefix
+``f(x)[:, :m]``; :meth:`MatryoshkaAdaptor.logits` gives every head's logits at once, which is what the
+adaptive cascade (:mod:`mrl.adaptive.cascade`) consumes. A stored item then needs only the prefix the
+cascade exits at.
+
 Saved as ``adaptor.safetensors`` (weights, with the config and a content hash in its metadata) +
 ``adaptor.json`` (the same config, for humans) + ``manifest.json``, written into a temporary
 folder and renamed into place (see :func:`mrl.io.open_output`).
@@ -30,7 +36,9 @@ from torch import nn
 
 from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError
+from mrl.heads import MatryoshkaLinear
 from mrl.io import load_safetensors, open_output, save_safetensors, write_json
+from mrl.nesting import validate_dims
 
 KINDS = ("linear", "mlp", "rotation")
 WEIGHTS_FILE = "adaptor.safetensors"
@@ -39,18 +47,30 @@ ADAPTOR_KIND = "mrl.adaptor"  # manifest format of an adaptor folder
 
 
 class MatryoshkaAdaptor(nn.Module):
-    """``f(x) = W (x - mu)`` (+ residual MLP for ``kind="mlp"``).
+    """``f(x) = W (x - mu)`` (+ residual MLP for ``kind="mlp"``), optionally with per-prefix class heads.
 
     Shape:
         - input: ``[N, D]`` frozen embeddings.
         - output: ``[N, D]`` adapted embeddings; use prefixes ``[:, :m]`` (then L2-normalise).
+        - ``heads`` (when ``num_classes`` is given): adapted ``[N, D]`` -> logits ``[G, N, C]``, one
+          matrix per prefix in ``head_dims``.
     """
 
-    def __init__(self, dim: int, kind: str = "linear", hidden: int | None = None) -> None:
+    def __init__(self, dim: int, kind: str = "linear", hidden: int | None = None, *, num_classes: int | None = None, head_dims: tuple[int, ...] | list[int] | None = None) -> None:
         super().__init__()
         if kind not in KINDS:
             raise MRLError(f"adaptor kind must be one of {KINDS}, got {kind!r}.")
         self.dim, self.kind, self.hidden = dim, kind, hidden or dim
+        self.num_classes = num_classes
+        self.head_dims: tuple[int, ...] | None = None
+        self.heads: MatryoshkaLinear | None = None
+        if num_classes is not None:
+            if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+                raise MRLError(f"class heads need at least 2 classes, got {num_classes!r}.")
+            if head_dims is None:
+                raise MRLError("class heads need head_dims (the prefixes they read), e.g. the adaptor's matryoshka_dims.")
+            self.head_dims = validate_dims(head_dims, dim)
+            self.heads = MatryoshkaLinear(dim, num_classes, self.head_dims)
         self.register_buffer("mean", torch.zeros(dim))
         self.linear = nn.Linear(dim, dim, bias=False)
         self.mlp: nn.Module | None = None
@@ -81,6 +101,19 @@ class MatryoshkaAdaptor(nn.Module):
         return z + self.mlp(z) if self.mlp is not None else z
 
     @torch.no_grad()
+    def logits(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Every class head's logits on its adapted prefix. Shape: ``[N, D]`` -> ``[G, N, C]`` float32.
+
+        Raises:
+            MRLError: the adaptor has no class heads (fit it with labels), or ``x`` does not fit.
+        """
+        if self.heads is None:
+            raise MRLError("this adaptor has no class heads; fit it with class labels (`mrl adapt --labels`).")
+        z = torch.from_numpy(self.transform(x, batch_size))
+        out = [self.heads(z[i : i + batch_size]).numpy() for i in range(0, z.shape[0], batch_size)]
+        return np.concatenate(out, axis=1).astype(np.float32, copy=False)
+
+    @torch.no_grad()
     def transform(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """Adapt numpy vectors. Shape: ``[N, D] -> [N, D]`` float32 (a new array).
 
@@ -101,10 +134,11 @@ def save_adaptor(model: MatryoshkaAdaptor, config: dict[str, Any], out_dir: str 
     The folder must be new, empty or a previous adaptor (``overwrite``); ``inputs`` are never replaced.
     """
     out = Path(out_dir)
-    meta = {"format": "mrl.adaptor/1", "dim": model.dim, "kind": model.kind, "hidden": model.hidden, "config": config, **(extra or {})}
+    heads = {"num_classes": model.num_classes, "head_dims": list(model.head_dims)} if model.heads is not None else {}
+    meta = {"format": "mrl.adaptor/1", "dim": model.dim, "kind": model.kind, "hidden": model.hidden, **heads, "config": config, **(extra or {})}
     with open_output(out, ADAPTOR_KIND, overwrite=overwrite, staged=True, inputs=inputs or []) as writer:
         tmp = writer.path
-        save_safetensors(tmp / WEIGHTS_FILE, model.state_dict(), metadata={"adaptor": json.dumps({k: meta[k] for k in ("format", "dim", "kind", "hidden")}), "config": json.dumps(config)})
+        save_safetensors(tmp / WEIGHTS_FILE, model.state_dict(), metadata={"adaptor": json.dumps({k: meta[k] for k in ("format", "dim", "kind", "hidden", *heads)}), "config": json.dumps(config)})
         write_json(tmp / CONFIG_FILE, meta)
     return out
 
@@ -121,9 +155,10 @@ def load_adaptor(path: str | os.PathLike[str]) -> MatryoshkaAdaptor:
     tensors, meta = load_safetensors(p / WEIGHTS_FILE)
     try:
         info = json.loads(meta["adaptor"])
-        model = MatryoshkaAdaptor(int(info["dim"]), info["kind"], int(info["hidden"]))
+        heads = {"num_classes": int(info["num_classes"]), "head_dims": [int(m) for m in info["head_dims"]]} if "num_classes" in info else {}
+        model = MatryoshkaAdaptor(int(info["dim"]), info["kind"], int(info["hidden"]), **heads)
         model.load_state_dict(tensors)
-    except (KeyError, ValueError, RuntimeError, MRLError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, MRLError) as exc:
         raise CheckpointError(f"{p / WEIGHTS_FILE} does not hold a valid adaptor ({exc}); re-create it with `mrl adapt`.") from exc
     model.eval()
     return model

@@ -13,7 +13,11 @@ their true nearest neighbours (so local neighbourhoods are present in every batc
   distillation that makes each row's top-k neighbours rank the same way at every prefix;
 
 plus, when query/document pairs are given, the supervised in-batch-negatives ranking loss on
-``(f(q)[:, :m], f(d)[:, :m])``.
+``(f(q)[:, :m], f(d)[:, :m])``; and, when class labels are given, a Matryoshka cross-entropy:
+one linear class head per prefix reads ``f(x)[:, :m]`` (dropout ``dropout`` in training), the heads
+are trained with the adaptor and saved with it (:meth:`mrl.models.adaptor.MatryoshkaAdaptor.logits`),
+so the adaptive cascade can classify from the smallest confident prefix. With labels, set
+``sim_weight = rank_weight = 0`` for a purely supervised fit, or keep them to also keep the geometry.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mrl.checks import check_matrix
+from mrl.checks import check_labels, check_matrix
 from mrl.errors import MRLError
 from mrl.io import check_output, writer_lock
-from mrl.losses import MatryoshkaEmbeddingLoss
+from mrl.losses import MatryoshkaEmbeddingLoss, MatryoshkaLoss
 from mrl.models.adaptor import ADAPTOR_KIND, KINDS, MatryoshkaAdaptor, save_adaptor
 from mrl.models.rotation import project_orthogonal_
 from mrl.nesting import validate_dims
@@ -56,6 +60,9 @@ class AdaptorConfig:
     sim_weight: float = 1.0
     rank_weight: float = 1.0
     supervised_weight: float = 0.0
+    label_weight: float = 0.0  # Matryoshka cross-entropy of the class heads (needs labels)
+    dropout: float = 0.0  # on the adapted vectors before the class heads, in training only
+    weight_decay: float = 0.0  # AdamW decoupled weight decay on the adaptor and its heads
     scale: float = 20.0
     weighting: str = "uniform"
     weighting_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -73,8 +80,12 @@ class AdaptorConfig:
                 raise MRLError(f"{name} must be a positive integer, got {v!r}.")
         if self.neighbours < 0 or self.neighbours >= self.batch_size:
             raise MRLError(f"neighbours must be in [0, batch_size), got {self.neighbours}.")
-        if min(self.sim_weight, self.rank_weight, self.supervised_weight) < 0 or not self.lr > 0 or not self.tau > 0:
-            raise MRLError("loss weights must be >= 0, lr > 0 and tau > 0.")
+        if min(self.sim_weight, self.rank_weight, self.supervised_weight, self.label_weight, self.weight_decay) < 0 or not self.lr > 0 or not self.tau > 0:
+            raise MRLError("loss weights and weight_decay must be >= 0, lr > 0 and tau > 0.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise MRLError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.sim_weight == self.rank_weight == self.supervised_weight == self.label_weight == 0:
+            raise MRLError("every loss weight is 0, so nothing would be trained; set sim_weight/rank_weight (geometry), supervised_weight (pairs) or label_weight (labels).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,7 +137,7 @@ def _neighbour_table(x: np.ndarray, k: int) -> np.ndarray:
     return ids[:, 1:]
 
 
-def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike[str] | None = None, *, pairs: tuple[np.ndarray, np.ndarray] | None = None, overwrite: bool = False, inputs: list[Any] | None = None) -> AdaptorResult:
+def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike[str] | None = None, *, pairs: tuple[np.ndarray, np.ndarray] | None = None, labels: np.ndarray | None = None, overwrite: bool = False, inputs: list[Any] | None = None) -> AdaptorResult:
     """Train a :class:`MatryoshkaAdaptor` on frozen embeddings and save it to ``out_dir``.
 
     Args:
@@ -135,6 +146,8 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
         out_dir: folder for ``adaptor.safetensors`` + ``adaptor.json`` (None: do not save).
         pairs: optional ``(queries [P, D], documents [P, D])``, row ``i`` relevant to row ``i``,
             for the supervised ranking term (weight ``config.supervised_weight``).
+        labels: optional class ids ``[N]`` (int, ``0..C-1``), one per row of ``x``: the adaptor gets one
+            class head per prefix, trained with weight ``config.label_weight`` and saved with it.
         overwrite: replace an existing adaptor folder (only a previous adaptor, never other files).
         inputs: files the caller read ``x``/``pairs`` from; the save refuses to replace them.
 
@@ -153,43 +166,56 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
             raise MRLError(f"query and document embeddings must pair row for row (>= 2 rows), got {q.shape[0]} and {d.shape[0]}.")
     if cfg.supervised_weight and pairs is None:
         raise MRLError("supervised_weight > 0 needs query/document pairs; pass pairs=(queries, docs) or set it to 0.")
+    if labels is not None:
+        check_labels(labels, n, "class labels")
+        if cfg.label_weight <= 0:
+            raise MRLError("class labels were given but label_weight is 0, so they would be ignored; set label_weight > 0 (e.g. 1.0).")
+        if int(np.asarray(labels).max()) < 1:
+            raise MRLError("class labels hold a single class; a classifier needs at least 2 (ids 0..C-1).")
+    elif cfg.label_weight:
+        raise MRLError("label_weight > 0 needs class labels; pass labels=[N] integer ids or set it to 0.")
     if n < 2:
         raise MRLError("need at least 2 embeddings to fit an adaptor.")
     if dim < 2:
         raise MRLError(f"the embeddings have {dim} column; an adaptor needs vectors of at least 2 dims to nest prefixes.")
     out = Path(out_dir) if out_dir is not None else None
     if out is None:
-        return _fit_threads(x, cfg, dims, None, pairs, overwrite=overwrite, inputs=inputs)
+        return _fit_threads(x, cfg, dims, None, pairs, labels, overwrite=overwrite, inputs=inputs)
     with writer_lock(out):
         check_output(out, ADAPTOR_KIND, overwrite=overwrite, staged=True, inputs=inputs or [])  # fail before fitting
-        return _fit_threads(x, cfg, dims, out, pairs, overwrite=overwrite, inputs=inputs)
+        return _fit_threads(x, cfg, dims, out, pairs, labels, overwrite=overwrite, inputs=inputs)
 
 
-def _fit_threads(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, *, overwrite: bool, inputs: list[Any] | None) -> AdaptorResult:
+def _fit_threads(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, labels: np.ndarray | None, *, overwrite: bool, inputs: list[Any] | None) -> AdaptorResult:
     # The per-step tensors are small ([B, B] with B <= a few hundred): one thread is faster than
     # several, and on a shared machine several OpenMP threads can be 10x slower (spin-waiting).
     saved_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit(x, cfg, dims, out, pairs, overwrite=overwrite, inputs=inputs)
+        return _fit(x, cfg, dims, out, pairs, labels, overwrite=overwrite, inputs=inputs)
     finally:
         torch.set_num_threads(saved_threads)
 
 
-def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, *, overwrite: bool, inputs: list[Any] | None) -> AdaptorResult:
+def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, labels: np.ndarray | None, *, overwrite: bool, inputs: list[Any] | None) -> AdaptorResult:
     n, dim = x.shape
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    model = MatryoshkaAdaptor(dim, cfg.kind, cfg.hidden)
+    num_classes = int(np.asarray(labels).max()) + 1 if labels is not None else None
+    model = MatryoshkaAdaptor(dim, cfg.kind, cfg.hidden, num_classes=num_classes, head_dims=dims if num_classes else None)
     model.init_pca(xt)
     g = len(dims)
     geometry = _GeometryLoss(cfg)
     unsup = MatryoshkaEmbeddingLoss(dims, geometry, weighting=create_weighting(cfg.weighting, g, **cfg.weighting_kwargs))
     sup = MatryoshkaEmbeddingLoss(dims, lambda a, p: _in_batch(a, p, cfg.scale)) if pairs is not None and cfg.supervised_weight else None
-    params = list(model.parameters()) + list(unsup.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    classify = MatryoshkaLoss(dims, weighting=create_weighting(cfg.weighting, g, **cfg.weighting_kwargs)) if num_classes else None
+    yt = torch.as_tensor(np.asarray(labels, dtype=np.int64)) if labels is not None else None
+    dropout = torch.nn.Dropout(cfg.dropout)
+    geometric = bool(cfg.sim_weight or cfg.rank_weight)
+    params = [*model.parameters(), *unsup.parameters(), *(classify.parameters() if classify is not None else ())]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
 
     per_anchor = cfg.neighbours + 1
@@ -206,10 +232,18 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
         anchors = rng.choice(n, size=min(n_anchor, n), replace=False)
         idx = np.unique(np.concatenate([anchors, neigh[anchors].ravel()]))
         idx = idx[idx >= 0]
-        geometry.target = xn_full[idx] @ xn_full[idx].T
-        res = unsup(model(xt[idx]))
-        check_finite_loss(res, dims, f"step {step + 1}")
-        total = res.total
+        z = model(xt[idx])
+        parts: dict[str, Any] = {}  # history prefix -> per-dim losses of that term
+        total = z.new_zeros(())
+        if geometric:
+            geometry.target = xn_full[idx] @ xn_full[idx].T
+            res = unsup(z)
+            check_finite_loss(res, dims, f"step {step + 1}")
+            total, parts["loss"] = res.total, res.per_dim
+        if classify is not None and yt is not None and model.heads is not None:
+            cls_res = classify(model.heads(dropout(z)), yt[idx])
+            check_finite_loss(cls_res, dims, f"step {step + 1} (class heads)")
+            total, parts["ce"] = total + cfg.label_weight * cls_res.total, cls_res.per_dim
         if sup is not None and pq is not None and pd is not None:
             j = rng.choice(pq.shape[0], size=min(cfg.batch_size // 2, pq.shape[0]), replace=False)
             sup_res = sup(model(pq[j]), model(pd[j]))
@@ -222,13 +256,13 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
         if cfg.kind == "rotation":
             project_orthogonal_(model.linear.weight)
         if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "loss": float(total.item()), **{f"loss@{m}": float(v) for m, v in zip(dims, res.per_dim.tolist())}})
+            history.append({"step": step + 1, "loss": float(total.item()), **{f"{name}@{m}": float(v) for name, per_dim in parts.items() for m, v in zip(dims, per_dim.tolist())}})
     seconds = time.perf_counter() - t0
     model.eval()
     check_finite_weights(model, "adaptor")
     result = AdaptorResult(model=model, out_dir=out, seconds=seconds, steps=cfg.steps, history=history)
     if out is not None:
-        save_adaptor(model, cfg.to_dict(), out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "history": history}, overwrite=overwrite, inputs=inputs)
+        save_adaptor(model, cfg.to_dict(), out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "labelled_rows": 0 if labels is None else n, "history": history}, overwrite=overwrite, inputs=inputs)
     return result
 
 
