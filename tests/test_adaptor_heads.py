@@ -125,6 +125,12 @@ def test_cli_adapt_with_labels_then_cascade_fit_and_eval(tmp_path):
     before = (a / "cascade.json").read_bytes()
     res = runner.invoke(app, fit)
     assert res.exit_code == 2 and "--overwrite" in res.output and (a / "cascade.json").read_bytes() == before
+    # --holdout confirms the thresholds on rows the search never saw; it needs a confidence level.
+    res = runner.invoke(app, [*fit[:-4], "--holdout", "0.5", "--overwrite"])
+    assert res.exit_code == 2 and "pass --confidence too" in res.output and (a / "cascade.json").read_bytes() == before
+    res = runner.invoke(app, [*fit, "--holdout", "0.5", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((a / "cascade.json").read_text())["calibration"]["holdout"]["rows"] == 150
     # An adaptor without heads, and labels that do not match the embeddings, are refused.
     res = runner.invoke(app, ["adapt", str(tmp_path / "train.npy"), "--out", str(tmp_path / "plain"), "--dims", "2,4,...,32", "--steps", "5"])
     assert res.exit_code == 0, res.output

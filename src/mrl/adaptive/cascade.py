@@ -222,7 +222,8 @@ def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, 
             above ``-max_drop`` instead of the point estimate: thresholds then hold on new data with
             that probability (normal approximation) instead of only on the calibration split. The
             search keeps the cheapest thresholds that pass, and that selection makes the realised
-            coverage somewhat lower than nominal; more calibration rows make the hold stricter.
+            coverage lower than nominal (benchmarks/RESULTS.md, section cascade-holdout);
+            :func:`mrl.adaptive.holdout.fit_cascade_holdout` confirms them on rows the search never saw.
         n_candidates: quantiles of each stage's confidence tried as thresholds.
 
     Returns:

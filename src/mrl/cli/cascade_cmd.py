@@ -88,6 +88,7 @@ def cascade_fit(
     score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
     objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Hold the loss bound at this one-sided confidence (e.g. 0.95) instead of on the calibration split only."),
+    holdout: Optional[float] = typer.Option(None, help="With --confidence: search thresholds on the other rows and confirm them on this fraction (e.g. 0.5), so the threshold search cannot bias the bound; stricter, and usually more dims."),
     split: str = typer.Option("val", help="Calibration split (a run folder), or the name recorded for --features (an adaptor)."),
     features: Optional[Path] = typer.Option(None, help="Adaptor only: calibration embeddings .npy [N, D] (rows the adaptor was not fitted on)."),
     labels: Optional[Path] = typer.Option(None, help="Adaptor only: their class ids .npy [N]."),
@@ -102,11 +103,18 @@ def cascade_fit(
         raise MRLError(f"--max-drop is in percentage points, in [0, 100); got {max_drop}.")
     if score not in ("best", "maxprob", "margin"):
         raise MRLError(f"--score must be best, maxprob or margin, got {score!r}.")
+    if holdout is not None and confidence is None:
+        raise MRLError("--holdout confirms a confidence bound; pass --confidence too (e.g. --confidence 0.95).")
     guard, target, listed = _cascade_writer(model, out, overwrite)
     with guard as writer:
         logits, y, dims = _split_logits(model, split, data_root, features, labels)
         scores = ("maxprob", "margin") if score == "best" else (score,)
-        fits = [fit_cascade(logits, y, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
+        if holdout is None:
+            fits = [fit_cascade(logits, y, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
+        else:
+            from mrl.adaptive.holdout import fit_cascade_holdout
+
+            fits = [fit_cascade_holdout(logits, y, dims, max_drop=max_drop / 100.0, confidence_level=confidence, holdout=holdout, score=s, objective=objective) for s in scores]
         best = min(fits, key=lambda c: c.calibration["expected_cost"])
         for c in fits:
             console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
