@@ -88,7 +88,7 @@ def cascade_fit(
     score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
     objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Hold the loss bound at this one-sided confidence (e.g. 0.95) instead of on the calibration split only."),
-    holdout: Optional[float] = typer.Option(None, help="With --confidence: search thresholds on the other rows and confirm them on this fraction (e.g. 0.5), so the threshold search cannot bias the bound; stricter, and usually more dims."),
+    holdout: Optional[float] = typer.Option(None, help="With --confidence: search thresholds on the other rows and confirm them on this fraction (e.g. 0.5), so the threshold search cannot bias the bound; stricter, and usually more dims. With --score best the cheaper of two confirmed cascades is kept (up to twice the error rate); pass one --score for the strict level."),
     split: str = typer.Option("val", help="Calibration split (a run folder), or the name recorded for --features (an adaptor)."),
     features: Optional[Path] = typer.Option(None, help="Adaptor only: calibration embeddings .npy [N, D] (rows the adaptor was not fitted on)."),
     labels: Optional[Path] = typer.Option(None, help="Adaptor only: their class ids .npy [N]."),
