@@ -20,7 +20,7 @@ within 0.1 point of the full head with 95 % confidence (one-sided lower bound), 
 disjoint test split, against the most accurate single prefix and against the smallest single prefix
 at least as accurate as the cascade.
 
-    flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_manyclass.py --encoder benchmarks/out/text_ood/models/distill-general
+    flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_manyclass.py --encoder benchmarks/out/text_ood/models/distill-general --adaptor-seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ from mrl.train.adaptor import AdaptorConfig, fit_adaptor
 BF16 = bf16_pays("cpu")  # bf16 autocast only where the CPU computes it natively (AVX2-only: 6.4x slower than fp32)
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = [8, 16, 32, 64, 128, 256, 384]
-# How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).
 # The adaptor with class heads, chosen on the validation split: with the geometry terms kept
 # (sim/rank 1.0) the cascade exited at ~47 dims vs 30 to 53 without them, at higher accuracy.
 ADAPTOR = {"kind": "mlp", "hidden": 1024, "steps": 5000, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.3, "sim_weight": 1.0, "rank_weight": 1.0, "label_weight": 1.0, "neighbours": 7, "threads": 2}
 ADAPTOR_ROW = "Base + Matryoshka adaptor with class heads (trained on the labels), seed {seed}"
+# How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).
 ENCODER_COMMAND = "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one --only distill-general --steps 0 --batch 64 --train-seq-len 128 --threads 2   # the encoder (configs/text_distill.yaml)"
 
 
