@@ -65,8 +65,7 @@ def train_one(args: argparse.Namespace) -> bool:
         log(f"training {name}: {config.name} {' '.join(overrides)}")
         resume = any((folder / "checkpoints").glob("checkpoint-*"))
         res = train_text(cfg, folder, overwrite=not resume, resume=resume)
-        wall = read_json(folder / "matryoshka.json").get("wall_seconds", res.seconds)
-        log(f"{name}: {res.steps} encoder steps in {res.seconds:.0f}s; {wall:.0f}s in all (teacher encoding and projection fit included)")
+        log(f"{name}: {res.steps} encoder steps in {res.seconds:.0f}s; {res.wall_seconds:.0f}s in all (teacher encoding and projection fit included)")
         return True
     return False
 

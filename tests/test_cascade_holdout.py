@@ -8,7 +8,7 @@ import pytest
 from test_cascade import DIMS, synthetic_logits
 
 from mrl.adaptive.cascade import evaluate_cascade, fit_cascade
-from mrl.adaptive.holdout import fit_cascade_holdout, paired_lower_bound
+from mrl.adaptive.holdout import fit_cascade_holdout, holdout_lower_bound
 from mrl.errors import MRLError
 
 
@@ -33,7 +33,7 @@ def test_testing_stops_at_the_first_failure(monkeypatch) -> None:
 
     logits, labels = synthetic_logits(2000)
     verdicts = iter([0.0, -1.0, 0.0, 0.0])  # the second candidate fails; later ones would pass
-    monkeypatch.setattr(holdout, "paired_lower_bound", lambda *a, **k: next(verdicts))
+    monkeypatch.setattr(holdout, "holdout_lower_bound", lambda *a, **k: next(verdicts))
     casc = holdout.fit_cascade_holdout(logits, labels, DIMS, max_drop=0.002)
     tested = casc.calibration["holdout"]["tested"]
     assert [t["passed"] for t in tested] == [True, False]
@@ -44,7 +44,7 @@ def test_nothing_confirmed_means_always_full_width(monkeypatch) -> None:
     import mrl.adaptive.holdout as holdout
 
     logits, labels = synthetic_logits(2000)
-    monkeypatch.setattr(holdout, "paired_lower_bound", lambda *a, **k: -1.0)
+    monkeypatch.setattr(holdout, "holdout_lower_bound", lambda *a, **k: -1.0)
     casc = holdout.fit_cascade_holdout(logits, labels, DIMS, max_drop=0.002)
     assert casc.calibration["holdout"]["accepted"] is None and len(casc.calibration["holdout"]["tested"]) == 1
     assert all(t == np.inf for t in casc.thresholds[:-1]) and casc.thresholds[-1] == -np.inf
@@ -55,10 +55,10 @@ def test_nothing_confirmed_means_always_full_width(monkeypatch) -> None:
 def test_paired_lower_bound_matches_the_fit_criterion() -> None:
     logits, labels = synthetic_logits(3000)
     casc = fit_cascade(logits, labels, DIMS, max_drop=0.002, confidence_level=0.95)
-    assert paired_lower_bound(casc, logits, labels, 0.95) >= -0.002 - 1e-12  # what fit_cascade enforced
+    assert holdout_lower_bound(casc, logits, labels, 0.95) >= -0.002 - 1e-12  # what fit_cascade enforced
     full = fit_cascade(logits, labels, DIMS, max_drop=0.0)
     full.thresholds = (*([np.inf] * (len(DIMS) - 1)), -np.inf)
-    assert paired_lower_bound(full, logits, labels, 0.95) == 0.0
+    assert holdout_lower_bound(full, logits, labels, 0.95) == 0.0
 
 
 def test_bad_settings_are_refused() -> None:

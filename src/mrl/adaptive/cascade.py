@@ -207,6 +207,19 @@ def _best_for_stage(g: int, cand: np.ndarray, thresholds: np.ndarray, conf: np.n
     return float(cand[best]), float(cost[best]), int(n_correct[best])
 
 
+def paired_lower_bound(n_correct: Any, full_correct: int, n_disagree: Any, n: int, z: float) -> np.ndarray:
+    """One-sided lower bound of (cascade accuracy - full-head accuracy), as a fraction, from counts.
+
+    Per sample the paired difference is -1, 0 or +1, so its mean is ``(n_correct - full_correct) / n``
+    and its mean square is ``n_disagree / n`` (samples where the two are not both right or both
+    wrong); the bound is the mean minus ``z`` standard errors (normal approximation).
+    Shape: ``n_correct`` and ``n_disagree`` scalars or ``[K]`` (one per candidate) -> same shape.
+    """
+    diff = (np.asarray(n_correct, dtype=np.float64) - full_correct) / n
+    se = np.sqrt(np.maximum(np.asarray(n_disagree, dtype=np.float64) / n - diff**2, 0.0) / n)
+    return diff - z * se
+
+
 def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, max_drop: float = 0.001, score: str = "maxprob", objective: str = "cumulative", confidence_level: float | None = None, n_candidates: int = 200, max_passes: int = 10) -> Cascade:
     """Learn per-stage thresholds on a calibration split.
 
@@ -245,9 +258,7 @@ def fit_cascade(logits: np.ndarray, labels: np.ndarray, dims: Sequence[int], *, 
     z = NormalDist().inv_cdf(confidence_level) if confidence_level is not None else 0.0
 
     def feasible_fn(n_correct: np.ndarray, n_disagree: np.ndarray) -> np.ndarray:
-        diff = (np.asarray(n_correct, dtype=np.float64) - full_correct) / N  # mean paired difference
-        se = np.sqrt(np.maximum(np.asarray(n_disagree, dtype=np.float64) / N - diff**2, 0.0) / N)
-        return diff - z * se >= -max_drop - 1e-12
+        return paired_lower_bound(n_correct, full_correct, n_disagree, N, z) >= -max_drop - 1e-12
 
     def evaluate(th: np.ndarray) -> tuple[float, int, bool]:
         ex = exit_stages(conf, th)

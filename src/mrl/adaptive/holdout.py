@@ -30,27 +30,24 @@ from statistics import NormalDist
 
 import numpy as np
 
-from mrl.adaptive.cascade import Cascade, _check_logits, fit_cascade
-from mrl.adaptive.cost import cumulative_dims
+from mrl.adaptive.cascade import Cascade, _check_logits, evaluate_cascade, fit_cascade, paired_lower_bound
 from mrl.errors import MRLError
 from mrl.nesting import validate_dims
 
 LADDER = (0.0, 0.25, 0.5, 1.0)
 
 
-def paired_lower_bound(cascade: Cascade, logits: np.ndarray, labels: np.ndarray, confidence_level: float) -> float:
-    """One-sided lower confidence bound of (cascade accuracy - full-head accuracy), as a fraction.
+def holdout_lower_bound(cascade: Cascade, logits: np.ndarray, labels: np.ndarray, confidence_level: float) -> float:
+    """One-sided lower confidence bound of (cascade accuracy - full-head accuracy) on these rows, as a
+    fraction: the bound :func:`fit_cascade` enforces (:func:`mrl.adaptive.cascade.paired_lower_bound`).
 
-    Shape: logits ``[G, N, C]``, labels ``[N]``. Per sample the difference is -1, 0 or +1; the bound
-    is its mean minus ``z`` standard errors (normal approximation), as :func:`fit_cascade` uses.
+    Shape: logits ``[G, N, C]``, labels ``[N]``.
     """
     pred, _ = cascade.predict(logits)
     labels = np.asarray(labels)
-    diff = (pred == labels).astype(np.float64) - (logits[-1].argmax(axis=-1) == labels)
-    n = diff.shape[0]
-    mean = float(diff.mean())
-    se = float(np.sqrt(max(float((diff**2).mean()) - mean**2, 0.0) / n))
-    return mean - NormalDist().inv_cdf(confidence_level) * se
+    right, full_right = pred == labels, logits[-1].argmax(axis=-1) == labels
+    z = NormalDist().inv_cdf(confidence_level)
+    return float(paired_lower_bound(int(right.sum()), int(full_right.sum()), int((right != full_right).sum()), labels.shape[0], z))
 
 
 def fit_cascade_holdout(
@@ -105,21 +102,20 @@ def fit_cascade_holdout(
     always_full = Cascade(dims=dims, thresholds=(*([np.inf] * (len(dims) - 1)), -np.inf), score=score, objective=objective, max_drop=max_drop)
     accepted, accepted_factor, tested = always_full, None, []
     for factor, casc in ranked:
-        bound = paired_lower_bound(casc, logits[:, hold], labels[hold], confidence_level)
+        bound = holdout_lower_bound(casc, logits[:, hold], labels[hold], confidence_level)
         passed = bound >= -max_drop - 1e-12
         tested.append({"max_drop_factor": factor, "search_expected_cost": casc.calibration["expected_cost"], "holdout_lower_bound": bound, "passed": passed})
         if not passed:
             break
         accepted, accepted_factor = casc, factor
-    pred, exits = accepted.predict(logits[:, hold])
-    cost_of = cumulative_dims(dims).astype(np.float64) if accepted.objective == "cumulative" else np.asarray(dims, dtype=np.float64)
+    report = evaluate_cascade(accepted, logits[:, hold], labels[hold])
     accepted.max_drop = max_drop
     accepted.calibration = {
         "n": n,
         "search_rows": len(search),
-        "full_accuracy": float((logits[-1, hold].argmax(-1) == labels[hold]).mean()),
-        "accuracy": float((pred == labels[hold]).mean()),
-        "expected_cost": float(cost_of[exits].mean()),
+        "full_accuracy": report["full_accuracy"],
+        "accuracy": report["accuracy"],
+        "expected_cost": report["expected_cost"] if accepted.objective == "cumulative" else report["expected_dim"],
         "objective": accepted.objective,
         "confidence_level": confidence_level,
         "holdout": {"rows": n_hold, "seed": seed, "accepted": accepted_factor, "tested": tested},

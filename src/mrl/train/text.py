@@ -161,13 +161,15 @@ def load_training_pairs(cfg: TextTrainConfig) -> PairSet:
 
 @dataclass
 class TextTrainResult:
-    """``steps``, ``seconds`` (Trainer wall-clock), ``steps_per_s``, ``history`` (logged rows)."""
+    """``steps``, ``seconds`` (Trainer wall-clock), ``steps_per_s``, ``history`` (logged rows),
+    ``wall_seconds`` (the whole call: teacher encoding, projection fit and the steps)."""
 
     out_dir: Path
     steps: int
     seconds: float
     steps_per_s: float
     history: list[dict[str, float]]
+    wall_seconds: float = float("nan")
 
 
 def _device(name: str) -> str:
@@ -245,6 +247,7 @@ def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...])
     d_in, d_out = x.shape[1], dims[-1]
     if d_out > d_in:
         raise MRLError(f"matryoshka_dims end at {d_out} but the base model is {d_in}-d; a PCA/adaptor projection cannot add dimensions: end the dims at <= {d_in}.")
+
     def fitted(kind: str) -> MatryoshkaAdaptor:
         config = AdaptorConfig(sorted(set(dims) | {d_in}), kind=kind, steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads)
         return fit_adaptor(x, config).model
@@ -378,7 +381,7 @@ def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool
     wall = time.perf_counter() - t_start
     info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": wall - seconds, "wall_seconds": wall})
     _save_final(cfg, trained, loss, out, dims, info, history, writer)
-    return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history)
+    return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history, wall_seconds=wall)
 
 
 def freeze_lower_layers(model: SentenceTransformer, train_layers: int) -> None:

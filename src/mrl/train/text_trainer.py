@@ -112,8 +112,8 @@ class _ProgressCallback(TrainerCallback):
 
 class OrthogonalProjection(TrainerCallback):
     """Keeps a linear layer's weight orthogonal (orthonormal rows) during training: after every
-    optimizer step it is replaced by its nearest orthogonal matrix, the polar factor ``U V^T`` of
-    its SVD ``U S V^T`` (projected gradient descent onto the Stiefel manifold).
+    optimizer step it is replaced by its nearest orthogonal matrix, its polar factor
+    (:func:`mrl.models.rotation.project_orthogonal_`: projected gradient descent onto the Stiefel manifold).
 
     With no bias, such a layer changes no cosine between full-width embeddings: the student's
     full-width rankings then move only where the encoder itself moves. Checkpoints hold the plain,
