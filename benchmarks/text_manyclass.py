@@ -9,6 +9,9 @@ The encoder is frozen: texts (``lemma: definition``) are encoded once (cached). 
   mrl.train.adaptor), its heads saved with it;
 * Matryoshka encoder: the label-free default recipe's model (its prefixes were trained to keep the
   teacher's similarity structure; no class label was used) + one linear probe per prefix;
+* Matryoshka encoder trained on the labels (``--classify-encoder``): all-MiniLM-L6-v2 fine-tuned with
+  one class head per prefix (``loss: classify``, ``configs/text_classify_wordnet.yaml``; the MRL
+  objective on the encoder itself), read through its own saved heads;
 * FF-style: the base all-MiniLM-L6-v2 truncated to d + one linear probe per d;
 * PCA: base embeddings projected on the top-d principal axes (fitted on train) + one probe per d.
 
@@ -53,6 +56,8 @@ DIMS = [8, 16, 32, 64, 128, 256, 384]
 # (sim/rank 1.0) the cascade exited at ~47 dims vs 30 to 53 without them, at higher accuracy.
 ADAPTOR = {"kind": "mlp", "hidden": 1024, "steps": 5000, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.3, "sim_weight": 1.0, "rank_weight": 1.0, "label_weight": 1.0, "neighbours": 7, "threads": 2}
 ADAPTOR_ROW = "Base + Matryoshka adaptor with class heads (trained on the labels), seed {seed}"
+CLASSIFY_ROW = "Matryoshka encoder trained on the labels (loss: classify{extra}), its own heads"  # extra: the recipe's non-default self_distill
+CLASSIFY_COMMAND = "flock /work/coord/cpu.lock .venv/bin/mrl train --config configs/text_classify_wordnet.yaml --out {out} --set threads=2{sets}   # a label-trained encoder"
 # How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).
 ENCODER_COMMAND = "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one --only distill-general --steps 0 --batch 64 --train-seq-len 128 --threads 2   # the encoder (configs/text_distill.yaml)"
 
@@ -98,6 +103,8 @@ def main() -> None:
     ap.add_argument("--max-per-class", type=int, default=1000)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--adaptor-seeds", type=int, nargs="+", default=[0, 1, 2], help="One adaptor row per seed (its init, batches and dropout).")
+    ap.add_argument("--classify-encoder", type=Path, nargs="+", default=[], help="Models trained with loss: classify on this task (configs/text_classify_wordnet.yaml): one row each, read through its saved heads.")
+    ap.add_argument("--only-classify", action="store_true", help="Keep the other rows of --out/results.json and (re)compute the --classify-encoder row alone.")
     ap.add_argument("--no-results", action="store_true")
     ap.add_argument("--base-only", action="store_true", help="Only encode with the base model (fills the cache while the encoder trains).")
     ap.add_argument("--write-results", action="store_true", help="Write the RESULTS section from --out/results.json (no computation).")
@@ -111,6 +118,18 @@ def main() -> None:
     c = len(task.class_names)
     log(f"{c} classes at depth {task.depth}; train {len(task.train)}, calibration {len(task.calibration)}, test {len(task.test)}")
     splits = {"train": task.train, "calibration": task.calibration, "test": task.test}
+    if args.only_classify:
+        from mrl.io import read_json
+
+        if not args.classify_encoder:
+            raise SystemExit("--only-classify needs --classify-encoder.")
+        doc = read_json(args.out / "results.json")
+        doc["rows"] = {k: v for k, v in doc["rows"].items() if "train" not in v}  # earlier label-trained encoder rows are replaced
+        doc["rows"].update(dict(classify_row(e, task, args) for e in args.classify_encoder))
+        write_json(args.out / "results.json", doc)
+        if not args.no_results:
+            write_results(doc["rows"], task, args)
+        return
     enc = {}
     for name, model in (("base", "all-MiniLM-L6-v2"),) if args.base_only else (("mrl", str(args.encoder)), ("base", "all-MiniLM-L6-v2")):
         enc[name] = {s: cached_encode(model, sp.texts, args.out / "cache", max_seq_length=args.seq_len, bf16=BF16, progress=False) for s, sp in splits.items()}
@@ -127,6 +146,7 @@ def main() -> None:
         label = ADAPTOR_ROW.format(seed=seed)
         rows[label] = score_row(label, fitted.model.logits(enc["base"]["calibration"]), fitted.model.logits(enc["base"]["test"]), y)
         rows[label]["fit_seconds"] = adaptor_seconds
+    rows.update(dict(classify_row(e, task, args) for e in args.classify_encoder))
     pca = pca_transform(enc["base"]["train"], enc["base"]["train"], enc["base"]["calibration"], enc["base"]["test"])
     for label, (tr, ca, te), norm in (
         ("Matryoshka encoder (label-free default recipe) + heads", (enc["mrl"]["train"], enc["mrl"]["calibration"], enc["mrl"]["test"]), True),
@@ -139,8 +159,82 @@ def main() -> None:
         write_results(rows, task, args)
 
 
+def classify_row(encoder: Path, task, args: argparse.Namespace) -> tuple[str, dict]:
+    """(label, row) of a ``loss: classify`` model: its saved heads on its own calibration/test embeddings."""
+    from mrl.io import read_json
+    from mrl.models.text_heads import load_text_heads
+
+    heads = load_text_heads(encoder)
+    if heads.class_names != task.class_names:
+        raise SystemExit(f"{encoder} was trained on other classes than this task's {len(task.class_names)}; train it on dataset: wordnet-classes.")
+    y = {s: np.asarray(task.split(s).labels) for s in ("calibration", "test")}
+    # max_seq_length None: the model's own (as it was trained)
+    logits = {s: heads.logits(cached_encode(str(encoder), task.split(s).texts, args.out / "cache", max_seq_length=None, bf16=BF16, progress=False)) for s in y}
+    info = read_json(encoder / "matryoshka.json")
+    sd = float(info["config"].get("self_distill", 0.0))
+    label = CLASSIFY_ROW.format(extra=f", self_distill {sd:g}" if sd else "")
+    row = score_row(label, logits["calibration"], logits["test"], y)
+    row["budgets"] = budget_sweep(logits["calibration"], logits["test"], y)
+    row["train"] = {k: info.get(k) for k in ("steps", "seconds", "wall_seconds", "device", "bf16", "threads", "train_texts")} | {
+        "epochs": info["config"]["epochs"],
+        "batch_size": info["config"]["batch_size"],
+        "max_seq_length": info["config"]["max_seq_length"],
+        "self_distill": sd,
+        "path": str(encoder),
+    }
+    return label, row
+
+
+BUDGETS = (0.1, 0.25, 0.5, 1.0)  # accuracy budgets (points vs the full head) of the sweep
+
+
+def budget_sweep(cal_logits: np.ndarray, test_logits: np.ndarray, y: dict[str, np.ndarray]) -> list[dict]:
+    """Where the cascade's cost goes: for each budget, the cascade held at 95 % (and one fitted on
+    calibration alone, no bound) and its test accuracy and expected dims. Shape: logits ``[G, N, C]``."""
+    out = []
+    for budget in BUDGETS:
+        for conf in (0.95, None):
+            fits = [fit_cascade(cal_logits, y["calibration"], DIMS, max_drop=budget / 100, confidence_level=conf, objective="final", score=score) for score in ("maxprob", "margin")]
+            rep = evaluate_cascade(min(fits, key=lambda f: f.calibration["expected_cost"]), test_logits, y["test"])
+            out.append({"budget": budget, "confidence": conf, "accuracy": rep["accuracy"], "full_accuracy": rep["full_accuracy"], "expected_dim": rep["expected_dim"]})
+    return out
+
+
+def classify_text(trained: list[dict]) -> str:
+    """How the label-trained encoder rows were trained (from their matryoshka.json)."""
+    t = trained[0]
+    cost = ", ".join(f"{r['wall_seconds'] / 60:.1f} min" + (f" (self_distill {r['self_distill']:g})" if r["self_distill"] else "") for r in trained)
+    return (
+        f"**Label-trained encoder rows**: all-MiniLM-L6-v2 fine-tuned end to end with one linear class head per prefix (`loss: classify`, `configs/text_classify_wordnet.yaml`: Matryoshka cross-entropy, uniform weights,"
+        f" label smoothing 0.1; `self_distill` adds each smaller head's KL to the full head), {t['epochs']} epochs over the {t['train_texts']} training texts = {t['steps']} steps x batch {t['batch_size']}, max_seq_length {t['max_seq_length']},"
+        f" on the 2-core CPU ({t['device']}, {t['threads']} threads, {'bf16' if t['bf16'] else 'fp32'}): {cost}; one seed (0) each. Their rows are read through the heads trained with them; no probe is refitted."
+    )
+
+
+def budget_table(rows: dict) -> list[str]:
+    """The budget sweep of the label-trained encoder rows (expected dims vs accuracy given up)."""
+    lines = [
+        "",
+        "### Cascade budget vs saving (label-trained encoder rows; calibration -> test)",
+        "",
+        "| encoder | budget (points) | bound | test accuracy | full head | expected dims | dims saved vs full width |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, r in rows.items():
+        for b in r.get("budgets", []):
+            bound = "95 % confidence" if b["confidence"] else "calibration only"
+            lines.append(f"| {label} | {b['budget']:g} | {bound} | {100 * b['accuracy']:.2f} | {100 * b['full_accuracy']:.2f} | {b['expected_dim']:.1f} | {DIMS[-1] / b['expected_dim']:.1f}x |")
+    return lines
+
+
+ROW_ORDER = ("Base + Matryoshka adaptor", "Matryoshka encoder trained on the labels", "Matryoshka encoder (label-free", "Base truncated", "Base + PCA")
+
+
 def write_results(rows: dict, task, args: argparse.Namespace) -> None:
     from results_md import replace_section
+
+    # results.json stores rows with sorted keys; the tables keep one order: label-trained rows first
+    rows = dict(sorted(rows.items(), key=lambda kv: (next((i for i, p in enumerate(ROW_ORDER) if kv[0].startswith(p)), len(ROW_ORDER)), kv[0])))
 
     lines = ["| head on | " + " | ".join(f"d={d}" for d in DIMS) + " |", "|---|" + "---|" * len(DIMS)]
     for label, r in rows.items():
@@ -160,20 +254,24 @@ def write_results(rows: dict, task, args: argparse.Namespace) -> None:
             f"- {label}: {ratio:.1f}x fewer expected dims than the best single prefix at {loss:.2f} points accuracy loss (target >= 3.5x at <= 0.1: {'met' if ratio >= 3.5 and loss <= 0.1 else 'MISSED'});"
             f" vs the full head (what the 95 % bound holds): {-c['drop_points']:+.2f} points."
         )
+    trained = [r for r in rows.values() if "train" in r]
     body = [
         "## Text: many-class adaptive classification (WordNet hypernym categories)",
         "",
         f"Task (mrl.data.wordnet_classes): WordNet 3.0 noun synsets labelled by their hypernym at depth {task.depth}: {len(task.class_names)} categories (>= 50 members each, at most {args.max_per_class} per category),"
         f" split by synset: train {len(task.train)}, calibration {len(task.calibration)}, test {len(task.test)}. Text = `lemma: definition`, max_seq_length {args.seq_len}, {'bf16' if BF16 else 'fp32'} encode.",
-        "The encoder is frozen and encoded once. "
+        "Except in the label-trained encoder row, the encoder is frozen and encoded once. "
         f"**Adaptor row**: a residual-MLP Matryoshka adaptor over the base model's vectors with one class head per prefix, trained on the train split's labels (`mrl adapt --labels`; {', '.join(f'{k}={v}' for k, v in ADAPTOR.items())}; fitted in {min(r['fit_seconds'] for r in rows.values() if 'fit_seconds' in r):.0f}–{max(r['fit_seconds'] for r in rows.values() if 'fit_seconds' in r):.0f} s on 2 threads; settings chosen on the validation split with seed 0). "
         "**Other rows**: one linear softmax probe per prefix fitted on the cached train embeddings (L-BFGS, mrl.evaluate.probe). "
         "The Matryoshka encoder is the default recipe's model fitted label-free on WordNet training text (`benchmarks/text_ood.py`, `distill-general`); no class label reached the encoder.",
+        *([classify_text([r["train"] for r in trained])] if trained else []),
         "Cascade: thresholds on max-softmax or top-2 margin (the cheaper on calibration) fitted on calibration (accuracy within 0.1 point of the full head, held at 95 % confidence), reported on the disjoint test split. 2-core CPU, seed 0.",
         "",
         "```",
         *([ENCODER_COMMAND] if args.encoder.name == "distill-general" else []),
-        f"flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_manyclass.py --encoder {args.encoder} --max-per-class {args.max_per_class} --adaptor-seeds {' '.join(map(str, args.adaptor_seeds))}",
+        *[CLASSIFY_COMMAND.format(out=r["train"]["path"], sets=f" --set self_distill={r['train']['self_distill']:g}" if r["train"]["self_distill"] else "") for r in trained],
+        f"flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_manyclass.py --encoder {args.encoder} --max-per-class {args.max_per_class} --adaptor-seeds {' '.join(map(str, args.adaptor_seeds))}"
+        + (" --classify-encoder " + " ".join(r["train"]["path"] for r in trained) if trained else ""),
         "```",
         "",
         "### Test top-1 accuracy (%) per dim",
@@ -185,6 +283,7 @@ def write_results(rows: dict, task, args: argparse.Namespace) -> None:
         *casc,
         "",
         *verdicts,
+        *(budget_table(rows) if trained else []),
     ]
     replace_section("text-manyclass", "\n".join(body))
 

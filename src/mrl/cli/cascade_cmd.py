@@ -38,11 +38,38 @@ def _adaptor_logits(model: Path, features: Optional[Path], labels: Optional[Path
     return adaptor.logits(x), y, adaptor.head_dims
 
 
-def _split_logits(model: Path, split: str, data_root: Optional[Path], features: Optional[Path] = None, labels: Optional[Path] = None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def _is_text_model(model: Path) -> bool:
+    from mrl.models.text_heads import HEADS_FILE
+
+    return model.is_dir() and (model / HEADS_FILE).is_file()
+
+
+def _text_logits(model: Path, texts: Optional[str], data_root: Optional[Path]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Logits ``[G, N, C]`` of a text model's class heads (``loss: classify``) on labelled texts."""
+    from mrl.data.labelled_texts import load_labelled_texts
+    from mrl.models.text import load_sentence_transformer
+    from mrl.models.text_encode import encode_texts
+    from mrl.models.text_heads import load_text_heads
+
+    if texts is None:
+        raise MRLError("a text model's cascade reads labelled texts: pass --texts FILE.jsonl ({\"text\": ..., \"label\": ...} lines the model was not trained on) or --texts wordnet-classes:calibration.")
+    heads = load_text_heads(model)
+    data = load_labelled_texts(texts, class_names=heads.class_names, data_root=data_root)
+    emb = encode_texts(load_sentence_transformer(model), data.texts, progress=False)
+    return heads.logits(emb), data.labels, heads.dims
+
+
+def _split_logits(model: Path, split: str, data_root: Optional[Path], features: Optional[Path] = None, labels: Optional[Path] = None, texts: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     from mrl.data.registry import load_image_data
     from mrl.evaluate.perdim import encode_split
     from mrl.train.checkpoint import load_model
 
+    if _is_text_model(model):
+        if features is not None or labels is not None:
+            raise MRLError("a text model's cascade encodes labelled texts itself; pass --texts instead of --features/--labels.")
+        return _text_logits(model, texts, data_root)
+    if texts is not None:
+        raise MRLError(f"--texts is for a text model trained with `loss: classify` (a folder with class heads); {model} is not one.")
     if _is_adaptor(model):
         return _adaptor_logits(model, features, labels)
     if features is not None or labels is not None:
@@ -67,12 +94,13 @@ def _cascade_writer(model: Path, out: Optional[Path], overwrite: bool):
     from mrl.adaptive.cascade import CASCADE_NAME
     from mrl.io import open_files, open_output, read_manifest
     from mrl.models.adaptor import ADAPTOR_KIND
+    from mrl.models.text import TEXT_MODEL_KIND
     from mrl.train.loop import RUN_KIND
 
     run = _model_dir(model)
     if out is None or out.resolve() == (run / CASCADE_NAME).resolve():
         man = read_manifest(run / "manifest.json") if (run / "manifest.json").is_file() else None
-        if man is not None and man.get("format") in (RUN_KIND, ADAPTOR_KIND):
+        if man is not None and man.get("format") in (RUN_KIND, ADAPTOR_KIND, TEXT_MODEL_KIND):
             if (run / CASCADE_NAME).exists() and not overwrite:
                 raise MRLError(f"{run / CASCADE_NAME} already exists; pass --overwrite to replace it, or choose another --out.")
             return open_output(run, man["format"], append=True), run / CASCADE_NAME, True
@@ -83,7 +111,7 @@ def _cascade_writer(model: Path, out: Optional[Path], overwrite: bool):
 @app.command("fit")
 @friendly
 def cascade_fit(
-    model: Path = typer.Argument(..., help="Run folder (or model.safetensors) of a Matryoshka classifier, or an adaptor folder with class heads (`mrl adapt --labels`)."),
+    model: Path = typer.Argument(..., help="Run folder (or model.safetensors) of a Matryoshka classifier, an adaptor folder with class heads (`mrl adapt --labels`), or a text model trained with `loss: classify`."),
     max_drop: float = typer.Option(0.1, "--max-drop", help="Allowed accuracy loss vs the full-D head, in percentage points."),
     score: str = typer.Option("best", help="Confidence: maxprob, margin, or best (fit both, keep the cheaper)."),
     objective: str = typer.Option("cumulative", help="Minimise 'cumulative' cost (dims of every head evaluated) or the 'final' exit dim."),
@@ -92,6 +120,7 @@ def cascade_fit(
     split: str = typer.Option("val", help="Calibration split (a run folder), or the name recorded for --features (an adaptor)."),
     features: Optional[Path] = typer.Option(None, help="Adaptor only: calibration embeddings .npy [N, D] (rows the adaptor was not fitted on)."),
     labels: Optional[Path] = typer.Option(None, help="Adaptor only: their class ids .npy [N]."),
+    texts: Optional[str] = typer.Option(None, help="Text model with class heads only: calibration texts, a .jsonl of {\"text\", \"label\"} lines (not the training rows) or wordnet-classes:calibration."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Thresholds JSON (default: cascade.json next to the model)."),
     data_root: Optional[Path] = typer.Option(None),
     overwrite: bool = flag(False, "--overwrite"),
@@ -107,7 +136,7 @@ def cascade_fit(
         raise MRLError("--holdout confirms a confidence bound; pass --confidence too (e.g. --confidence 0.95).")
     guard, target, listed = _cascade_writer(model, out, overwrite)
     with guard as writer:
-        logits, y, dims = _split_logits(model, split, data_root, features, labels)
+        logits, y, dims = _split_logits(model, split, data_root, features, labels, texts)
         scores = ("maxprob", "margin") if score == "best" else (score,)
         if holdout is None:
             fits = [fit_cascade(logits, y, dims, max_drop=max_drop / 100.0, score=s, objective=objective, confidence_level=confidence) for s in scores]
@@ -118,11 +147,17 @@ def cascade_fit(
         best = min(fits, key=lambda c: c.calibration["expected_cost"])
         for c in fits:
             console.print(f"{c.score:8s}: calibration accuracy {100 * c.calibration['accuracy']:.2f} (full {100 * c.calibration['full_accuracy']:.2f}), expected {objective} cost {c.calibration['expected_cost']:.1f}")
-        best.calibration["split"] = split
+        best.calibration["split"] = split if texts is None else texts
         if features is not None:
             from mrl.io import sha256_file
 
             best.calibration["features_sha256"] = sha256_file(features)  # `cascade eval` refuses the same rows
+        if texts is not None:
+            from mrl.io import sha256_file
+
+            best.calibration["texts"] = texts
+            if Path(texts).is_file():
+                best.calibration["texts_sha256"] = sha256_file(Path(texts))
         if listed:  # listed in the run folder's manifest
             with writer.file(target.name) as path:
                 best.save(path)
@@ -134,11 +169,12 @@ def cascade_fit(
 @app.command("eval")
 @friendly
 def cascade_eval(
-    model: Path = typer.Argument(..., help="Run folder (or model.safetensors), or an adaptor folder with class heads."),
+    model: Path = typer.Argument(..., help="Run folder (or model.safetensors), an adaptor folder with class heads, or a text model trained with `loss: classify`."),
     cascade: Optional[Path] = typer.Option(None, help="Thresholds JSON (default: cascade.json next to the model)."),
     split: str = typer.Option("test", help="Report split (disjoint from the calibration split), or the name recorded for --features (an adaptor)."),
     features: Optional[Path] = typer.Option(None, help="Adaptor only: report embeddings .npy [N, D], disjoint from the calibration rows."),
     labels: Optional[Path] = typer.Option(None, help="Adaptor only: their class ids .npy [N]."),
+    texts: Optional[str] = typer.Option(None, help="Text model with class heads only: report texts (.jsonl of {\"text\", \"label\"} lines or wordnet-classes:test), disjoint from the calibration texts."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON."),
     data_root: Optional[Path] = typer.Option(None),
     overwrite: bool = flag(False, "--overwrite"),
@@ -150,7 +186,7 @@ def cascade_eval(
     from mrl.io import open_files, write_json
 
     casc_path = cascade or _model_dir(model) / CASCADE_NAME
-    guard = open_files(out, "mrl.cascade-report", overwrite=overwrite, inputs=[model, casc_path, _model_dir(model) / "model.safetensors", features, labels], sidecar=False) if out is not None else contextlib.nullcontext()
+    guard = open_files(out, "mrl.cascade-report", overwrite=overwrite, inputs=[model, casc_path, _model_dir(model) / "model.safetensors", features, labels, Path(texts) if texts else None], sidecar=False) if out is not None else contextlib.nullcontext()
     with guard:
         casc = Cascade.load(casc_path)
         if features is not None and "features_sha256" in casc.calibration:
@@ -158,9 +194,14 @@ def cascade_eval(
 
             if casc.calibration["features_sha256"] == sha256_file(features):
                 raise MRLError(f"the cascade was calibrated on {features} itself; report on disjoint rows (another --features file).")
+        elif texts is not None and "texts" in casc.calibration:
+            from mrl.io import sha256_file
+
+            if casc.calibration["texts"] == texts or (Path(texts).is_file() and casc.calibration.get("texts_sha256") == sha256_file(Path(texts))):
+                raise MRLError(f"the cascade was calibrated on {texts} itself; report on disjoint texts (e.g. --texts wordnet-classes:test or another file).")
         elif casc.calibration.get("split") == split:
             raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
-        logits, y, dims = _split_logits(model, split, data_root, features, labels)
+        logits, y, dims = _split_logits(model, split, data_root, features, labels, texts)
         if tuple(casc.dims) != tuple(dims):
             raise MRLError(f"the cascade {casc_path} was fit for dims {list(casc.dims)} but the model has heads at {list(dims)}; refit it with `mrl cascade fit` on this model.")
         rep = evaluate_cascade(casc, logits, y)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,16 +50,24 @@ def _read_txt(path: Path) -> list[str]:
     return [line.strip() for _, line in _decoded_lines(path) if line.strip()]
 
 
-def _read_jsonl(path: Path) -> list[str]:
-    texts: list[str] = []
-    seen_ids: dict[str, int] = {}
+def json_lines(path: Path, expected: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` of every non-blank line of a strictly UTF-8 JSONL file.
+
+    ``expected`` names the line shape in the error for a malformed line (e.g. ``an object like {"text": ...}``).
+    """
     for lineno, line in _decoded_lines(path):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg}); each line must be an object like {{\"text\": ...}} or a JSON string.") from exc
+            raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg}); each line must be {expected}.") from exc
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    texts: list[str] = []
+    seen_ids: dict[str, int] = {}
+    for lineno, obj in json_lines(path, 'an object like {"text": ...} or a JSON string'):
         if isinstance(obj, str):
             text = obj.strip()
         elif isinstance(obj, dict):

@@ -1,7 +1,7 @@
 """Matryoshka training of sentence-transformers encoders on the sentence-transformers Trainer.
 
 ``train_text(config, out_dir)`` builds a ``SentenceTransformerTrainer`` run from a ``task: text``
-recipe (:class:`TextTrainConfig`). Two families of ``loss``:
+recipe (:class:`TextTrainConfig`). Three families of ``loss``:
 
 * ``distill`` (the default recipe, ``configs/text_distill.yaml``): label-free adaptation that keeps the
   base model. The frozen base model (or ``teacher``) embeds the user's own texts once; the student is
@@ -11,6 +11,9 @@ recipe (:class:`TextTrainConfig`). Two families of ``loss``:
   neighbour-structured batches (:class:`mrl.train.text_losses.PrefixDistillLoss`).
 * ``mnrl``, ``cached_mnrl``, ``cosent``, ``mse_distill``: sentence-transformers' ``MatryoshkaLoss``
   around that base loss, on pairs (WordNet or a pair file) or, for ``mse_distill``, texts.
+* ``classify``: Matryoshka cross-entropy of one class head per prefix on labelled texts
+  (``wordnet-classes`` or a ``.jsonl`` of text/label; :mod:`mrl.train.text_classify`); the heads are
+  saved in the model folder (``matryoshka_heads.safetensors``) for ``mrl cascade``.
 
 Per-prefix losses combine through an :mod:`mrl.weighting` strategy. Checkpoints (model, optimizer,
 scheduler, RNG, data position: the Trainer's own) are written every ``save_steps`` under
@@ -70,14 +73,15 @@ class TextTrainConfig(MatryoshkaRecipe):
 
     ``dataset``: for ``loss: distill``/``mse_distill`` the texts to adapt on (``wordnet``, a BEIR
     folder's ``unlabeled.jsonl``, a ``.txt`` or ``.jsonl``); for the pair losses ``wordnet`` or a pair
-    file (JSONL/CSV/TSV with ``anchor``, ``positive`` and optional ``negative``).
+    file (JSONL/CSV/TSV with ``anchor``, ``positive`` and optional ``negative``); for ``classify``
+    labelled texts (``wordnet-classes`` or a ``.jsonl`` with ``text`` and ``label``).
     """
 
     task: str = "text"  # this recipe's trainer (mrl.train.text)
     matryoshka_dims: Any = "8,16,...,384"  # nested prefix sizes; the last is the output width
     model: str = "all-MiniLM-L6-v2"  # base sentence-transformers folder, or all-MiniLM-L6-v2 (packaged)
-    loss: str = "distill"  # distill (label-free, keeps the base model) | mnrl | cached_mnrl | cosent | mse_distill
-    dataset: str = "wordnet"  # texts (distill, mse_distill) or pairs (mnrl, cached_mnrl, cosent); see the class docstring
+    loss: str = "distill"  # distill (label-free, keeps the base model) | mnrl | cached_mnrl | cosent | mse_distill | classify (class heads per prefix)
+    dataset: str = "wordnet"  # texts (distill, mse_distill), pairs (mnrl, cached_mnrl, cosent) or labelled texts (classify); see the class docstring
     data_root: str | None = None  # folder with WordNet's data.noun (default /usr/share/wordnet or $MRL_WORDNET)
     general_text: str | None = None  # distill: general texts mixed into the pool (same kinds of source as dataset)
     general_fraction: float = 0.0  # distill: share of batch anchors drawn from general_text
@@ -109,6 +113,10 @@ class TextTrainConfig(MatryoshkaRecipe):
     log_every: int = 20  # steps between metrics.csv rows
     save_steps: int = 100  # steps between checkpoints (resume after a kill from the last one)
     bf16: bool | None = None  # bf16 autocast (null: where it is native: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 / AMX; elsewhere fp32 is faster)
+    head_lr: float = 2e-3  # classify: learning rate of the class heads
+    head_scale: float = 10.0  # classify: the unit-norm embedding is multiplied by this before the heads
+    label_smoothing: float = 0.1  # classify: cross-entropy label smoothing, in [0, 1)
+    self_distill: float = 0.0  # classify: weight of each smaller head's KL to the full head's class distribution (cascades stop earlier when the heads agree)
     cache_dir: str | None = None  # where teacher encodings are cached (null: $MRL_CACHE or ~/.cache/mrl/embeddings)
 
     def validate(self) -> None:
@@ -138,6 +146,10 @@ class TextTrainConfig(MatryoshkaRecipe):
             raise MRLError(f"general_fraction must be in [0, 1] and needs general_text when > 0; got {self.general_fraction} with general_text={self.general_text!r}.")
         if self.train_layers is not None and self.train_layers < 0:
             raise MRLError(f"train_layers must be >= 0 or null (all), got {self.train_layers}.")
+        if not self.head_lr > 0 or not self.head_scale > 0 or not 0 <= self.label_smoothing < 1 or not self.self_distill >= 0:
+            raise MRLError(f"need head_lr > 0, head_scale > 0, 0 <= label_smoothing < 1 and self_distill >= 0; got {self.head_lr}, {self.head_scale}, {self.label_smoothing}, {self.self_distill}.")
+        if self.loss == "classify" and self.dataset == "wordnet":
+            raise MRLError("loss: classify trains on labelled texts; set dataset: wordnet-classes or a .jsonl of {\"text\": ..., \"label\": ...} lines (dataset: wordnet holds pairs).")
         if self.pair_weight and self.loss == "distill":
             raise MRLError("pair_weight > 0 needs pairs, which the text-only distill dataset does not hold; set pair_weight: 0.")
 
@@ -303,6 +315,14 @@ def _pair_setup(cfg: TextTrainConfig, model: SentenceTransformer, device: str, b
 
     if dims[-1] != model_dim(model):
         raise MRLError(f"matryoshka_dims end at {dims[-1]} but the model is {model_dim(model)}-d; loss {cfg.loss} trains the model's own width.")
+    if cfg.loss == "classify":
+        from mrl.data.labelled_texts import load_labelled_texts
+        from mrl.train.text_classify import PrefixClassifierLoss
+
+        labelled = load_labelled_texts(cfg.dataset, data_root=cfg.data_root)
+        data = Dataset.from_dict({"text": list(labelled.texts), "label": labelled.labels.tolist()})
+        loss = PrefixClassifierLoss(model, labelled.class_names, dims, weighting=cfg.build_weighting(), scale=cfg.head_scale, label_smoothing=cfg.label_smoothing, self_distill=cfg.self_distill)
+        return data, loss, {"train_texts": len(labelled), "classes": len(labelled.class_names)}
     if cfg.loss == "mse_distill":
         texts = load_texts(cfg.dataset, max_texts=cfg.max_texts, seed=cfg.seed, data_root=cfg.data_root)
         teacher = cached_encode(resolve_model_path(cfg.teacher or cfg.model), texts, cfg.cache_dir, max_seq_length=cfg.max_seq_length, progress=cfg.progress, bf16=bf16)
@@ -414,6 +434,10 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     model._model_card_text = None  # else sentence-transformers re-saves the base model's own card (its usage code omits our layer) when no Trainer ran
     model.save(str(tmp), model_name=f"Matryoshka {Path(str(cfg.model)).name} ({cfg.loss})", create_model_card=True)
     mark_matryoshka(tmp, dims)
+    if getattr(loss, "heads", None) is not None:  # loss: classify
+        from mrl.models.text_heads import HEADS_FILE, save_text_heads
+
+        save_text_heads(tmp / HEADS_FILE, loss.heads, loss.class_names, loss.scale)
     card = tmp / "README.md"
     text = card.read_text() if card.is_file() else ""
     head, body = "", text

@@ -35,7 +35,7 @@ from mrl.nesting import validate_dims
 from mrl.weighting import FixedWeighting, UniformWeighting, Weighting
 
 PAIR_LOSSES = ("mnrl", "cached_mnrl", "cosent", "mse_distill")
-LOSSES = ("distill", *PAIR_LOSSES)
+LOSSES = ("distill", *PAIR_LOSSES, "classify")  # classify: mrl.train.text_classify
 
 
 def _check_finite(total: Tensor, what: str) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mrl.train.text import TextTrainConfig
 
 LOSS_STATE = "mrl_loss_state.safetensors"
+LOSS_HEADS = "mrl_loss_heads.safetensors"  # loss: classify: the class heads at that step
 
 
 def _sequential_sampler(dataset: Any, batch_size: int, drop_last: bool, **_: Any) -> Any:
@@ -132,16 +133,20 @@ class OrthogonalProjection(TrainerCallback):
 
 
 class _LossStateCallback(TrainerCallback):
-    """Saves the loss weighting's buffers/parameters into each checkpoint folder (safetensors)."""
+    """Saves the loss's own state into each checkpoint folder (safetensors): the weighting's
+    buffers/parameters and, for ``loss: classify``, the class heads (the Trainer saves only the model)."""
 
     def __init__(self, loss: torch.nn.Module) -> None:
         self.loss = loss
 
     def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         weighting = getattr(self.loss, "weighting", None)
         if weighting is not None and weighting.state_dict():
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             save_safetensors(folder / LOSS_STATE, weighting.state_dict())
+        heads = getattr(self.loss, "heads", None)
+        if heads is not None:
+            save_safetensors(folder / LOSS_HEADS, heads.state_dict())
 
 
 def _restore_loss_state(loss: torch.nn.Module, checkpoint: Path) -> None:
@@ -149,6 +154,15 @@ def _restore_loss_state(loss: torch.nn.Module, checkpoint: Path) -> None:
     if weighting is not None and (checkpoint / LOSS_STATE).is_file():
         tensors, _ = load_safetensors(checkpoint / LOSS_STATE)
         weighting.load_state_dict(tensors)
+    heads = getattr(loss, "heads", None)
+    if heads is not None:
+        if not (checkpoint / LOSS_HEADS).is_file():
+            raise MRLError(f"{checkpoint} has no class heads ({LOSS_HEADS}), so this classify run cannot resume from it; train again with --overwrite.")
+        tensors, _ = load_safetensors(checkpoint / LOSS_HEADS)
+        try:
+            heads.load_state_dict(tensors)
+        except RuntimeError as exc:
+            raise MRLError(f"the class heads in {checkpoint} do not fit this run ({exc}); resume with the same data and dims, or train again with --overwrite.") from exc
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
@@ -170,6 +184,8 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     dense_idx = [i for i, m in enumerate(model) if type(m).__name__ == "Dense"]
     if dense_idx:  # the new linear layer learns faster than the pretrained encoder
         lr_mapping[rf"^model\.{dense_idx[-1]}\.linear\."] = cfg.projection_lr
+    if getattr(loss, "heads", None) is not None:  # loss: classify: new heads learn faster than the encoder
+        lr_mapping[r"^heads\."] = cfg.head_lr
     sampler = _sequential_sampler if cfg.loss == "distill" else (BatchSamplers.NO_DUPLICATES if cfg.loss in ("mnrl", "cached_mnrl") else BatchSamplers.BATCH_SAMPLER)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir), max_steps=total, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
@@ -204,6 +220,7 @@ def model_card_section(cfg: TextTrainConfig, dims: tuple[int, ...], info: dict[s
     layers = "all encoder layers" if cfg.train_layers is None else ("no encoder layer (the encoder is frozen)" if cfg.train_layers == 0 or cfg.max_steps == 0 else f"the top {cfg.train_layers} encoder layers")
     what = {
         "distill": f"label-free prefix distillation from the frozen teacher `{info.get('teacher', cfg.model)}`: every prefix reproduces the teacher's full-width similarity structure (similarity matching + listwise ranking KL) on neighbour-structured batches; {start}; {layers} trained{' (pseudo-queries: each text' + chr(39) + 's first sentence joins the pool)' if cfg.pseudo_queries else ''}",
+        "classify": f"Matryoshka cross-entropy of one linear class head per prefix over {info.get('classes', '?')} classes (label smoothing {cfg.label_smoothing}{f', self-distillation {cfg.self_distill}: each smaller head also matches the full head' if cfg.self_distill else ''}, heads at lr {cfg.head_lr} on the unit-norm embedding x {cfg.head_scale}); the heads are in `matryoshka_heads.safetensors` (`mrl cascade fit` reads them); {layers} trained",
     }.get(cfg.loss, f"sentence-transformers MatryoshkaLoss around `{cfg.loss}`")
     dim_list = ", ".join(str(d) for d in dims)
     return "\n".join([
