@@ -2,7 +2,8 @@
 category at a fixed depth (>= 100 categories, mrl.data.wordnet_classes), per-dim accuracy and the
 calibrated cascade.
 
-The encoder is frozen: texts (``lemma: definition``) are encoded once (cached). Rows:
+Except in the label-trained encoder rows, the encoder is frozen: texts (``lemma: definition``) are
+encoded once (cached). Rows:
 
 * Matryoshka adaptor with class heads: a residual-MLP adaptor over the base model's frozen vectors,
   trained with the labels (Matryoshka cross-entropy of one head per prefix; `mrl adapt --labels`,
@@ -233,7 +234,7 @@ ROW_ORDER = ("Base + Matryoshka adaptor", "Matryoshka encoder trained on the lab
 def write_results(rows: dict, task, args: argparse.Namespace) -> None:
     from results_md import replace_section
 
-    # results.json stores rows with sorted keys; the tables keep one order: label-trained rows first
+    # results.json stores rows with sorted keys; the tables keep one order: adaptor rows, label-trained encoders, then the probes
     rows = dict(sorted(rows.items(), key=lambda kv: (next((i for i, p in enumerate(ROW_ORDER) if kv[0].startswith(p)), len(ROW_ORDER)), kv[0])))
 
     lines = ["| head on | " + " | ".join(f"d={d}" for d in DIMS) + " |", "|---|" + "---|" * len(DIMS)]
