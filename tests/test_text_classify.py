@@ -166,10 +166,18 @@ def test_classifier_loss_shapes_and_refusals():
 
 
 def test_classify_config_refusals(toy_model, tmp_path):
+    from mrl.train.text import train_text
+
     with pytest.raises(MRLError, match="labelled texts"):
         _cfg(toy_model, "wordnet")
     with pytest.raises(MRLError, match="head_lr > 0"):
         _cfg(toy_model, tmp_path / "x.jsonl", head_lr=0)
+    with pytest.raises(MRLError, match="self_distill >= 0"):
+        _cfg(toy_model, tmp_path / "x.jsonl", self_distill=-1)
+    data = _labelled(tmp_path / "train.jsonl", 0)
+    with pytest.raises(MRLError, match="n_dims_per_step applies to the pair losses"):
+        train_text(_cfg(toy_model, data, n_dims_per_step=2), tmp_path / "out")
+    assert not (tmp_path / "out" / "matryoshka.json").exists()
 
 
 def test_labelled_texts_classes_follow_the_file_or_the_model(tmp_path):

@@ -319,6 +319,9 @@ def _pair_setup(cfg: TextTrainConfig, model: SentenceTransformer, device: str, b
         from mrl.data.labelled_texts import load_labelled_texts
         from mrl.train.text_classify import PrefixClassifierLoss
 
+        if cfg.n_dims_per_step is not None:
+            raise MRLError("n_dims_per_step applies to the pair losses; the classify loss evaluates every head on the shared batch (set n_dims_per_step: null).")
+
         labelled = load_labelled_texts(cfg.dataset, data_root=cfg.data_root)
         data = Dataset.from_dict({"text": list(labelled.texts), "label": labelled.labels.tolist()})
         loss = PrefixClassifierLoss(model, labelled.class_names, dims, weighting=cfg.build_weighting(), scale=cfg.head_scale, label_smoothing=cfg.label_smoothing, self_distill=cfg.self_distill)
