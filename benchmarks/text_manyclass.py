@@ -57,7 +57,7 @@ DIMS = [8, 16, 32, 64, 128, 256, 384]
 # (sim/rank 1.0) the cascade exited at ~47 dims vs 30 to 53 without them, at higher accuracy.
 ADAPTOR = {"kind": "mlp", "hidden": 1024, "steps": 5000, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.3, "sim_weight": 1.0, "rank_weight": 1.0, "label_weight": 1.0, "neighbours": 7, "threads": 2}
 ADAPTOR_ROW = "Base + Matryoshka adaptor with class heads (trained on the labels), seed {seed}"
-CLASSIFY_ROW = "Matryoshka encoder trained on the labels (loss: classify{extra}), its own heads"  # extra: the recipe's non-default self_distill
+CLASSIFY_ROW = "Matryoshka encoder trained on the labels (loss: classify, {epochs} epochs{extra}), its own heads"  # extra: a non-zero self_distill
 CLASSIFY_COMMAND = "flock /work/coord/cpu.lock .venv/bin/mrl train --config configs/text_classify_wordnet.yaml --out {out} --set threads=2{sets}   # a label-trained encoder"
 # How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).
 ENCODER_COMMAND = "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one --only distill-general --steps 0 --batch 64 --train-seq-len 128 --threads 2   # the encoder (configs/text_distill.yaml)"
@@ -173,7 +173,7 @@ def classify_row(encoder: Path, task, args: argparse.Namespace) -> tuple[str, di
     logits = {s: heads.logits(cached_encode(str(encoder), task.split(s).texts, args.out / "cache", max_seq_length=None, bf16=BF16, progress=False)) for s in y}
     info = read_json(encoder / "matryoshka.json")
     sd = float(info["config"].get("self_distill", 0.0))
-    label = CLASSIFY_ROW.format(extra=f", self_distill {sd:g}" if sd else "")
+    label = CLASSIFY_ROW.format(epochs=info["config"]["epochs"], extra=f", self_distill {sd:g}" if sd else "")
     row = score_row(label, logits["calibration"], logits["test"], y)
     row["budgets"] = budget_sweep(logits["calibration"], logits["test"], y)
     row["train"] = {k: info.get(k) for k in ("steps", "seconds", "wall_seconds", "device", "bf16", "threads", "train_texts")} | {
@@ -204,11 +204,11 @@ def budget_sweep(cal_logits: np.ndarray, test_logits: np.ndarray, y: dict[str, n
 def classify_text(trained: list[dict]) -> str:
     """How the label-trained encoder rows were trained (from their matryoshka.json)."""
     t = trained[0]
-    cost = ", ".join(f"{r['wall_seconds'] / 60:.1f} min" + (f" (self_distill {r['self_distill']:g})" if r["self_distill"] else "") for r in trained)
+    runs = "; ".join(f"{r['epochs']} epochs = {r['steps']} steps" + (f", self_distill {r['self_distill']:g}" if r["self_distill"] else "") + f": {r['wall_seconds'] / 60:.1f} min" for r in trained)
     return (
         f"**Label-trained encoder rows**: all-MiniLM-L6-v2 fine-tuned end to end with one linear class head per prefix (`loss: classify`, `configs/text_classify_wordnet.yaml`: Matryoshka cross-entropy, uniform weights,"
-        f" label smoothing 0.1; `self_distill` adds each smaller head's KL to the full head), {t['epochs']} epochs over the {t['train_texts']} training texts = {t['steps']} steps x batch {t['batch_size']}, max_seq_length {t['max_seq_length']},"
-        f" on the 2-core CPU ({t['device']}, {t['threads']} threads, {'bf16' if t['bf16'] else 'fp32'}): {cost}; one seed (0) each. Their rows are read through the heads trained with them; no probe is refitted."
+        f" label smoothing 0.1; `self_distill` adds each smaller head's KL to the full head) over the {t['train_texts']} training texts, batch {t['batch_size']}, max_seq_length {t['max_seq_length']},"
+        f" on the 2-core CPU ({t['device']}, {t['threads']} threads, {'bf16' if t['bf16'] else 'fp32'}): {runs}; one seed (0) each. Their rows are read through the heads trained with them; no probe is refitted."
     )
 
 
@@ -270,7 +270,7 @@ def write_results(rows: dict, task, args: argparse.Namespace) -> None:
         "",
         "```",
         *([ENCODER_COMMAND] if args.encoder.name == "distill-general" else []),
-        *[CLASSIFY_COMMAND.format(out=r["train"]["path"], sets=f" --set self_distill={r['train']['self_distill']:g}" if r["train"]["self_distill"] else "") for r in trained],
+        *[CLASSIFY_COMMAND.format(out=r["train"]["path"], sets=f" --set epochs={r['train']['epochs']}" + (f" --set self_distill={r['train']['self_distill']:g}" if r["train"]["self_distill"] else "")) for r in trained],
         f"flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_manyclass.py --encoder {args.encoder} --max-per-class {args.max_per_class} --adaptor-seeds {' '.join(map(str, args.adaptor_seeds))}"
         + (" --classify-encoder " + " ".join(r["train"]["path"] for r in trained) if trained else ""),
         "```",
