@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError
 from mrl.heads import MatryoshkaLinear
 from mrl.io import load_safetensors, save_safetensors
@@ -49,10 +50,9 @@ class TextHeads:
         Rows are L2-normalised here (the model's own output already is); pass full-width vectors.
         """
         x = np.asarray(embeddings, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != self.heads.in_features:
+        check_matrix(x, "embeddings")
+        if x.shape[1] != self.heads.in_features:
             raise MRLError(f"the heads read full-width embeddings [N, {self.heads.in_features}], got shape {x.shape}; encode with the same model and no truncate_dim.")
-        if not np.isfinite(x).all():
-            raise MRLError("the embeddings hold NaN/Inf; re-encode the texts.")
         out = np.empty((len(self.dims), x.shape[0], self.heads.num_classes), dtype=np.float32)
         with torch.inference_mode():
             for i in range(0, x.shape[0], batch_size):
