@@ -12,7 +12,8 @@ encoded once (cached). Rows:
   teacher's similarity structure; no class label was used) + one linear probe per prefix;
 * Matryoshka encoder trained on the labels (``--classify-encoder``): all-MiniLM-L6-v2 fine-tuned with
   one class head per prefix (``loss: classify``, ``configs/text_classify_wordnet.yaml``; the MRL
-  objective on the encoder itself), read through its own saved heads;
+  objective on the encoder itself), read through its own saved heads; a folder named ``*-refit`` is a
+  copy of such a model whose heads ``mrl cascade refit-heads`` refitted on its frozen embeddings;
 * FF-style: the base all-MiniLM-L6-v2 truncated to d + one linear probe per d;
 * PCA: base embeddings projected on the top-d principal axes (fitted on train) + one probe per d.
 
@@ -57,7 +58,11 @@ DIMS = [8, 16, 32, 64, 128, 256, 384]
 # (sim/rank 1.0) the cascade exited at ~47 dims vs 30 to 53 without them, at higher accuracy.
 ADAPTOR = {"kind": "mlp", "hidden": 1024, "steps": 5000, "batch_size": 256, "lr": 2e-3, "weight_decay": 1e-2, "dropout": 0.3, "sim_weight": 1.0, "rank_weight": 1.0, "label_weight": 1.0, "neighbours": 7, "threads": 2}
 ADAPTOR_ROW = "Base + Matryoshka adaptor with class heads (trained on the labels), seed {seed}"
-CLASSIFY_ROW = "Matryoshka encoder trained on the labels (loss: classify, {epochs} epochs{extra}), its own heads"  # extra: a non-zero self_distill
+CLASSIFY_ROW = "Matryoshka encoder trained on the labels (loss: classify, {epochs} epochs{extra}), {heads}"  # extra: a non-zero self_distill
+JOINT_HEADS = "its own heads"
+REFIT_HEADS = "heads refit on its frozen embeddings (mrl cascade refit-heads)"
+REFIT_SUFFIX = "-refit"  # a refit row's folder is a copy of the trained model's folder, named with this suffix
+REFIT_COMMAND = "cp -r {joint} {out} && flock /work/coord/cpu.lock .venv/bin/mrl cascade refit-heads {out} --texts wordnet-classes:train --val wordnet-classes:val   # the same encoder, heads refit"
 CLASSIFY_COMMAND = "flock /work/coord/cpu.lock .venv/bin/mrl train --config configs/text_classify_wordnet.yaml --out {out} --set threads=2{sets}   # a label-trained encoder"
 # How the distill-general encoder of the RESULTS section was trained (benchmarks/text_ood.py).
 ENCODER_COMMAND = "flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_ood.py --train-one --only distill-general --steps 0 --batch 64 --train-seq-len 128 --threads 2   # the encoder (configs/text_distill.yaml)"
@@ -168,12 +173,14 @@ def classify_row(encoder: Path, task, args: argparse.Namespace) -> tuple[str, di
     heads = load_text_heads(encoder)
     if heads.class_names != task.class_names:
         raise SystemExit(f"{encoder} was trained on other classes than this task's {len(task.class_names)}; train it on dataset: wordnet-classes.")
+    if bool(heads.refit) != encoder.name.endswith(REFIT_SUFFIX):
+        raise SystemExit(f"{encoder}: name a folder with refit heads *{REFIT_SUFFIX} (a copy of the trained folder), and only such a folder; the RESULTS command lines rely on it.")
     y = {s: np.asarray(task.split(s).labels) for s in ("calibration", "test")}
     # max_seq_length None: the model's own (as it was trained)
     logits = {s: heads.logits(cached_encode(str(encoder), task.split(s).texts, args.out / "cache", max_seq_length=None, bf16=BF16, progress=False)) for s in y}
     info = read_json(encoder / "matryoshka.json")
     sd = float(info["config"].get("self_distill", 0.0))
-    label = CLASSIFY_ROW.format(epochs=info["config"]["epochs"], extra=f", self_distill {sd:g}" if sd else "")
+    label = CLASSIFY_ROW.format(epochs=info["config"]["epochs"], extra=f", self_distill {sd:g}" if sd else "", heads=REFIT_HEADS if heads.refit else JOINT_HEADS)
     row = score_row(label, logits["calibration"], logits["test"], y)
     row["budgets"] = budget_sweep(logits["calibration"], logits["test"], y)
     row["train"] = {k: info.get(k) for k in ("steps", "seconds", "wall_seconds", "device", "bf16", "threads", "train_texts")} | {
@@ -183,6 +190,8 @@ def classify_row(encoder: Path, task, args: argparse.Namespace) -> tuple[str, di
         "self_distill": sd,
         "path": str(encoder),
     }
+    if heads.refit:
+        row["train"]["refit"] = heads.refit
     return label, row
 
 
@@ -204,12 +213,25 @@ def budget_sweep(cal_logits: np.ndarray, test_logits: np.ndarray, y: dict[str, n
 def classify_text(trained: list[dict]) -> str:
     """How the label-trained encoder rows were trained (from their matryoshka.json)."""
     t = trained[0]
-    runs = "; ".join(f"{r['epochs']} epochs = {r['steps']} steps" + (f", self_distill {r['self_distill']:g}" if r["self_distill"] else "") + f": {r['wall_seconds'] / 60:.1f} min" for r in trained)
-    return (
+    joint = [r for r in trained if "refit" not in r]
+    runs = "; ".join(f"{r['epochs']} epochs = {r['steps']} steps" + (f", self_distill {r['self_distill']:g}" if r["self_distill"] else "") + f": {r['wall_seconds'] / 60:.1f} min" for r in joint)
+    refits = "; ".join(
+        f"{r['epochs']} epochs: weight decay " + ", ".join(f"{p['dim']}: {p['weight_decay']:g}" for p in r["refit"]) + f" ({sum(p['fit_seconds'] for p in r['refit']) / 60:.1f} min of fitting)"
+        for r in trained
+        if "refit" in r
+    )
+    text = (
         f"**Label-trained encoder rows**: all-MiniLM-L6-v2 fine-tuned end to end with one linear class head per prefix (`loss: classify`, `configs/text_classify_wordnet.yaml`: Matryoshka cross-entropy, uniform weights,"
         f" label smoothing 0.1; `self_distill` adds each smaller head's KL to the full head) over the {t['train_texts']} training texts, batch {t['batch_size']}, max_seq_length {t['max_seq_length']},"
-        f" on the 2-core CPU ({t['device']}, {t['threads']} threads, {'bf16' if t['bf16'] else 'fp32'}): {runs}; one seed (0) each. Their rows are read through the heads trained with them; no probe is refitted."
+        f" on the 2-core CPU ({t['device']}, {t['threads']} threads, {'bf16' if t['bf16'] else 'fp32'}): {runs}; one seed (0) each. Rows marked 'its own heads' are read through the heads trained with the encoder."
     )
+    if refits:
+        text += (
+            " Rows marked 'heads refit' are the same encoders after `mrl cascade refit-heads MODEL --texts wordnet-classes:train --val wordnet-classes:val`: per prefix, a multinomial logistic regression"
+            f" (L-BFGS) on the frozen embeddings of the training texts, its weight decay out of {{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}} chosen by log-loss on the validation split (never calibration or test): {refits},"
+            " plus one encoding pass over the training and validation texts."
+        )
+    return text
 
 
 def budget_table(rows: dict) -> list[str]:
@@ -270,7 +292,12 @@ def write_results(rows: dict, task, args: argparse.Namespace) -> None:
         "",
         "```",
         *([ENCODER_COMMAND] if args.encoder.name == "distill-general" else []),
-        *[CLASSIFY_COMMAND.format(out=r["train"]["path"], sets=f" --set epochs={r['train']['epochs']}" + (f" --set self_distill={r['train']['self_distill']:g}" if r["train"]["self_distill"] else "")) for r in trained],
+        *[
+            CLASSIFY_COMMAND.format(out=r["train"]["path"], sets=f" --set epochs={r['train']['epochs']}" + (f" --set self_distill={r['train']['self_distill']:g}" if r["train"]["self_distill"] else ""))
+            for r in trained
+            if "refit" not in r["train"]
+        ],
+        *[REFIT_COMMAND.format(joint=r["train"]["path"].removesuffix(REFIT_SUFFIX), out=r["train"]["path"]) for r in trained if "refit" in r["train"]],
         f"flock /work/coord/cpu.lock .venv/bin/python benchmarks/text_manyclass.py --encoder {args.encoder} --max-per-class {args.max_per_class} --adaptor-seeds {' '.join(map(str, args.adaptor_seeds))}"
         + (" --classify-encoder " + " ".join(r["train"]["path"] for r in trained) if trained else ""),
         "```",

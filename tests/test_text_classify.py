@@ -230,3 +230,76 @@ def test_shipped_classify_recipe_validates():
 
     cfg = load_text_config(Path(__file__).resolve().parent.parent / "configs" / "text_classify_wordnet.yaml")
     assert cfg.loss == "classify" and cfg.dataset == "wordnet-classes" and cfg.head_lr > cfg.lr
+
+
+def test_refit_heads_keeps_the_joint_heads_and_drops_the_stale_cascade(classified, tmp_path):
+    import shutil
+
+    from mrl.io import load_safetensors, sha256_file
+    from mrl.models.text_heads import HEADS_FILE, load_text_heads
+
+    src, data, _ = classified
+    out = tmp_path / "model"
+    shutil.copytree(src, out)
+    before = load_text_heads(out)
+    runner = CliRunner()
+    if not (out / "cascade.json").exists():  # the cascade test may have fitted one already
+        assert runner.invoke(app, ["cascade", "fit", str(out), "--texts", str(data["cal"]), "--max-drop", "5"]).exit_code == 0
+    args = ["cascade", "refit-heads", str(out), "--texts", str(data["train"]), "--val", str(data["test"]), "--weight-decay", "1e-4", "--weight-decay", "1e-2"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "--overwrite" in res.output and (out / "cascade.json").is_file()
+    stale = tmp_path / "stale-cascade.json"
+    stale.write_bytes((out / "cascade.json").read_bytes())
+    res = runner.invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "cascade.json").exists()
+    res = runner.invoke(app, ["cascade", "eval", str(out), "--cascade", str(stale), "--texts", str(data["test"])])
+    assert res.exit_code == 2 and "other class heads" in res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "cascade.json" not in manifest["files"] and manifest["files"][HEADS_FILE]["sha256"] == sha256_file(out / HEADS_FILE)
+    joint_tensors, _ = load_safetensors(out / "matryoshka_heads_joint.safetensors")
+    assert torch.equal(joint_tensors["weight"], before.heads.weight) and "matryoshka_heads_joint.safetensors" in manifest["files"]
+    after = load_text_heads(out)
+    assert after.dims == before.dims and after.class_names == before.class_names and not torch.equal(after.heads.weight, before.heads.weight)
+    _, meta = load_safetensors(out / HEADS_FILE)
+    refit = json.loads(meta["refit"])
+    assert [r["dim"] for r in refit] == DIMS and all(r["weight_decay"] in (1e-4, 1e-2) and r["val"] == str(data["test"]) for r in refit)
+    res = runner.invoke(app, args)  # a second refit keeps the first joint heads
+    assert res.exit_code == 0, res.output
+    assert torch.equal(load_safetensors(out / "matryoshka_heads_joint.safetensors")[0]["weight"], before.heads.weight)
+    assert runner.invoke(app, ["cascade", "fit", str(out), "--texts", str(data["cal"]), "--max-drop", "5"]).exit_code == 0
+
+
+def test_refit_heads_refusals(classified, tmp_path):
+    src, data, _ = classified
+    runner = CliRunner()
+    heads_before = (src / "matryoshka_heads.safetensors").read_bytes()
+    res = runner.invoke(app, ["cascade", "refit-heads", str(src), "--texts", str(data["train"]), "--val", str(data["train"]), "--overwrite"])
+    assert res.exit_code == 2 and "validation texts are the training texts" in res.output
+    overlap = _write(tmp_path / "overlap.jsonl", [{"text": "a apple here", "label": "fruit"}, {"text": "one saw now", "label": "tool"}])
+    res = runner.invoke(app, ["cascade", "refit-heads", str(src), "--texts", str(data["train"]), "--val", str(overlap), "--overwrite"])
+    assert res.exit_code == 2 and "also training texts" in res.output
+    assert (src / "matryoshka_heads.safetensors").read_bytes() == heads_before and not (src / "matryoshka_heads_joint.safetensors").exists()
+    res = runner.invoke(app, ["cascade", "refit-heads", str(tmp_path), "--texts", str(data["train"]), "--val", str(data["test"])])
+    assert res.exit_code == 2 and "not a text model with class heads" in res.output
+
+
+def test_refit_heads_never_touches_a_file_it_did_not_write(classified, tmp_path):
+    import shutil
+
+    src, data, _ = classified
+    out = tmp_path / "model"
+    shutil.copytree(src, out)
+    (out / "cascade.json").unlink(missing_ok=True)  # drop it from the copy's manifest too: the name is then foreign
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"].pop("cascade.json", None)
+    from mrl.io import write_manifest
+
+    write_manifest(out / "manifest.json", {k: v for k, v in manifest.items() if k != "checksum"})
+    heads_before = (out / "matryoshka_heads.safetensors").read_bytes()
+    for name in ("matryoshka_heads_joint.safetensors", "cascade.json"):
+        (out / name).write_text("mine")
+        res = CliRunner().invoke(app, ["cascade", "refit-heads", str(out), "--texts", str(data["train"]), "--val", str(data["test"]), "--overwrite"])
+        assert res.exit_code == 2 and "mrl did not write it" in res.output, res.output
+        assert (out / name).read_text() == "mine" and (out / "matryoshka_heads.safetensors").read_bytes() == heads_before
+        (out / name).unlink()

@@ -1,4 +1,4 @@
-"""``mrl cascade fit|eval``: adaptive classification that stops at the smallest confident prefix."""
+"""``mrl cascade fit|eval|refit-heads``: adaptive classification that stops at the smallest confident prefix."""
 
 from __future__ import annotations
 
@@ -154,8 +154,10 @@ def cascade_fit(
             best.calibration["features_sha256"] = sha256_file(features)  # `cascade eval` refuses the same rows
         if texts is not None:
             from mrl.io import sha256_file
+            from mrl.models.text_heads import HEADS_FILE
 
             best.calibration["texts"] = texts
+            best.calibration["heads_sha256"] = sha256_file(_model_dir(model) / HEADS_FILE)  # `cascade eval` refuses other heads
             if Path(texts).is_file():
                 best.calibration["texts_sha256"] = sha256_file(Path(texts))
         if listed:  # listed in the run folder's manifest
@@ -196,9 +198,12 @@ def cascade_eval(
                 raise MRLError(f"the cascade was calibrated on {features} itself; report on disjoint rows (another --features file).")
         elif texts is not None and "texts" in casc.calibration:
             from mrl.io import sha256_file
+            from mrl.models.text_heads import HEADS_FILE
 
             if casc.calibration["texts"] == texts or (Path(texts).is_file() and casc.calibration.get("texts_sha256") == sha256_file(Path(texts))):
                 raise MRLError(f"the cascade was calibrated on {texts} itself; report on disjoint texts (e.g. --texts wordnet-classes:test or another file).")
+            if casc.calibration.get("heads_sha256") not in (None, sha256_file(_model_dir(model) / HEADS_FILE)):
+                raise MRLError(f"the cascade {casc_path} was fitted on other class heads than {model}'s (refit-heads since?); refit it with `mrl cascade fit {model} --texts ...`.")
         elif casc.calibration.get("split") == split:
             raise MRLError(f"the cascade was calibrated on the {split} split; report on a disjoint split (e.g. --split test).")
         logits, y, dims = _split_logits(model, split, data_root, features, labels, texts)
@@ -215,3 +220,50 @@ def cascade_eval(
     )
     if out is not None:
         console.print(f"wrote {out}")
+
+
+JOINT_HEADS_FILE = "matryoshka_heads_joint.safetensors"  # the heads trained with the encoder, kept by refit-heads
+
+
+@app.command("refit-heads")
+@friendly
+def cascade_refit_heads(
+    model: Path = typer.Argument(..., help="A text model trained with `loss: classify` (a folder with class heads)."),
+    texts: str = typer.Option(..., "--texts", help="Labelled texts to fit the heads on: the training texts (.jsonl of {\"text\", \"label\"} lines, or wordnet-classes:train)."),
+    val: str = typer.Option(..., "--val", help="Labelled texts that choose each prefix's weight decay: not trained on and not the cascade's calibration or report texts (e.g. wordnet-classes:val)."),
+    weight_decay: Optional[list[float]] = typer.Option(None, "--weight-decay", help="Candidate weight decays, repeatable (default 1e-5 3e-5 1e-4 3e-4 1e-3)."),
+    data_root: Optional[Path] = typer.Option(None),
+    overwrite: bool = flag(False, "--overwrite", help="Also remove the model's cascade.json (it was fitted on the old heads)."),
+) -> None:
+    """Refit a text model's class heads on its frozen embeddings (weight decay per prefix by validation log-loss).
+
+    The heads trained with the encoder are kept as matryoshka_heads_joint.safetensors."""
+    from mrl.adaptive.cascade import CASCADE_NAME
+    from mrl.io import open_output, read_manifest
+    from mrl.models.text import TEXT_MODEL_KIND
+    from mrl.models.text_heads import HEADS_FILE, load_text_heads, refit_text_heads, save_text_heads
+
+    if not _is_text_model(model):
+        raise MRLError(f"{model} is not a text model with class heads ({HEADS_FILE}); train one with `loss: classify`.")
+    manifest = model / "manifest.json"
+    if not manifest.is_file() or read_manifest(manifest).get("format") != TEXT_MODEL_KIND:
+        raise MRLError(f"{model} has no mrl text-model manifest, so mrl cannot prove it wrote the heads it would replace; retrain it with `mrl train`.")
+    if (model / CASCADE_NAME).exists() and not overwrite:
+        raise MRLError(f"{model / CASCADE_NAME} was fitted on the current heads; pass --overwrite to remove it with the old heads (then refit it with `mrl cascade fit`).")
+    listed = read_manifest(manifest).get("files", {})
+    for name in (JOINT_HEADS_FILE, CASCADE_NAME):
+        if (model / name).exists() and name not in listed:
+            raise MRLError(f"{model / name} exists but mrl did not write it; move it away (it is never replaced or deleted), then rerun.")
+    with open_output(model, TEXT_MODEL_KIND, append=True, inputs=[Path(texts) if Path(texts).is_file() else None, Path(val) if Path(val).is_file() else None]) as writer:
+        heads, report = refit_text_heads(model, texts, val, data_root=data_root, weight_decays=weight_decay, progress=True)
+        for r in report:
+            console.print(f"{r['dim']:5d} dims: weight decay {r['weight_decay']:g}, validation accuracy {100 * r['val_accuracy']:.2f}, log-loss {r['val_log_loss']:.3f}")
+        current = load_text_heads(model)
+        if current.refit is None and not (model / JOINT_HEADS_FILE).exists():  # keep the heads trained with the encoder, once
+            with writer.file(JOINT_HEADS_FILE) as path:
+                save_text_heads(path, current.heads, current.class_names, current.scale)
+        with writer.file(HEADS_FILE) as path:
+            save_text_heads(path, heads.heads, heads.class_names, heads.scale, refit=[{**r, "texts": texts, "val": val} for r in report])
+        if (model / CASCADE_NAME).exists():  # fitted on the old heads (listed in the manifest: ours)
+            writer.remove(CASCADE_NAME)
+    console.print(f"wrote {model / HEADS_FILE} (the heads trained with the encoder: {model / JOINT_HEADS_FILE}); refit the cascade with `mrl cascade fit {model} --texts ...`")
