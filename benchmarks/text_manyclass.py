@@ -220,6 +220,7 @@ def classify_text(trained: list[dict]) -> str:
         for r in trained
         if "refit" in r
     )
+    grid = sorted({float(wd) for r in trained if "refit" in r for p in r["refit"] for wd in p["tried"]})  # the weight decays each refit tried
     text = (
         f"**Label-trained encoder rows**: all-MiniLM-L6-v2 fine-tuned end to end with one linear class head per prefix (`loss: classify`, `configs/text_classify_wordnet.yaml`: Matryoshka cross-entropy, uniform weights,"
         f" label smoothing 0.1; `self_distill` adds each smaller head's KL to the full head) over the {t['train_texts']} training texts, batch {t['batch_size']}, max_seq_length {t['max_seq_length']},"
@@ -228,7 +229,7 @@ def classify_text(trained: list[dict]) -> str:
     if refits:
         text += (
             " Rows marked 'heads refit' are the same encoders after `mrl cascade refit-heads MODEL --texts wordnet-classes:train --val wordnet-classes:val`: per prefix, a multinomial logistic regression"
-            f" (L-BFGS) on the frozen embeddings of the training texts, its weight decay out of {{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}} chosen by log-loss on the validation split (never calibration or test): {refits},"
+            f" (L-BFGS) on the frozen embeddings of the training texts, its weight decay out of {{{', '.join(f'{wd:g}' for wd in grid)}}} chosen by log-loss on the validation split (never calibration or test): {refits},"
             " plus one encoding pass over the training and validation texts."
         )
     return text

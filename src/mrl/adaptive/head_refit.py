@@ -92,6 +92,7 @@ def refit_prefix_heads(
     heads = MatryoshkaLinear(width, num_classes, dims)
     weight = torch.zeros_like(heads.weight)
     bias = torch.zeros_like(heads.bias)
+    val_targets = torch.from_numpy(np.asarray(val_y, dtype=np.int64))
     report = []
     for g, d in enumerate(dims):
         tx, vx = np.ascontiguousarray(train_x[:, :d]), np.ascontiguousarray(val_x[:, :d])
@@ -99,7 +100,7 @@ def refit_prefix_heads(
         for wd in decays:
             probe = fit_linear_probe(tx, train_y, num_classes=num_classes, weight_decay=wd, max_iter=max_iter, seed=seed)
             logits = torch.from_numpy(probe.predict_logits(vx))
-            nll = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.asarray(val_y, dtype=np.int64))))
+            nll = float(torch.nn.functional.cross_entropy(logits, val_targets))
             tried.append((nll, wd, probe, float((logits.argmax(dim=1).numpy() == val_y).mean())))
         nll, wd, probe, acc = min(tried, key=lambda t: (t[0], -t[1]))
         w = probe.linear.weight.detach() / probe.std  # fold the standardisation: W (x - mu) / s + b

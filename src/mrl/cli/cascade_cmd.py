@@ -245,25 +245,25 @@ def cascade_refit_heads(
 
     if not _is_text_model(model):
         raise MRLError(f"{model} is not a text model with class heads ({HEADS_FILE}); train one with `loss: classify`.")
-    manifest = model / "manifest.json"
-    if not manifest.is_file() or read_manifest(manifest).get("format") != TEXT_MODEL_KIND:
+    manifest = read_manifest(model / "manifest.json") if (model / "manifest.json").is_file() else {}
+    if manifest.get("format") != TEXT_MODEL_KIND:
         raise MRLError(f"{model} has no mrl text-model manifest, so mrl cannot prove it wrote the heads it would replace; retrain it with `mrl train`.")
     if (model / CASCADE_NAME).exists() and not overwrite:
         raise MRLError(f"{model / CASCADE_NAME} was fitted on the current heads; pass --overwrite to remove it with the old heads (then refit it with `mrl cascade fit`).")
-    listed = read_manifest(manifest).get("files", {})
+    listed = manifest.get("files", {})
     for name in (JOINT_HEADS_FILE, CASCADE_NAME):
         if (model / name).exists() and name not in listed:
             raise MRLError(f"{model / name} exists but mrl did not write it; move it away (it is never replaced or deleted), then rerun.")
     with open_output(model, TEXT_MODEL_KIND, append=True, inputs=[Path(texts) if Path(texts).is_file() else None, Path(val) if Path(val).is_file() else None]) as writer:
-        heads, report = refit_text_heads(model, texts, val, data_root=data_root, weight_decays=weight_decay, progress=True)
-        for r in report:
+        heads = refit_text_heads(model, texts, val, data_root=data_root, weight_decays=weight_decay, progress=True)
+        for r in heads.refit:
             console.print(f"{r['dim']:5d} dims: weight decay {r['weight_decay']:g}, validation accuracy {100 * r['val_accuracy']:.2f}, log-loss {r['val_log_loss']:.3f}")
         current = load_text_heads(model)
         if current.refit is None and not (model / JOINT_HEADS_FILE).exists():  # keep the heads trained with the encoder, once
             with writer.file(JOINT_HEADS_FILE) as path:
                 save_text_heads(path, current.heads, current.class_names, current.scale)
         with writer.file(HEADS_FILE) as path:
-            save_text_heads(path, heads.heads, heads.class_names, heads.scale, refit=[{**r, "texts": texts, "val": val} for r in report])
+            save_text_heads(path, heads.heads, heads.class_names, heads.scale, refit=heads.refit)
         if (model / CASCADE_NAME).exists():  # fitted on the old heads (listed in the manifest: ours)
             writer.remove(CASCADE_NAME)
     console.print(f"wrote {model / HEADS_FILE} (the heads trained with the encoder: {model / JOINT_HEADS_FILE}); refit the cascade with `mrl cascade fit {model} --texts ...`")

@@ -33,6 +33,14 @@ from mrl.io import load_safetensors, save_safetensors
 HEADS_FILE = "matryoshka_heads.safetensors"
 
 
+def heads_input(embeddings: torch.Tensor, scale: float) -> torch.Tensor:
+    """What the heads read, in training and at inference alike: the L2-normalised rows times ``scale``.
+
+    Shape: ``[N, D]`` -> ``[N, D]``.
+    """
+    return torch.nn.functional.normalize(embeddings, dim=-1) * scale
+
+
 @dataclass
 class TextHeads:
     """Class heads over a text model's prefixes: ``heads`` (``[D] -> [G, C]``), ``class_names``, ``scale``
@@ -65,7 +73,7 @@ class TextHeads:
         check_matrix(x, "embeddings")
         if x.shape[1] != self.heads.in_features:
             raise MRLError(f"the heads read full-width embeddings [N, {self.heads.in_features}], got shape {x.shape}; encode with the same model and no truncate_dim.")
-        return (torch.nn.functional.normalize(torch.from_numpy(x), dim=-1) * self.scale).numpy()
+        return heads_input(torch.from_numpy(x), self.scale).numpy()
 
 
 def save_text_heads(path: str | os.PathLike[str], heads: MatryoshkaLinear, class_names: tuple[str, ...], scale: float, *, refit: list[dict] | None = None) -> None:
@@ -102,7 +110,7 @@ def load_text_heads(folder: str | os.PathLike[str]) -> TextHeads:
     return TextHeads(heads, names, scale, refit)
 
 
-def refit_text_heads(folder: str | os.PathLike[str], train_texts: str | os.PathLike[str], val_texts: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None = None, weight_decays: Sequence[float] | None = None, progress: bool = False) -> tuple[TextHeads, list[dict]]:
+def refit_text_heads(folder: str | os.PathLike[str], train_texts: str | os.PathLike[str], val_texts: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None = None, weight_decays: Sequence[float] | None = None, progress: bool = False) -> TextHeads:
     """Refit a text model's class heads on its frozen embeddings (:mod:`mrl.adaptive.head_refit`).
 
     Args:
@@ -113,7 +121,8 @@ def refit_text_heads(folder: str | os.PathLike[str], train_texts: str | os.PathL
             the texts a cascade will be calibrated or reported on.
 
     Returns:
-        (the refitted :class:`TextHeads`, the per-prefix report). Nothing is written.
+        The refitted :class:`TextHeads`; ``refit`` holds the per-prefix report, with the two texts'
+        names. Nothing is written.
     """
     from mrl.adaptive.head_refit import WEIGHT_DECAYS, refit_prefix_heads
     from mrl.data.labelled_texts import load_labelled_texts
@@ -131,4 +140,5 @@ def refit_text_heads(folder: str | os.PathLike[str], train_texts: str | os.PathL
     model = load_sentence_transformer(folder)
     inputs = [old.head_inputs(encode_texts(model, d.texts, progress=progress)) for d in (train, val)]
     refit = refit_prefix_heads(inputs[0], np.asarray(train.labels), inputs[1], np.asarray(val.labels), old.dims, len(old.class_names), weight_decays=WEIGHT_DECAYS if weight_decays is None else weight_decays)
-    return TextHeads(refit.heads, old.class_names, old.scale, refit.report), refit.report
+    report = [{**r, "texts": str(train_texts), "val": str(val_texts)} for r in refit.report]
+    return TextHeads(refit.heads, old.class_names, old.scale, report)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from mrl.errors import MRLError
 from mrl.heads import MatryoshkaLinear
+from mrl.models.text_heads import heads_input
 from mrl.nesting import validate_dims
 from mrl.weighting import UniformWeighting, Weighting
 
@@ -69,7 +70,7 @@ class PrefixClassifierLoss(nn.Module):
         emb = self.model(feats[0])["sentence_embedding"].float()
         if emb.shape[1] != self.heads.in_features:
             raise MRLError(f"the model emits {emb.shape[1]}-d embeddings but the heads read {self.heads.in_features}; end matryoshka_dims at the model width.")
-        logits = self.heads(F.normalize(emb, dim=-1) * self.scale)  # [G, B, C]
+        logits = self.heads(heads_input(emb, self.scale))  # [G, B, C]
         y = labels.long().reshape(-1)
         per_dim = [F.cross_entropy(lg, y, label_smoothing=self.label_smoothing) for lg in logits]
         if self.self_distill:
