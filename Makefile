@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-TORCH_PIN := torch==2.13.0
-# torchvision 0.28.0 is the release built against torch 2.13.0. PyPI's x86-64 wheel is a CUDA build
-# whose compiled ops cannot load next to the CPU torch; mrl only uses its pure-Python parts
-# (models, datasets, transforms) and imports it through mrl.torchvision_compat.
-TORCHVISION_PIN := torchvision==0.28.0
+# torch and torchvision are pinned as one pair whose compiled ops load together (PyPI's x86-64 wheels of
+# both, same CUDA build): `import torchvision` and `import sentence_transformers` then work in a plain
+# interpreter, in any order (tests/journeys/test_journey_setup.py checks it). A CPU-only torch beside
+# PyPI's torchvision cannot load torchvision::nms; install the two in one pip command.
+TORCH_PIN := torch==2.14.1
+TORCHVISION_PIN := torchvision==0.29.1
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STAMP := $(VENV)/.installed
 WORDNET := /usr/share/wordnet/data.noun

@@ -1,8 +1,8 @@
 """Build the paired image-text data set (colour emoji + icon themes) used by the multimodal benchmark.
 
 Needs the Debian packages of `make bench-data` (fonts-noto-color-emoji, papirus-icon-theme,
-adwaita-icon-theme, librsvg2-bin). The library does the work (mrl.data.emoji, mrl.data.icons,
-mrl.data.image_pairs, mrl.data.image_text); this script only parses arguments.
+adwaita-icon-theme, librsvg2-bin). The library does the work (set ``image-text`` of mrl.corpora.registry: mrl.corpora.emoji,
+mrl.corpora.icons, mrl.data.image_pairs, mrl.corpora.image_text); this script only parses arguments.
 
     python benchmarks/build_image_text.py --out data/emoji-icons
     python benchmarks/build_image_text.py --out data/mine --no-emoji --themes "" --pairs my_pairs.jsonl
@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from mrl.data.icons import CATEGORIES
+from mrl.corpora.icons import CATEGORIES
 from mrl.errors import MRLError
 
 
@@ -35,24 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="Rebuild a data set already in --out.")
     args = p.parse_args(argv)
 
-    from mrl.data.emoji import emoji_items
-    from mrl.data.icons import icon_items
-    from mrl.data.image_pairs import pair_items
-    from mrl.data.image_text import build_image_text
+    from mrl.corpora.registry import build_set
 
     t0 = time.perf_counter()
     try:
-        sources = []
-        if not args.no_emoji:
-            sources.append(emoji_items(args.emoji_font))
-        for theme in [t.strip() for t in args.themes.split(",") if t.strip()]:
-            sources.append(icon_items(theme, categories=[c.strip() for c in args.categories.split(",") if c.strip()], workers=args.workers))
-        sources += [pair_items(path) for path in args.pairs]
-        if not sources:
-            raise MRLError("no source selected; keep the emoji, name --themes or give --pairs.")
-        for src in sources:
-            print(f"{src.info['kind']} {src.info.get('theme', src.info.get('file', ''))}: {len(src.items)} pictures, {len(src.skipped)} skipped", file=sys.stderr)
-        manifest = build_image_text(args.out, sources, size=args.size, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction, overwrite=args.overwrite, log=lambda m: print(m, file=sys.stderr))
+        manifest = build_set(
+            "image-text", args.out, log=lambda m: print(m, file=sys.stderr),
+            emoji=not args.no_emoji, emoji_font=args.emoji_font, themes=[t.strip() for t in args.themes.split(",") if t.strip()],
+            categories=[c.strip() for c in args.categories.split(",") if c.strip()], pairs=args.pairs, workers=args.workers,
+            size=args.size, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction, overwrite=args.overwrite,
+        )
     except MRLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

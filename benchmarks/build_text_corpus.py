@@ -1,6 +1,6 @@
-"""Build the >= 1M-passage text corpus for the retrieval benchmarks (see ``mrl.data.corpus``).
+"""Build the >= 1M-passage text corpus for the retrieval benchmarks (set ``text-corpus`` of :mod:`mrl.corpora.registry`; rules in ``mrl.corpora.corpus``).
 
-Sources: every one :func:`mrl.data.corpus_sources.default_sources` finds (``make bench-data``
+Sources: every one :func:`mrl.corpora.corpus_sources.default_sources` finds (``make bench-data``
 installs them). Writes ``--out`` (default ``benchmarks/out/corpus``): passage shards, held-out
 queries, the WordNet task, fitting exclusions, ``manifest.json``, and ``lengths_tokens.json``
 (all-MiniLM-L6-v2 token counts of a seeded 10k-passage sample). Resumable: rerun after a kill and
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mrl.data.corpus import CorpusConfig, build_corpus, load_corpus
-from mrl.data.corpus_sources import default_sources
+from mrl.corpora.corpus import load_corpus
+from mrl.corpora.registry import build_set
 from mrl.io import read_json, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,11 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     ood = args.ood if args.ood is not None else sorted(p for p in (ROOT / "benchmarks" / "out" / "ood").glob("*") if (p / "manifest.json").is_file())
     t0, c0 = time.perf_counter(), cpu_seconds()
-    sources = default_sources()
-    for s in sources:
-        log(f"source {s.name}: {len(s.files)} files, {len(s.units())} units ({s.description})")
-    cfg = CorpusConfig(seed=args.seed, processes=args.processes, shard_size=args.shard_size)
-    manifest = build_corpus(args.out, sources, cfg, ood_sets=[str(p) for p in ood], log=log)
+    manifest = build_set("text-corpus", args.out, log=log, ood_sets=[str(p) for p in ood], seed=args.seed, processes=args.processes, shard_size=args.shard_size)
     build_s, build_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     log(f"built {manifest['total']} passages in {build_s:.0f}s wall, {build_cpu:.0f}s CPU")
     corpus = load_corpus(args.out)

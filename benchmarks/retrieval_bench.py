@@ -157,21 +157,15 @@ def single_latency(fn, q: np.ndarray, n: int) -> tuple[float, float]:
     return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 99) * 1e3)
 
 
-def measure_peer(name: str, ix: Any, qn: np.ndarray, gt: np.ndarray, k: int, threads: int, n_single: int, bw: float,
-                 ef: list[int] | None = None) -> list[dict[str, Any]]:
-    """One row per sweep setting of peer ``name``; ``ef`` replaces a graph peer's efSearch sweep."""
-    rows = []
-    graph = name == "hnsw" or name.startswith("usearch")
-    for knob in (ef if ef and graph else peers.SWEEPS[name]):
-        t, (ids, work) = timed(lambda knob=knob: peers.search(name, ix, qn, k, knob, threads))
-        p50, p99 = single_latency(lambda x, knob=knob: peers.search(name, ix, x, k, knob, threads), qn, n_single)
-        rec = float(per_query_recall(ids, gt).mean())
-        rows.append({"knob": peers.knob_name(name, knob), "qps": qn.shape[0] / t, "p50_ms": p50, "p99_ms": p99, "recall": rec, **work, "scan_limit_us": 1e6 * work["bytes"] / bw})
-        print(f"  {name} {rows[-1]['knob']}: recall {rec:.4f}, {rows[-1]['qps']:,.0f} QPS, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {work['distances']:.0f} dist/q", flush=True)
-    return rows
+def _entry_rows(a: argparse.Namespace, name: str) -> list[Any]:
+    graph = name in peers.GRAPHS
+    return list(a.ef) if a.ef and graph else list(peers.SWEEPS[name])
 
 
 def table(a: argparse.Namespace) -> None:
+    """Load every peer and funnel (measuring each one's resident memory as it loads), then time them
+    all in ``--rounds`` interleaved rounds (batch QPS and single-query p50/p99 per round; the table
+    reports the median round), so every ratio is measured side by side under the same load."""
     faiss.omp_set_num_threads(a.threads)
     corpus = Corpus(a.corpus, a.subset)
     q = load_vectors(a.test)[: a.queries]
@@ -180,22 +174,26 @@ def table(a: argparse.Namespace) -> None:
     gt = reference(a.out, corpus, "test", q, k)[: q.shape[0]]
     bw = read_bandwidth()
     res: dict[str, Any] = {"N": corpus.n, "D": corpus.dim, "k": k, "threads": a.threads, "queries": int(q.shape[0]), "single_queries": a.single, "read_bandwidth_GBps": bw / 1e9,
-                           "corpus": str(a.corpus), "corpus_digest": corpus.digest, "peers": {}, "funnels": []}
-    print(f"corpus {corpus.n} x {corpus.dim}, {q.shape[0]} test queries, {a.threads} threads, read bandwidth {bw / 1e9:.1f} GB/s", flush=True)
+                           "rounds": a.rounds, "corpus": str(a.corpus), "corpus_digest": corpus.digest, "peers": {}, "funnels": []}
+    print(f"corpus {corpus.n} x {corpus.dim}, {q.shape[0]} test queries, {a.threads} threads, read bandwidth {bw / 1e9:.1f} GB/s, {a.rounds} rounds", flush=True)
+    entries: list[dict[str, Any]] = []  # {batch: fn() -> (ids, work), single: fn(x), row: dict}
+    held: list[Any] = []
     for name in a.peers:
         gc.collect()
         before = rss()
         ix, meta = peers.build_or_load(name, a.out, corpus, a.threads)
-        after = rss()
-        ram = (after["RssAnon"] - before["RssAnon"]) / corpus.n
+        ram = (rss()["RssAnon"] - before["RssAnon"]) / corpus.n
+        held.append(ix)
         print(f"{name}: built in {meta['build_s']:.0f}s, {ram:.0f} B/vector resident", flush=True)
-        sweep = measure_peer(name, ix, qn, gt, k, a.threads, a.single if name != "flat" else min(a.single, 50), bw, a.ef)
-        if name == "flat" and sweep[0]["recall"] < 0.9999:
-            raise SystemExit(f"the exact peer reproduces only {sweep[0]['recall']:.4f} of the cached reference: the reference is stale or wrong")
-        res["peers"][name] = {"describe": peers.describe(name, corpus.dim), "build_s": meta["build_s"],
-                              "build_threads": meta.get("threads", a.threads), "ram_bytes_per_vector": ram, "sweep": sweep}
-        peers.free(ix)
-        del ix
+        p = {"describe": peers.describe(name, corpus.dim), "params": meta.get("params") or peers.params(name, corpus.n, corpus.dim), "build_s": meta["build_s"],
+             "build_threads": meta.get("threads", a.threads), "ram_bytes_per_vector": ram, "sweep": []}
+        res["peers"][name] = p
+        for knob in _entry_rows(a, name):
+            row: dict[str, Any] = {"knob": peers.knob_name(name, knob)}
+            p["sweep"].append(row)
+            entries.append({"label": f"{name} {row['knob']}", "row": row, "flat": name == "flat",
+                            "batch": lambda name=name, ix=ix, knob=knob: peers.search(name, ix, qn, k, knob, a.threads),
+                            "single": lambda x, name=name, ix=ix, knob=knob: peers.search(name, ix, x, k, knob, a.threads)})
     for fi, folder in enumerate(a.funnel_index):
         man = read_json(Path(folder) / "manifest.json")
         build = read_json(Path(folder) / "build.json") if (Path(folder) / "build.json").is_file() else None
@@ -212,21 +210,47 @@ def table(a: argparse.Namespace) -> None:
             gc.collect()
             anon = (rss()["RssAnon"] - before["RssAnon"]) / corpus.n
             idx.search(q[:200], funnel=f, threads=a.threads)  # warm the mapped pages of the path
-            t, (_, ids, st) = timed(lambda f=f, idx=idx: idx.search(q, k, funnel=f, threads=a.threads, return_stats=True))
-            p50, p99 = single_latency(lambda x, f=f, idx=idx: idx.search(x, k, funnel=f, threads=a.threads), q, a.single)
-            rec = float(per_query_recall(ids, gt).mean())
-            stages = [{**s, "us_per_query": 1e6 * s["seconds"] / q.shape[0], "scan_limit_us": 1e6 * s["bytes"] / bw} for s in st.stages]
+            held.append(idx)
+            efc = sorted({fs.ef_construction for fs in idx.first_stages() if fs.ef_construction})
             # a reload in the same process reuses freed allocations, so only a folder's first load measures RSS growth
-            row = {"spec": spec, "index": str(folder), "qps": q.shape[0] / t, "p50_ms": p50, "p99_ms": p99, "recall": rec, "ram_bytes_per_vector": anon, "ram_measured": si == 0,
+            row = {"spec": spec, "index": str(folder), "ram_bytes_per_vector": anon, "ram_measured": si == 0,
                    "mapped_bytes_per_vector": (rss()["RssFile"] - before["RssFile"]) / corpus.n, "structure_bytes_per_vector": idx.resident_bytes(f) / corpus.n,
-                   "stages": stages, "distances": sum(s["distances"] for s in st.stages), "bytes": sum(s["bytes"] for s in st.stages),
+                   "params": f"first-stage graph efConstruction={efc[0]}" if efc else "-",
                    "tuning": man.get("tuning") if si == 0 else None, "build": build if si == 0 else None}
-            row["scan_limit_us"] = 1e6 * row["bytes"] / bw
             res["funnels"].append(row)
-            print(f"funnel {spec}: recall {rec:.4f}, {row['qps']:,.0f} QPS, p50 {p50:.3f} ms, p99 {p99:.3f} ms, {anon:.0f} B/vector anon (+{row['mapped_bytes_per_vector']:.0f} mapped)", flush=True)
-            for s in stages:
-                print(f"    {s['stage']}: {s['distances']:.0f} vectors, {s['bytes'] / 1e3:.1f} kB, {s['us_per_query']:.1f} us/query (scan limit {s['scan_limit_us']:.1f} us)", flush=True)
-            del idx
+
+            def batch(f=f, idx=idx):
+                _, ids, st = idx.search(q, k, funnel=f, threads=a.threads, return_stats=True)
+                return ids, st
+
+            entries.append({"label": f"funnel {spec}", "row": row, "funnel": True, "batch": batch,
+                            "single": lambda x, f=f, idx=idx: idx.search(x, k, funnel=f, threads=a.threads)})
+    timings: dict[int, dict[str, list[float]]] = {i: {"qps": [], "p50_ms": [], "p99_ms": []} for i in range(len(entries))}
+    for r in range(a.rounds):
+        print(f"round {r + 1}/{a.rounds}", flush=True)
+        for i, e in enumerate(entries):
+            t, (ids, work) = timed(e["batch"])
+            n_single = min(a.single, 50) if e.get("flat") else a.single
+            p50, p99 = single_latency(e["single"], qn if not e.get("funnel") else q, n_single)
+            timings[i]["qps"].append(q.shape[0] / t)
+            timings[i]["p50_ms"].append(p50)
+            timings[i]["p99_ms"].append(p99)
+            if r == 0:
+                row = e["row"]
+                row["recall"] = float(per_query_recall(ids, gt).mean())
+                if e.get("funnel"):
+                    stages = [{**s, "us_per_query": 1e6 * s["seconds"] / q.shape[0], "scan_limit_us": 1e6 * s["bytes"] / bw} for s in work.stages]
+                    row.update({"stages": stages, "distances": sum(s["distances"] for s in work.stages), "bytes": sum(s["bytes"] for s in work.stages)})
+                else:
+                    row.update(work)
+                row["scan_limit_us"] = 1e6 * row["bytes"] / bw
+                if e.get("flat") and row["recall"] < 0.9999:
+                    raise SystemExit(f"the exact peer reproduces only {row['recall']:.4f} of the cached reference: the reference is stale or wrong")
+            print(f"  {e['label']}: recall {e['row']['recall']:.4f}, {q.shape[0] / t:,.0f} QPS, p50 {p50:.3f} ms, p99 {p99:.3f} ms", flush=True)
+    for i, e in enumerate(entries):
+        e["row"].update({key: float(np.median(v)) for key, v in timings[i].items()})
+        e["row"]["qps_rounds"] = timings[i]["qps"]
+    del held
     res["max_rss_mb"] = rss()["VmRSS"] / 2**20
     write_json(a.out / f"table-{a.name}.json", res)
     atomic_write(a.out / f"table-{a.name}.md", (render(res) + "\n").encode())
@@ -260,12 +284,12 @@ def quality(a: argparse.Namespace) -> None:
         qw = load_vectors(a.wordnet)[keep]
         qrels = [rel[qids[i]] for i in keep]
         exact = exact_topk(corpus, qw, 10)
-        res["wordnet"] = {"queries": len(keep), "exact": ir_metrics(exact, qrels, corpus.n, ks=(10,))}
+        res["wordnet"] = {"queries": len(keep), "exact": ir_metrics(exact, qrels, ks=(10,))}
         for fi, folder in enumerate(a.funnel_index):
             idx = MatryoshkaIndex.load(folder, verify=False)
             for spec in [str(idx.funnel)] + (list(a.funnel) if fi == 0 else []):
                 _, ids = idx.search(qw, 10, funnel=Funnel.parse(spec), threads=a.threads)
-                metrics = ir_metrics(ids, qrels, corpus.n, ks=(10,))
+                metrics = ir_metrics(ids, qrels, ks=(10,))
                 metrics["recall_of_exact_top10"] = float(per_query_recall(ids, exact).mean())  # how much of the exact top-10 the funnel returns
                 res["wordnet"][f"funnel {spec}"] = metrics
         print(json.dumps(res["wordnet"], indent=1), flush=True)
@@ -280,21 +304,26 @@ def quality(a: argparse.Namespace) -> None:
     write_json(a.out / f"quality-{a.name}.json", res)
 
 
+def _num(x: float, fmt: str) -> str:
+    return "-" if x is None or x != x else format(x, fmt)
+
+
 def render(r: dict[str, Any]) -> str:
     k = r["k"]
-    lines = [f"| method | setting | build (s) | QPS ({r['queries'] // 1000}k batch) | single p50 (ms) | single p99 (ms) | recall@{k} | RAM B/vector | vectors scored / query | kB read / query | scan limit (us) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| method | build params | setting | build (s) | QPS ({r['queries'] / 1000:g}k batch) | single p50 (ms) | single p99 (ms) | recall@{k} | RAM B/vector | vectors scored / query | kB read / query | scan limit (us) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in r["funnels"]:
         b = f.get("build") or {}
         build = f"{b['seconds']:.0f}" if b.get("seconds") else "-"
         mapped = f" (+{f['mapped_bytes_per_vector']:.0f} mapped)" if f["mapped_bytes_per_vector"] > 1 else ""
         ram = f"{f['ram_bytes_per_vector']:.0f}{mapped}" if f.get("ram_measured", True) else f"{f['structure_bytes_per_vector']:.0f} (its structures; RSS not re-measured)"
-        lines.append(f"| **funnel** | `{f['spec']}` | {build} | **{f['qps']:,.0f}** | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['recall']:.4f} | {ram} | {f['distances']:,.0f} | {f['bytes'] / 1e3:,.1f} | {f['scan_limit_us']:.1f} |")
+        lines.append(f"| **funnel** | {f.get('params', '-')} | `{f['spec']}` | {build} | **{f['qps']:,.0f}** | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['recall']:.4f} | {ram} | {f['distances']:,.0f} | {f['bytes'] / 1e3:,.1f} | {f['scan_limit_us']:.1f} |")
     for p in r["peers"].values():
         threads = p.get("build_threads", r["threads"])
         built = f"{p['build_s']:.0f}" + (f" ({threads} threads)" if threads != r["threads"] else "")
         for s in p["sweep"]:
-            lines.append(f"| {p['describe']} | {s['knob']} | {built} | {s['qps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['recall']:.4f} | {p['ram_bytes_per_vector']:.0f} | {s['distances']:,.0f} | {s['bytes'] / 1e3:,.1f} | {s['scan_limit_us']:.1f} |")
+            lines.append(f"| {p['describe']} | {p.get('params', '-')} | {s['knob']} | {built} | {s['qps']:,.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['recall']:.4f} | {p['ram_bytes_per_vector']:.0f} | "
+                         f"{_num(s['distances'], ',.0f')} | {_num(s['bytes'] / 1e3, ',.1f')} | {_num(s['scan_limit_us'], '.1f')} |")
     return "\n".join(lines)
 
 
@@ -314,6 +343,7 @@ def main() -> None:
     ap.add_argument("--funnel-index", nargs="*", type=Path, default=[], help="Tuned index folders (their default funnel is measured).")
     ap.add_argument("--funnel", nargs="*", default=[], help="More funnel specs to measure on the first index (table and quality; their first stage must be saved in it).")
     ap.add_argument("--name", default="text")
+    ap.add_argument("--rounds", type=int, default=1, help="table: interleaved timing rounds over every peer setting and funnel (the median round is reported).")
     ap.add_argument("--ef", type=int, nargs="*", default=None, help="table: efSearch values that replace the graph peers' sweep (e.g. a finer sweep around recall 0.99).")
     ap.add_argument("--wordnet", type=Path, help="quality: the encoded WordNet task queries (shard folder with ids).")
     ap.add_argument("--qrels", type=Path, help="quality: the WordNet qrels TSV (query-id, corpus-id, score).")

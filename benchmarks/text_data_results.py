@@ -93,7 +93,7 @@ def corpus_section(root: Path) -> list[str]:
         f"the WordNet noun test task over the whole corpus (`wordnet/queries.jsonl` + `wordnet/qrels/test.tsv`: {m['queries']['wordnet_test']:,} "
         "queries of `load_wordnet()`'s test split, each relevant to its synset's definition passage), and fitting exclusions "
         f"(`exclude/wordnet_test_definitions.txt`: {m['exclusions']['wordnet_test_definitions']:,} passages; `exclude/ood_evaluated.txt`: "
-        f"{m['exclusions']['ood_evaluated']:,} passages of the out-of-domain sets' evaluated pages/entries). Load with `mrl.data.corpus`: "
+        f"{m['exclusions']['ood_evaluated']:,} passages of the out-of-domain sets' evaluated pages/entries). Load with `mrl.corpora.corpus`: "
         "`load_corpus`, `iter_shards`, `load_queries`, `load_wordnet_task`, `fit_exclusions`.",
         "",
         "Passage rules: paragraphs of 8..80 words (longer ones cut on sentence boundaries into ~50-word runs), whitespace "

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import mrl  # noqa: F401  (first: installs the torchvision import hook before a test imports transformers)
-
 torch.set_num_threads(2)
 
 

@@ -60,8 +60,8 @@ def write_shape_pairs(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def mm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A built image-text data set (16 px) from the generated shape pairs."""
+    from mrl.corpora.image_text import build_image_text
     from mrl.data.image_pairs import pair_items
-    from mrl.data.image_text import build_image_text
 
     root = tmp_path_factory.mktemp("mm")
     pairs = write_shape_pairs(root / "pictures")

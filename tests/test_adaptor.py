@@ -144,3 +144,47 @@ def test_orthogonal_projection_is_the_polar_factor_and_refuses_broken_weights():
         project_orthogonal_(torch.full((4, 4), float("nan")))
     with pytest.raises(MRLError, match="lost rank"):
         project_orthogonal_(torch.zeros(4, 4))
+
+
+_KILLED_FIT = """
+import sys
+import numpy as np
+from pathlib import Path
+from mrl.train.adaptor import AdaptorConfig, FitCheckpoint, fit_adaptor
+x = np.load(sys.argv[1])
+fit_adaptor(x, AdaptorConfig([4, 8, 16, 32], kind="rotation", steps=int(sys.argv[3]), batch_size=64, progress=False), checkpoint=FitCheckpoint(Path(sys.argv[2]), every_steps=5))
+"""
+
+
+def test_rotation_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    """A fit checkpoints (model, optimizer, scheduler, RNGs, sampler, step) atomically every N steps:
+    SIGKILL mid-fit, then `resume` finishes with exactly the weights of an uninterrupted fit."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mrl.train.adaptor import FitCheckpoint
+    from mrl.train.checkpoint import load_checkpoint
+
+    steps = 600
+    x = (np.random.default_rng(3).normal(size=(300, 32)) + 0.4).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ckpt = tmp_path / "fit.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_FIT, str(tmp_path / "x.npy"), str(ckpt), str(steps)])
+    try:
+        deadline = time.monotonic() + 240
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    done = load_checkpoint(ckpt)[1]["epoch"]
+    assert proc.returncode == -signal.SIGKILL and 0 < done < steps
+    cfg = AdaptorConfig([4, 8, 16, 32], kind="rotation", steps=steps, batch_size=64, progress=False)
+    resumed = fit_adaptor(x, cfg, checkpoint=FitCheckpoint(ckpt, resume=True, every_steps=5))
+    whole = fit_adaptor(x, cfg)
+    assert torch.equal(resumed.model.linear.weight, whole.model.linear.weight) and resumed.history == whole.history
+    assert load_checkpoint(ckpt)[1]["epoch"] == steps  # the finished fit is kept: a later resume returns it at once
+    with pytest.raises(CheckpointError, match="another fit"):
+        fit_adaptor(x[:200], cfg, checkpoint=FitCheckpoint(ckpt, resume=True))

@@ -20,6 +20,8 @@ def test_train_eval_report_embed_end_to_end(fmnist_dir, tmp_path):
     res = tmp_path / "res.json"
     r = runner.invoke(app, ["eval", str(tmp_path / "mrl"), str(tmp_path / "ff"), "--baselines", "pca,random", "--out", str(res), "--data-root", str(fmnist_dir)])
     assert r.exit_code == 0, r.output
+    table = r.stdout.splitlines()  # the per-dim table (issue 25 2.11: `mrl eval` printed none)
+    assert table[0].split() == ["method", "metric", "d=4", "d=8", "d=16"] and any(ln.startswith("MRL ") and " top1 " in ln for ln in table), r.stdout
     doc = json.loads(res.read_text())
     assert [x["method"] for x in doc["runs"]] == ["MRL", "FF-16", "PCA", "Random"]
     assert set(doc["runs"][0]["per_dim"]) == {"4", "8", "16"}
@@ -80,3 +82,36 @@ def test_public_api_lazy_exports():
     assert set(mrl.__all__) >= {"MatryoshkaIndex", "TrainConfig", "fit_adaptor", "__version__"}
     for name in mrl.__all__[1:]:
         assert getattr(mrl, name) is not None
+
+
+def test_one_encode_family_with_old_names_hidden_but_working(tmp_path):
+    """Issue 25 2.10: `mrl encode` (texts; OUT.npy = one array, any other OUT = shards) and `mrl embed` (runs);
+    `embed-text` and `--target-recall` stay as hidden aliases."""
+    r = runner.invoke(app, ["--help"])
+    import re
+
+    assert r.exit_code == 0 and re.search(r"│ encode ", r.output) and re.search(r"│ embed ", r.output) and not re.search(r"│ embed-text ", r.output), r.output
+    import click
+    from typer.main import get_command
+
+    root = get_command(app)
+    for path in (["index", "build"], ["index", "push"], ["tune"], ["index", "search"]):
+        cmd = root
+        for name in path:
+            cmd = cmd.get_command(click.Context(cmd), name)
+        shown = {o for p in cmd.params if not getattr(p, "hidden", False) for o in p.opts}
+        hidden = {o for p in cmd.params if getattr(p, "hidden", False) for o in p.opts}
+        assert "--recall-target" in shown and "--target-recall" in hidden and "--target-recall" not in shown, path
+    (tmp_path / "t.txt").write_text("a cat\na dog\n")
+    r = runner.invoke(app, ["encode", "m", str(tmp_path / "t.txt"), "--out", str(tmp_path / "t.npy"), "--ray"])
+    assert r.exit_code == 2 and "applies to a shard folder" in r.stderr, r.output
+    r = runner.invoke(app, ["encode", "m", str(tmp_path / "t.txt"), "--out", str(tmp_path / "shards"), "--truncate-dim", "8"])
+    assert r.exit_code == 2 and "full-width" in r.stderr, r.output
+    r = runner.invoke(app, ["encode", "all-MiniLM-L6-v2", str(tmp_path / "t.txt"), "--out", str(tmp_path / "new.npy"), "--truncate-dim", "32"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["embed-text", "all-MiniLM-L6-v2", "--input", str(tmp_path / "t.txt"), "--out", str(tmp_path / "old.npy"), "--truncate-dim", "32"])
+    assert r.exit_code == 0, r.output
+    import numpy as np
+
+    new, old = np.load(tmp_path / "new.npy"), np.load(tmp_path / "old.npy")
+    assert new.shape == (2, 32) and np.allclose(new, old, atol=1e-6)

@@ -32,3 +32,35 @@ def test_errors_name_the_fix(tmp_path):
         read_config(None, ["epochs"])
     with pytest.raises(MRLError, match="unknown recipe keys"):
         from_mapping(Recipe, {"epoch": 1}, "recipe")
+
+
+@dataclass
+class Typed:
+    lr: float = 0.1
+    flag: bool = False
+    name: str = ""
+    weights: list[float] | None = None
+    extra: dict | None = None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"lr": True}, "lr must be a number, got True"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+        ({"flag": 1}, "flag must be true or false, got 1"),
+        ({"flag": "yes"}, "flag must be true or false"),
+        ({"name": False}, "name must be a string"),
+        ({"weights": [1, "x"]}, r"weights\[1\] must be a number, got 'x'"),
+        ({"weights": "1,2"}, r"weights must be a list, got '1,2'; write e.g. weights=\[1, 2\]"),
+        ({"extra": 3}, "extra must be a mapping"),
+    ],
+)
+def test_pydantic_coercion_keeps_the_field_path_and_refuses_lax_bools(data, message):
+    with pytest.raises(MRLError, match=message):
+        from_mapping(Typed, data)
+
+
+def test_pydantic_coercion_converts_yaml_strings():
+    got = from_mapping(Typed, read_config(None, ["lr=1e-3", "name=3", "weights=[1, 2.5]", "flag=true"]))
+    assert got == Typed(lr=1e-3, flag=True, name="3", weights=[1.0, 2.5]) and isinstance(got.weights[0], float)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from text_fixtures import write_wordnet
 
-import mrl.data.corpus as corpus_mod
-from mrl.data.corpus import CorpusConfig, build_corpus, fit_exclusions, load_corpus, load_queries, load_wordnet_task
-from mrl.data.corpus_sources import Source
-from mrl.data.passages import normalize, word_count
+import mrl.corpora.corpus as corpus_mod
+from mrl.corpora.corpus import CorpusConfig, build_corpus, fit_exclusions, load_corpus, load_queries, load_wordnet_task
+from mrl.corpora.corpus_sources import Source
+from mrl.corpora.passages import normalize, word_count
 from mrl.data.wordnet import load_synsets, load_wordnet
 from mrl.errors import DataError, OutputExistsError
 
@@ -135,7 +135,7 @@ def test_process_pool_gives_the_same_corpus(tmp_path):
 
 @pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc not installed")
 def test_man_source_marks_ood_evaluated_passages(tmp_path):
-    from mrl.data.ood import OODItem, build_ood_set
+    from mrl.corpora.ood import OODItem, build_ood_set
 
     sources = make_sources(tmp_path)
     man = tmp_path / "man" / "man1"

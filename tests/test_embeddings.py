@@ -37,10 +37,25 @@ def test_rejects_nan_and_wrong_shape():
 
 def test_quantize():
     x = np.array([[0.5, -1.0, 0.0, 2.0, -0.1, 0.3, 0.2, -0.2, 1.0]], np.float32)
-    q = quantize(x, "int8")
-    assert q.dtype == np.int8 and q[0, 1] == -127 and q[0, 3] == 127
     b = quantize(x, "binary")
     assert b.shape == (1, 2) and b.dtype == np.uint8
     assert np.unpackbits(b, axis=1)[0, :9].tolist() == [1, 0, 0, 1, 0, 1, 1, 0, 1]
     with pytest.raises(MRLError, match="precision"):
         quantize(x, "int4")
+
+
+def test_quantize_int8_is_faiss_scalar_quantizer_with_calibration():
+    """int8 = FAISS QT_8bit codes - 128: per-dim ranges from the calibration rows (min -> -128,
+    max -> 127, within one step of the value), values outside the ranges clip."""
+    rng = np.random.default_rng(0)
+    corpus = rng.normal(size=(200, 16)).astype(np.float32)
+    q = quantize(corpus, "int8")
+    assert q.dtype == np.int8 and q.shape == corpus.shape
+    assert (q.min(axis=0) == -128).all() and (q.max(axis=0) == 127).all()
+    lo, step = corpus.min(axis=0), (corpus.max(axis=0) - corpus.min(axis=0)) / 255
+    assert (np.abs((q.astype(np.float32) + 128) * step + lo - corpus) <= step + 1e-6).all()
+    queries = np.vstack([corpus[:2], corpus.max(axis=0) + 1, corpus.min(axis=0) - 1])
+    qq = quantize(queries, "int8", calibration=corpus)
+    assert (qq[:2] == q[:2]).all() and (qq[2] == 127).all() and (qq[3] == -128).all()
+    with pytest.raises(MRLError, match="calibration embeddings are 8-d"):
+        quantize(queries, "int8", calibration=corpus[:, :8])

@@ -137,7 +137,7 @@ def test_refuses_other_encoding_bad_input_and_foreign_folder(tmp_path, minilm_pa
     with pytest.raises(OutputExistsError, match="different encoding"):
         encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", dtype="float16", progress=False)
     r = encode_corpus(minilm_path, [tmp_path / "c.jsonl"], tmp_path / "enc", dtype="float16", overwrite=True, progress=False)
-    assert r.dtype == "float16" and sorted(p.name for p in (tmp_path / "enc").iterdir()) == [".manifest.lock", "ids.txt", "manifest.json", "shard-00000.npy", "texthash.npy"]
+    assert r.dtype == "float16" and sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["ids.txt", "manifest.json", "shard-00000.npy", "texthash.npy"]
     (tmp_path / "bad.jsonl").write_text('{"_id": 1, "text": "ok"}\n{"_id": 2, "body": "no text"}\n')
     with pytest.raises(DataError, match=r"bad.jsonl:2"):
         encode_corpus(minilm_path, [tmp_path / "bad.jsonl"], tmp_path / "e2", progress=False)

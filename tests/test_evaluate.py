@@ -88,3 +88,63 @@ def test_pca_reductions_fit_once_and_equal_a_d_component_pca():
         assert tr.flags["C_CONTIGUOUS"]
     with pytest.raises(MRLError, match="d must be in"):
         list(reductions("pca", x, [], [0]))
+
+
+# --------------------------------------------------------------------------- report: chance, test-set size, identity (issue 25 §2.16)
+def test_chance_levels_match_random_rankings():
+    """The chance levels the report draws equal the metrics of random rankings (simulated)."""
+    from mrl.evaluate.metrics import chance_levels
+
+    rng = np.random.default_rng(0)
+    db = rng.choice(4, size=50_000, p=[0.55, 0.25, 0.15, 0.05])
+    queries = rng.choice(4, size=4_000, p=[0.1, 0.2, 0.3, 0.4])
+    want = chance_levels(db, queries, 4, ks=(10,))
+    got = retrieval_metrics(db[rng.integers(0, db.size, size=(queries.size, 10))], queries, (10,))
+    for m in ("1nn", "map@10", "recall@10", "precision@10"):
+        assert got[m] == pytest.approx(want[m], abs=0.01), m
+    assert want["top1"] == 0.25 and want["top5"] == 1.0
+
+
+def _record(method, mode, seed, top1, test_set=True):
+    rec = {"method": method, "mode": mode, "seed": seed, "model": f"runs/{mode}-s{seed}", "dims": [4, 16], "config": {"epochs": 1}, "config_key": mode,
+           "per_dim": {"4": {"top1": top1, "1nn": top1, "map@10": top1}, "16": {"top1": top1 + 0.01, "1nn": top1, "map@10": top1}}}
+    if test_set:
+        rec["test_set"] = {"data": {"dataset": "fashion_mnist", "data_root": "/data/fm", "val_size": 5000}, "queries": 10_000, "database": 55_000, "classes": 10,
+                           "chance": {"top1": 0.1, "top5": 0.5, "1nn": 0.1, "map@10": 0.0363}}
+    return rec
+
+
+def test_report_states_chance_test_size_and_identity_and_fixes_the_y_axes(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from mrl.report import render
+
+    made = []
+    real = plt.subplots
+    monkeypatch.setattr(render.plt, "subplots", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    monkeypatch.setattr(render.plt, "close", lambda fig: None)
+    recs = [_record("MRL", "mrl", 0, 0.80), _record("MRL", "mrl", 1, 0.81), _record("FF-16", "ff", 0, 0.79)]
+    md = render.write_report(recs, tmp_path / "rep")["md"].read_text()
+    assert "Test set: fashion_mnist (data_root=/data/fm, val_size=5000): 10,000 test queries against 55,000 database items, 10 classes" in md
+    assert "sampling standard error of at most 0.50 points" in md
+    assert "Chance level (an embedding that carries no information; dotted line in the plot): Head top-1 accuracy 10.0 %, 1-NN accuracy 10.0 %, mAP@10 3.6 %." in md
+    assert "MRL: 2 seed(s) (seed 0 runs/mrl-s0, seed 1 runs/mrl-s1)" in md
+    (_, axes), = made
+    for ax in axes.flat[:3]:
+        assert ax.get_ylim() == (0.0, 100.0)  # not autoscaled around a 1-point difference
+        assert any(line.get_label().startswith("chance (") for line in ax.get_lines())
+    old = render.write_report([_record("MRL", "mrl", 0, 0.8, test_set=False)], tmp_path / "old")["md"].read_text()
+    assert "1 record(s) carry no test-set size or chance level" in old
+
+
+def test_evaluated_records_carry_their_test_set(tiny_config, tmp_path):
+    from mrl.evaluate.perdim import Encoded, evaluate_baseline, test_set_info
+
+    rng = np.random.default_rng(0)
+    train = Encoded(rng.normal(size=(200, 8)).astype(np.float32), np.zeros((1, 200, 4)), rng.integers(0, 4, 200))
+    test = Encoded(rng.normal(size=(50, 8)).astype(np.float32), np.zeros((1, 50, 4)), rng.integers(0, 4, 50))
+    info = test_set_info(train, test, tiny_config.to_dict())
+    assert info["queries"] == 50 and info["database"] == 200 and info["classes"] == 4 and info["data"]["dataset"] == "fashion_mnist"
+    assert info["chance"]["top1"] == 0.25 and 0 < info["chance"]["map@10"] < info["chance"]["1nn"]
+    rec = evaluate_baseline("pca", train, test, [2, 8], source_config=tiny_config.to_dict())
+    assert rec["test_set"]["queries"] == 50

@@ -143,3 +143,92 @@ def test_help_shows_no_bool_metavar_after_flags():
     r = runner.invoke(app, ["index", "build", "--help"], env={"COLUMNS": "200"})
     line = next(ln for ln in r.output.splitlines() if "--overwrite" in ln)
     assert "<bool>" not in line and "Replace a previous index" in line
+
+
+# --------------------------------------------------------------------------- corruption caught on load (issue 25 §3.3)
+def _run_folder(tmp_path, cfg):
+    """A run folder as training writes it (manifest, model.safetensors, config.json), without training."""
+    from mrl.io import open_output, write_json
+    from mrl.models.classifier import build_classifier
+    from mrl.train.checkpoint import save_model
+
+    c = cfg.to_dict()
+    net = build_classifier(backbone=c["backbone"], embed_dim=c["embed_dim"], num_classes=10, matryoshka_dims=c["matryoshka_dims"], mode=c["mode"], width=c["width"])
+    run = tmp_path / "run"
+    with open_output(run, "mrl.run") as out:
+        with out.file("model.safetensors") as p:
+            save_model(p, net, c, 10)
+        with out.file("config.json") as p:
+            write_json(p, c)
+    return run
+
+
+def _edit_header(path, edit):
+    """Rewrite a safetensors file's JSON header through ``edit(metadata)``, keeping the tensors."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    edit(header["__metadata__"])
+    new = json.dumps(header).encode()
+    new += b" " * (-len(new) % 8)
+    path.write_bytes(len(new).to_bytes(8, "little") + new + raw[8 + n :])
+
+
+def _set_config(meta, **changes):
+    meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda run: (run / "manifest.json").write_text((run / "manifest.json").read_text().replace('"complete"', '"done"')), "manifest.json fails its checksum"),
+        (lambda run: (run / "config.json").write_text((run / "config.json").read_text().replace('"seed": 0', '"seed": 7')), "config.json does not match its size or SHA-256 in .*manifest.json"),
+        (lambda run: _edit_header(run / "model.safetensors", lambda m: _set_config(m, matryoshka_dims=[8, 32])), "model.safetensors does not match its size or SHA-256"),
+        (lambda run: ((run / "manifest.json").unlink(), _edit_header(run / "model.safetensors", lambda m: _set_config(m, seed=5))), "fails its metadata checksum: its header"),
+        (lambda run: ((run / "manifest.json").unlink(), _edit_header(run / "model.safetensors", lambda m: _set_config(m, matryoshka_dims=[8, 32]))), "fails its metadata checksum"),
+        (lambda run: (run / "config.json").unlink(), "config.json is missing although .*manifest.json lists it"),
+    ],
+    ids=["manifest", "config-json", "header-with-manifest", "header-seed", "header-dims", "config-deleted"],
+)
+def test_tampered_run_folder_is_refused_on_load(tiny_config, tmp_path, tamper, message):
+    from mrl.train.checkpoint import load_model
+
+    run = _run_folder(tmp_path, tiny_config)
+    load_model(run)  # the untouched folder loads
+    tamper(run)
+    with pytest.raises(MRLError, match=message):
+        load_model(run)
+
+
+def test_mrl_embed_exits_2_with_one_line_on_a_tampered_run(tiny_config, tmp_path):
+    run = _run_folder(tmp_path, tiny_config)
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"seed": 0', '"seed": 7'))
+    r = runner.invoke(app, ["embed", str(run), "--out", str(tmp_path / "e.npy")])
+    assert r.exit_code == 2 and "config.json does not match its size or SHA-256" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_an_index_attached_build_json_is_verified_on_load(tmp_path):
+    from mrl.index import MatryoshkaIndex
+
+    x = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
+    idx = MatryoshkaIndex(16)
+    idx.add(x)
+    idx.save(tmp_path / "idx", attach={"build.json": b'{"seconds": 1.0}\n'})
+    MatryoshkaIndex.load(tmp_path / "idx")
+    (tmp_path / "idx" / "build.json").write_text('{"seconds": 9.0}\n')
+    with pytest.raises(MRLError, match="build.json fails its SHA-256 checksum"):
+        MatryoshkaIndex.load(tmp_path / "idx")
+    r = runner.invoke(app, ["index", "info", str(tmp_path / "idx")])
+    assert r.exit_code == 2 and "build.json" in r.output
+
+
+def test_tampered_adaptor_folder_is_refused_on_load(tmp_path):
+    from mrl.models.adaptor import MatryoshkaAdaptor, load_adaptor, save_adaptor
+
+    save_adaptor(MatryoshkaAdaptor(8), {"matryoshka_dims": [4, 8]}, tmp_path / "ad")
+    load_adaptor(tmp_path / "ad")
+    cfg = tmp_path / "ad" / "adaptor.json"
+    cfg.write_text(cfg.read_text().replace('"dim": 8', '"dim": 9'))
+    with pytest.raises(MRLError, match="adaptor.json does not match its size or SHA-256"):
+        load_adaptor(tmp_path / "ad")

@@ -10,12 +10,13 @@ import pytest
 from mm_fixtures import COLOURS, draw_shape, mm_data, write_shape_pairs  # noqa: F401
 from PIL import Image
 
-from mrl.data import icons
-from mrl.data.captions import clean_caption, icon_captions, icon_concept
-from mrl.data.emoji import emoji_captions, emoji_items
+from mrl.corpora import icons
+from mrl.corpora.captions import icon_captions, icon_concept
+from mrl.corpora.emoji import emoji_captions, emoji_items
+from mrl.corpora.image_text import build_image_text
+from mrl.data.image_items import RawItem, SourceResult, clean_caption
 from mrl.data.image_pairs import pair_items
-from mrl.data.image_text import build_image_text, images_to_tensor, load_image_text
-from mrl.data.sources import RawItem, SourceResult
+from mrl.data.image_text import images_to_tensor, load_image_text
 from mrl.errors import DataError, OutputExistsError
 
 

@@ -145,7 +145,7 @@ def test_cli_crud_and_milvus_flags_need_a_collection(data, tmp_path) -> None:
     assert res.exit_code == 2 and "unknown filter field 'colour'" in res.output
     res = r.invoke(app, ["index", "compact", folder])
     assert res.exit_code == 0 and "removed 2" in res.output, res.output
-    res = r.invoke(app, ["index", "info", folder])
+    res = r.invoke(app, ["index", "info", folder, "--json"])
     info = json.loads(res.output)
     assert (info["count"], info["deleted"], info["metadata_fields"]) == (N - 2, 0, {"lang": "str", "year": "int"})
     res = r.invoke(app, ["index", "search", "--milvus", str(tmp_path / "m.db"), "--queries", str(tmp_path / "q.npy")])

@@ -354,3 +354,62 @@ def test_staged_output_keeps_late_files_beside_earlier_ones(tmp_path):
     assert (earlier / "old-notes.md").read_text() == "earlier"
     kept = tmp_path / "adaptor.unlisted-files-1"
     assert (kept / "notes.md").read_text() == "late" and not (kept / "a.txt").exists()
+
+
+# --------------------------------------------------------------------------- the lock folder (issue 25 §3.4)
+def _squat(folder, *, mode=0o700, owner=None):
+    """Create ``folder`` as another user would: another owner (needs root) and/or an open mode."""
+    folder.mkdir(parents=True)
+    os.chmod(folder, mode)
+    if owner is not None:
+        try:
+            os.chown(folder, owner, -1)
+        except PermissionError:
+            pytest.skip("changing a folder's owner needs root")
+
+
+@pytest.fixture
+def lock_env(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.delenv("MRL_LOCK_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "tmp").mkdir()
+    return tmp_path / "tmp" / f"mrl-locks-{os.getuid()}", tmp_path / "home" / ".cache" / "mrl" / "locks"
+
+
+@pytest.mark.parametrize(("mode", "owner"), [(0o700, 65534), (0o777, None), (0o770, None)], ids=["other-owner", "mode-0777", "group-writable"])
+def test_a_squatted_lock_folder_falls_back_to_a_private_one(lock_env, tmp_path, mode, owner):
+    from mrl.io import writer_lock
+    from mrl.io.lock import lock_dir
+
+    default, fallback = lock_env
+    _squat(default, mode=mode, owner=owner)
+    assert lock_dir() == fallback and oct(fallback.stat().st_mode & 0o777) == "0o700"
+    with writer_lock(tmp_path / "out") as lp:  # a write works, its lock lives in the private folder
+        assert lp.parent == fallback
+    assert not list(default.iterdir())
+
+
+def test_an_unusable_lock_folder_is_refused_with_one_line(lock_env, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mrl.cli import app
+    from mrl.errors import MRLError
+    from mrl.io import writer_lock
+
+    default, fallback = lock_env
+    _squat(default, mode=0o777)
+    _squat(fallback, mode=0o777)
+    with pytest.raises(MRLError, match=f"lock folder {default} can be written by other users .* set MRL_LOCK_DIR"):
+        with writer_lock(tmp_path / "out"):
+            pass
+    save_npy(tmp_path / "x.npy", np.ones((8, 4), np.float32))
+    r = CliRunner().invoke(app, ["index", "build", str(tmp_path / "idx"), "--vectors", str(tmp_path / "x.npy")])
+    assert r.exit_code == 2 and "MRL_LOCK_DIR" in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "idx").exists()
+    monkeypatch.setenv("MRL_LOCK_DIR", str(fallback))  # a configured folder is checked too, never replaced by another
+    with pytest.raises(MRLError, match=r"\(MRL_LOCK_DIR\) can be written by other users"):
+        with writer_lock(tmp_path / "out"):
+            pass

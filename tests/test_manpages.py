@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mrl.data.manpages import canonical_page, is_so_stub, list_man_pages, load_man_pages, man_ood_items, page_kind, parse_man_html
+from mrl.corpora.manpages import canonical_page, is_so_stub, list_man_pages, load_man_pages, man_ood_items, page_kind, parse_man_html
 from mrl.errors import DataError
 
 pytestmark = pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc not installed (make data installs it)")

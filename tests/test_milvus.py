@@ -191,3 +191,24 @@ def test_milvus_server(tmp_path) -> None:
     finally:
         mi.client.drop_collection(name)
         mi.close()
+
+
+def test_push_with_recall_target_never_changes_the_source_folder(tmp_path) -> None:
+    """Issue 25 2.6: the push used to re-tune and rewrite the local index (funnel, tuning.md)."""
+    from test_bad_inputs import tree_digest
+
+    index = MatryoshkaIndex(D)
+    index.add(matryoshka_like(400, D, 60))
+    index.funnel = index._resolve(None, "8/binary:100 -> 16:10")  # a funnel Milvus cannot run
+    index.save(tmp_path / "idx")
+    before = tree_digest(tmp_path / "idx")
+    args = ["index", "push", str(tmp_path / "idx"), "--milvus", str(tmp_path / "p.db"), "--collection", "c", "--recall-target", "0.9", "--sample", "50", "--no-calibrate"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert tree_digest(tmp_path / "idx") == before, "the push changed its source folder"
+    assert MatryoshkaIndex.load(tmp_path / "idx").tuning is None
+    mi = MilvusIndex.open(str(tmp_path / "p.db"), "c")
+    try:
+        assert mi.funnel is not None and mi.funnel.first.precision == "float32" and mi.tuning and mi.tuning["target_recall"] == 0.9
+    finally:
+        mi.close()

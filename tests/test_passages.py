@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from mrl.corpora.ood import OODItem, build_ood_set
+from mrl.corpora.passages import dedupe_key, first_words, looks_like_prose, normalize, sentences, split_passages, word_count
 from mrl.data.beir import load_beir, load_unlabeled
-from mrl.data.ood import OODItem, build_ood_set
-from mrl.data.passages import dedupe_key, first_words, looks_like_prose, normalize, sentences, split_passages, word_count
 from mrl.errors import DataError
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mrl.data.pydocs import list_rst_files, load_python_docs, parse_rst_file, pydoc_ood_items
-from mrl.data.rst import clean_inline, rst_paragraphs
+from mrl.corpora.pydocs import list_rst_files, load_python_docs, parse_rst_file, pydoc_ood_items
+from mrl.corpora.rst import clean_inline, rst_paragraphs
 from mrl.errors import DataError
 
 LIB = """:mod:`widgets` --- Widget helpers

@@ -82,3 +82,25 @@ def test_ray_image_split_equals_mrl_embed(tmp_path, tiny_config, fmnist_dir, ray
     np.testing.assert_allclose(got.array(), np.load(tmp_path / "test.npy"), atol=1e-5)
     res = r.invoke(app, ["embed", str(run), "--split", "test", "--out", str(tmp_path / "enc"), "--data-root", str(fmnist_dir), "--ray", "--actors", "1", "--rows-per-shard", "128"])
     assert res.exit_code == 0 and "0 to encode" in res.output  # finished: nothing re-encoded
+
+
+def test_ray_spreads_a_small_input_over_every_actor_without_warnings_or_locks_in_the_folder(tmp_path, minilm_path, ray_session, monkeypatch) -> None:
+    """Before: 16,384 rows per shard, so an input below that was one shard on one actor; Ray logged
+    "``concurrency`` is deprecated in Ray 2.51"; and `.manifest.lock` appeared in the output folder."""
+    import ray.data._internal.util as ray_util
+
+    from mrl.encode import open_shards
+    from mrl.encode.ray_text import auto_rows_per_shard, encode_corpus_ray
+    from mrl.io.lock import lock_dir
+
+    assert auto_rows_per_shard(10_000, 2) == 1250 and auto_rows_per_shard(100, 2) == 50 and auto_rows_per_shard(5_000_000, 4) == 16384 and auto_rows_per_shard(3, 8) == 1
+    warned: list[str] = []
+    monkeypatch.setattr(ray_util.logger, "warning", lambda msg, *a, **k: warned.append(str(msg)))
+    write_texts(tmp_path / "t.txt", 120)
+    reader = encode_corpus_ray(minilm_path, [tmp_path / "t.txt"], tmp_path / "enc", actors=2, progress=False)
+    man = reader.manifest
+    assert man["rows_per_shard"] == 60 and len(man["shards"]) == 2 and man["complete"] and {e["executor"] for e in man["shards"]} == {"ray"}
+    assert not [w for w in warned if "deprecated" in w], warned
+    assert not [p.name for p in (tmp_path / "enc").iterdir() if p.name.endswith(".lock")] and lock_dir().is_dir()
+    assert auto_rows_per_shard(120, 4, folder=tmp_path / "enc") == 60  # a resumed folder keeps its shard size
+    np.testing.assert_equal(open_shards(tmp_path / "enc", verify=True).array().shape, (120, 384))

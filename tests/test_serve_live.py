@@ -156,3 +156,65 @@ def test_mrl_serve_process_sighup_reload_and_graceful_shutdown(tiny_model: Path,
     err = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in err and f"127.0.0.1:{port}" in err  # bound to loopback
     assert "reloaded" in err and "Finished server process" in err
+
+
+def test_shutdown_past_the_drain_window_answers_json_503_and_exits(served_model: Any, live_server: Any) -> None:
+    """SIGTERM's path (uvicorn's should_exit) while one request's batch computes for 8 s and another
+    waits behind it, with a 0.3 s drain window: both get a JSON 503 when the window ends and the server
+    stops at once, without waiting for the batch. Was: plain-text 500s and a server that lingered
+    until every queued batch had run."""
+    import dataclasses
+
+    from mrl.serve.encoder import ServedModel
+
+    release = threading.Event()
+
+    class Slow(ServedModel):
+        def encode(self, texts: list[str]) -> np.ndarray:
+            if any("slow" in t for t in texts):
+                release.wait(8)
+            return super().encode(texts)
+
+    model = Slow(**{f.name: getattr(served_model, f.name) for f in dataclasses.fields(served_model)})
+    app = create_app(ServeConfig(model="tiny-mrl", batching=Batching(max_batch=1, max_wait_ms=0)), model=model)
+    srv = live_server(app, drain_s=0.3)
+    box: dict[str, Any] = {}
+    try:
+        with srv:
+            def hit(text: str) -> None:
+                box[text] = httpx.post(srv.url + "/v1/embeddings", json={"input": text}, timeout=30)
+
+            clients = [threading.Thread(target=hit, args=(t,)) for t in ("slow one", "queued behind it")]
+            for c in clients:
+                c.start()
+                time.sleep(0.2)
+            t0 = time.perf_counter()
+            srv.server.should_exit = True  # what uvicorn's SIGTERM handler sets
+            srv.thread.join(20)
+            stopped_in = time.perf_counter() - t0
+            for c in clients:
+                c.join(20)
+    finally:
+        release.set()
+    assert not srv.thread.is_alive() and stopped_in < 3.0, stopped_in  # the window (0.3 s) + the queues' short wait, not the 8 s batch
+    for text in ("slow one", "queued behind it"):
+        r = box[text]
+        assert r.status_code == 503, (text, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/json") and r.json()["error"]["code"] == "shutting_down"
+
+
+def test_drain_seconds_reaches_the_server_and_options_are_checked(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mrl.cli.app import app
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("mrl.serve.server.run", lambda app_, **kw: seen.update(kw))
+    monkeypatch.setattr("mrl.serve.create_app", lambda cfg, model=None: None)
+    res = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), "--drain-seconds", "2.5"])
+    assert res.exit_code == 0, res.output
+    assert seen["graceful_s"] == 2.5
+    res = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), "--drain-seconds", "-1"])
+    assert res.exit_code == 2 and "--drain-seconds" in res.output
+    res = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), "--threads", "0"])
+    assert res.exit_code == 2 and "--threads" in res.output

@@ -64,6 +64,14 @@ def test_page_shows_prefix_results_side_by_side(served_model: Any, tiny_index: P
         assert "overlap with full: 10/10" in full.text
         assert "a red boat near the sea" in full.find_element(By.CSS_SELECTOR, "ol.hits li").text  # the passage itself ranks first
         assert "ms search" in cols[3].text and "->" in cols[3].text
+        assert "tuned recall@10 " in cols[3].text and "measured at k=" not in cols[3].text  # tuned at k=10, asked k=10
+        k_box = browser.find_element(By.ID, "k")
+        k_box.clear()
+        k_box.send_keys("3")
+        browser.find_element(By.ID, "go").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .col ol.hits li")) == 4 * 3)
+        funnel_col = browser.find_elements(By.CSS_SELECTOR, "#results .col")[3]
+        assert "tuned recall@10 " in funnel_col.text and "measured at k=10, not at this k=3" in funnel_col.text  # the recall shown says at which k
         assert browser.find_element(By.ID, "quality-box").is_displayed()
         assert len(browser.find_elements(By.CSS_SELECTOR, "#quality svg polyline")) == 2
         assert not browser.find_element(By.ID, "error").is_displayed()

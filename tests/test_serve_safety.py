@@ -54,6 +54,36 @@ def test_health_and_page_shell_are_public(api: TestClient) -> None:
     assert api.get("/v1/info", headers={"authorization": ""}).status_code == 401
 
 
+def test_public_paths_show_no_paths_and_no_data(tiny_model: Path, tiny_index: Path) -> None:
+    """/health, / and /static/* answer without the key: none of them may show where the model or the
+    index live (or any served data); the README says exactly which paths are public."""
+    from mrl.serve.encoder import ServedModel
+
+    served = ServedModel.load(str(tiny_model))  # named by its absolute path, as `mrl serve --model /abs/path` does
+    app = create_app(ServeConfig(model=str(tiny_model), index=tiny_index, api_key=KEY), model=served)
+    with TestClient(app) as c:
+        h = c.get("/health")
+        assert h.status_code == 200
+        assert h.json()["model"] == tiny_model.name and h.json()["index"]["count"] == 600
+        bodies = {"/health": h.text}
+        for path in ("/", "/static/page.js", "/static/page.css"):
+            r = c.get(path)
+            assert r.status_code == 200, path
+            bodies[path] = r.text
+        for path, text in bodies.items():
+            for secret in (str(tiny_model.parent), str(tiny_index), "tmp/", "/root", "/home"):
+                assert secret not in text, (path, secret)
+        for path in ("/", "/static/page.js"):
+            assert tiny_model.name not in bodies[path] and "600" not in bodies[path]  # the shell holds no data: its API calls carry the key
+        assert c.get("/v1/info").status_code == 401
+        assert c.get("/static/../../serve/app.py").status_code in (401, 404)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    serve = readme[readme.index("## Serve"):]
+    serve = serve[: serve.index("\n## ", 1)]
+    key_line = " ".join(serve[serve.index("--api-key KEY"):].split("\n")[:4])
+    assert "`/health`" in key_line and "`/`" in key_line and "`/static/*`" in key_line, key_line
+
+
 def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
@@ -123,7 +153,8 @@ def test_malformed_json_and_schema(api: TestClient) -> None:
     assert "not valid JSON" in e["message"]
     assert err(api.post("/v1/embeddings", content="[1, 2]", headers=h), 422)
     assert err(api.post("/v1/embeddings", json={"inputs": "x"}), 422)  # a typo is refused, not ignored
-    assert err(api.post("/v1/embeddings", json={"input": [1, 2, 3]}), 422)  # token arrays are not supported
+    e = err(api.post("/v1/embeddings", json={"input": [1, "two", 3]}), 422)  # neither texts nor token ids: say what input takes
+    assert e["param"] == "input" and "token ids" in e["message"] and "list of texts" in e["message"]
     assert err(api.post("/v1/embeddings", json={"input": "x", "encoding_format": "int8"}), 422)["param"] == "encoding_format"
     assert err(api.post("/v1/search", json={"vectors": q(), "recall_target": 1.5}), 422)["param"] == "recall_target"
     assert err(api.post("/v1/search", json={"vectors": q(), "input": "x"}), 400)

@@ -64,7 +64,7 @@ def test_projection_starts_at_pca_of_the_base_embeddings(toy_model, wordnet_dir,
     st = load_sentence_transformer(toy_model)
     x = st.encode(["a red boat", "a blue cup", "a green lamp", "a white coat", "a black drum"] * 4, convert_to_numpy=True)
     x = x + np.random.default_rng(0).normal(scale=0.01, size=x.shape).astype(np.float32)
-    w, b = _projection_init(cfg, x, (8, 16, 32))
+    w, b, _ = _projection_init(cfg, x, (8, 16, 32))
     y = (torch.as_tensor(x) @ w.T + b).numpy()
     var = y.var(axis=0)
     assert np.all(np.diff(var) <= 1e-6) and np.allclose(y.mean(axis=0), 0, atol=1e-5)
@@ -77,9 +77,9 @@ def test_rotation_projection_keeps_every_full_width_cosine(toy_model, wordnet_di
     from mrl.train.text import _projection_init
 
     x = np.random.default_rng(1).normal(size=(200, 32)).astype(np.float32) * np.linspace(3, 0.5, 32, dtype=np.float32) + 2.0  # off-centre, like real embeddings
-    fitted, b = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation"), x, (8, 16, 32))  # init_steps: 20 of the rotation adaptor
+    fitted, b, _ = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation"), x, (8, 16, 32))  # init_steps: 20 of the rotation adaptor
     assert b is None and torch.allclose(fitted @ fitted.T, torch.eye(32), atol=1e-5)
-    w, b = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation", init_steps=0), x, (8, 16, 32))  # the mean-last PCA rotation itself
+    w, b, _ = _projection_init(_cfg(toy_model, wordnet_dir, projection="rotation", init_steps=0), x, (8, 16, 32))  # the mean-last PCA rotation itself
     assert b is None and not torch.allclose(w, fitted, atol=1e-3)
     assert torch.allclose(w @ w.T, torch.eye(32), atol=1e-5)
     xt = torch.as_tensor(x)
@@ -136,6 +136,47 @@ def test_projection_only_run_keeps_the_base_model_at_full_width(toy_model, wordn
     with pytest.raises(MRLError, match="max_steps"):
         _cfg(toy_model, wordnet_dir, loss="mnrl", projection="none", max_steps=0)
 
+
+
+def test_rotation_fit_resumes_after_a_kill_and_the_summary_says_what_ran(toy_model, wordnet_dir, tmp_path, monkeypatch):
+    """The default recipe's long phase (the rotation fit, no encoder step) checkpoints every N steps:
+    a run killed mid-fit resumes (`mrl train --resume`) to the same model as an uninterrupted run, and
+    the summary reports the fit (steps, time, final loss per dim), not "0 steps in 0s"."""
+    from safetensors.torch import load_file
+
+    from mrl.train import adaptor
+    from mrl.train.text import FIT_CHECKPOINT, load_text_config, train_text
+
+    cfg = tmp_path / "rot.yaml"
+    cfg.write_text(f"task: text\nmodel: {toy_model}\ndataset: wordnet\ndata_root: {wordnet_dir}\nmatryoshka_dims: 8,16,32\nprojection: rotation\ntrain_layers: 0\nmax_steps: 0\ninit_steps: 30\nbatch_size: 8\nneighbours: 3\nmax_seq_length: 16\nsave_steps: 5\nprogress: false\ndevice: cpu\ncache_dir: {tmp_path / 'cache'}\n")
+    full = CliRunner().invoke(app, ["train", "--config", str(cfg), "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    assert "fitted the projection for 30 steps in" in full.output and "final loss per dim: 8: " in full.output and "no encoder steps" in full.output and "nan" not in full.output
+    calls = {"n": 0}
+    original = adaptor.check_finite_loss  # called once per fit step
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 23:
+            raise KeyboardInterrupt  # the process dies in step 23; the step-20 checkpoint is on disk
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adaptor, "check_finite_loss", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_text(load_text_config(cfg), tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / FIT_CHECKPOINT
+    from mrl.train.checkpoint import load_checkpoint
+
+    assert ckpt.is_file() and load_checkpoint(ckpt)[1]["epoch"] == 20 and not (tmp_path / "run" / "matryoshka.json").exists()
+    monkeypatch.setattr(adaptor, "check_finite_loss", original)
+    res = CliRunner().invoke(app, ["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "fitted the projection for 30 steps" in res.output
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    da, db = (load_file(next((tmp_path / n).glob("*Dense*/model.safetensors"))) for n in ("full", "run"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) and all(torch.equal(da[k], db[k]) for k in da)
+    info = json.loads((tmp_path / "run" / "matryoshka.json").read_text())
+    assert info["fit_steps"] == 30 and not (tmp_path / "run" / "checkpoints").exists()
 
 def test_pseudo_queries_are_first_sentences():
     from mrl.train.text_data import pseudo_query, with_pseudo_queries
@@ -327,6 +368,44 @@ def test_eval_text_on_a_beir_folder_with_bounds(toy_model, tmp_path):
     assert sizes == [3, 10, 12]
 
 
+
+def _standard_beir(folder, *, judge_all=False):
+    """A standard BEIR folder as BEIR distributes it: corpus, queries, qrels/test.tsv; no unlabeled.jsonl, no manifest."""
+    things = ("boat", "house", "bird", "stone", "coat", "lamp", "drum", "fish", "cart", "cup", "bell", "rope")
+    (folder / "qrels").mkdir(parents=True)
+    docs = [(f"d{i}", f"a {t} that is painted {c}") for i, (t, c) in enumerate((t, c) for t in things for c in ("red", "blue"))]  # 24 documents
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"red {t}"}) + "\n" for i, t in enumerate(things[:6])))
+    judged = [(f"q{i}", f"d{2 * i}", 1) for i in range(6)] + [(f"q{i}", f"d{2 * i + 1}", 0) for i in range(6)]  # d0..d11 judged (some 0)
+    if judge_all:
+        judged += [(f"q{i % 6}", f"d{i}", 0) for i in range(12, 24)]
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in judged))
+    return folder, dict(docs)
+
+
+def test_eval_text_readme_form_on_a_standard_beir_folder(toy_model, tmp_path):
+    """Before: `mrl eval-text M --beir DIR` failed on any standard BEIR folder ("has no unlabeled.jsonl").
+    Now the PCA/adaptor baselines fit on corpus documents that no qrels file names, a seeded sample of
+    at most half of them, held out of the evaluated corpus; with none to hold out they are skipped."""
+    from mrl.evaluate.text_eval import load_eval_set
+
+    folder, docs = _standard_beir(tmp_path / "std")
+    res = CliRunner().invoke(app, ["eval-text", str(toy_model), "--beir", str(folder), "--out", str(tmp_path / "r.json"), "--dims", "4,32", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "6 queries, 18 documents, 6 fitting texts (corpus documents that no qrels file names" in res.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["mode"] for r in doc["runs"]] == ["truncate", "pca-text", "adaptor-unsup"]
+    data = load_eval_set(folder, fit_texts=5000)
+    unjudged = {docs[f"d{i}"] for i in range(12, 24)}
+    assert len(data.fit_texts) == 6 and set(data.fit_texts) <= unjudged and not set(data.fit_texts) & set(data.corpus)  # never an evaluated document
+    assert data.fit_texts == load_eval_set(folder, fit_texts=5000).fit_texts and len(load_eval_set(folder, fit_texts=2).fit_texts) == 2  # seeded, capped
+    assert len(data.corpus) == 18 and len(load_eval_set(folder, fit_texts=5000, max_corpus=10).corpus) == 10
+    everything, _ = _standard_beir(tmp_path / "all", judge_all=True)
+    res = CliRunner().invoke(app, ["eval-text", str(toy_model), "--beir", str(everything), "--out", str(tmp_path / "r2.json"), "--dims", "8,32", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "skipping the pca, adaptor baseline(s): no texts to fit them on" in res.output and "24 documents" in res.output
+    assert [r["mode"] for r in json.loads((tmp_path / "r2.json").read_text())["runs"]] == ["truncate"]
+
 @pytest.mark.parametrize(
     ("breakage", "match"),
     [
@@ -362,3 +441,32 @@ def test_trained_model_serves_dimensions(tuned):
     assert r.status_code == 200, r.text
     emb = np.array(r.json()["data"][0]["embedding"])
     assert emb.shape == (16,) and abs(np.linalg.norm(emb) - 1) < 1e-5
+
+
+def test_model_card_snippet_loads_with_plain_sentence_transformers(minilm_path, wordnet_dir, tmp_path):
+    """Before: the card's snippet was `SentenceTransformer("Matryoshka all-MiniLM-L6-v2 (distill)")` (not
+    loadable), the base model "Unknown", no MRL citation, and encoder hyper-parameters for a run with no
+    encoder step. Every python block of the card now runs in a fresh interpreter without mrl."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from mrl.train.text import load_text_config, train_text
+
+    cfg = load_text_config(None, {"model": "all-MiniLM-L6-v2", "dataset": "wordnet", "data_root": str(wordnet_dir), "matryoshka_dims": [32, 128, 384], "projection": "rotation", "train_layers": 0,
+                                  "max_steps": 0, "init_steps": 5, "max_seq_length": 16, "progress": False, "device": "cpu", "cache_dir": str(tmp_path / "cache")})
+    train_text(cfg, tmp_path / "my model")
+    card = (tmp_path / "my model" / "README.md").read_text()
+    assert "Matryoshka all-MiniLM-L6-v2 (distill)" not in card and "[Unknown]" not in card
+    assert "**Base model:** `all-MiniLM-L6-v2` ([sentence-transformers/all-MiniLM-L6-v2]" in card and "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+    assert "arXiv:2205.13147" in card and "Kusupati" in card
+    assert "**Encoder training:** none" in card and "lr 2e-05" not in card and "**Projection fit:** 5 steps x batch 512" in card
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", card, re.DOTALL) if "SentenceTransformer(" in b]
+    assert len(blocks) == 2  # ours (truncate_dim) and sentence-transformers' own usage section
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for block in blocks:
+        code = block + "\nimport sys\nassert 'mrl' not in sys.modules\nprint('shape', getattr(locals().get('emb', locals().get('embeddings')), 'shape'))\n"
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "shape (1, 128)" in run.stdout or "shape (3, 384)" in run.stdout, run.stdout

@@ -71,7 +71,7 @@ def test_attach_texts_cli_checks_every_id_has_a_passage(tmp_path: Path) -> None:
     folder = small_index(tmp_path / "idx", np.arange(3))
     (tmp_path / "two.txt").write_text("a\nb\n")
     res = CliRunner().invoke(app, ["index", "attach-texts", str(folder), "--texts", str(tmp_path / "two.txt")])
-    assert res.exit_code == 2 and "1 of the index's 3 ids have no passage" in res.output
+    assert res.exit_code == 2 and "1 of the index's 3 live ids have no passage" in res.output
     (tmp_path / "three.txt").write_text("a\nb\nc\n")
     res = CliRunner().invoke(app, ["index", "attach-texts", str(folder), "--texts", str(tmp_path / "three.txt")])
     assert res.exit_code == 0, res.output

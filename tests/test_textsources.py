@@ -1,4 +1,4 @@
-from mrl.data.textsources import gcide_entries, gcide_paragraphs, html_paragraphs, info_paragraphs, pod_inline, pod_paragraphs
+from mrl.corpora.textsources import gcide_entries, gcide_paragraphs, html_paragraphs, info_paragraphs, pod_inline, pod_paragraphs
 
 POD = """=pod
 

@@ -149,7 +149,7 @@ def test_cli_build_tune_search_info(tmp_path) -> None:
     assert json.loads((tmp_path / "idx2" / "manifest.json").read_text())["funnel"]
     res = runner.invoke(app, ["tune", str(tmp_path / "idx"), "--queries", str(tmp_path / "q.npy"), "--target-recall", "0.9", "--sample", "50", "--max-ram-per-vector", "9"])
     assert res.exit_code == 2 and "smallest explored needs" in res.output
-    res = runner.invoke(app, ["index", "info", str(tmp_path / "idx")])
+    res = runner.invoke(app, ["index", "info", str(tmp_path / "idx"), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["count"] == 3000
     save_npy(tmp_path / "q16.npy", q[:, :16])
     res = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), "--queries", str(tmp_path / "q16.npy")])
@@ -168,3 +168,14 @@ def test_confidence_level_demands_more_recall(index_and_queries) -> None:
     assert all(p.feasible <= (p.recall >= 0.95) for p in safe.points)  # the bound is stricter than the mean
     with pytest.raises(MRLError, match="confidence_level"):
         tune(index, queries=q, confidence_level=0.2)
+
+
+def test_tuning_logs_progress_with_count_and_time_left(index_and_queries) -> None:
+    """Issue 24: a long tuning shows how many structures are done and about how long is left."""
+    index, q, _ = index_and_queries
+    lines: list[str] = []
+    tune(index, queries=q, k=10, target_recall=0.9, space=SPACE, repeats=1, confidence_level=None, single_queries=5, log=lines.append)
+    progress = [ln for ln in lines if ln.startswith("[") and "structures" in ln]
+    assert [ln.split(" structures")[0] for ln in progress] == ["[1/3", "[2/3"]
+    assert all("s left]" in ln for ln in progress)
+    assert sum("(3/3)" in ln for ln in lines) == 1

@@ -41,3 +41,21 @@ def test_missing_and_corrupt_files(tmp_path):
         load_synsets(tmp_path)
     with pytest.raises(DataError, match="test_fraction"):
         load_wordnet(tmp_path, test_fraction=0.9, val_fraction=0.2)
+
+
+def test_max_texts_samples_synsets_over_the_whole_file(wordnet_dir, monkeypatch):
+    """`mrl serve --texts wordnet --max-texts N` indexed the file's first N synsets (one lexicographer
+    area only); it now takes a seeded, deterministic sample spread over the file, in file order."""
+    from mrl.index.texts import read_texts
+
+    every = load_synsets(wordnet_dir)
+    some = load_synsets(wordnet_dir, max_synsets=10)
+    assert len(some) == 10 and some == load_synsets(wordnet_dir, max_synsets=10)  # deterministic
+    pos = [every.index(s) for s in some]
+    assert pos == sorted(pos) and pos != list(range(10)) and max(pos) >= 40  # spread over the file, kept in file order
+    assert load_synsets(wordnet_dir, max_synsets=10, seed=1) != some and load_synsets(wordnet_dir, max_synsets=500) == every
+    with pytest.raises(DataError, match="max_synsets"):
+        load_synsets(wordnet_dir, max_synsets=0)
+    monkeypatch.setenv("MRL_WORDNET", str(wordnet_dir))
+    ids, texts = read_texts("wordnet", limit=10)
+    assert ids.tolist() == [int(s.offset) for s in some] and len(texts) == 10

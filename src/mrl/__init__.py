@@ -49,18 +49,6 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]  # noqa: PLE0604 - names are strings, listed in _EXPORTS
 
 
-def _install_torchvision_hook() -> None:
-    # PyPI's torchvision beside the CPU torch needs two operator schemas declared before it is imported
-    # (by mrl, or by transformers inside sentence-transformers); see mrl.torchvision_compat. The hook
-    # imports nothing until torchvision is first imported.
-    from mrl.torchvision_compat import install_import_hook
-
-    install_import_hook()
-
-
-_install_torchvision_hook()
-
-
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -38,7 +38,8 @@ def normalize_rows_(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     The common case costs one norm; only rows whose squared norm overflows or underflows take a
     second pass that divides by the row's largest magnitude before normalising.
     """
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):  # an overflowing row is rescaled below, not warned about on every search
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
     bad = ~np.isfinite(norms) | (norms < 1e-18)
     if bad.any():
         scale = np.abs(x).max(axis=-1, keepdims=True)
@@ -64,13 +65,21 @@ def truncate(x: np.ndarray, dim: int, *, normalize: bool = True) -> np.ndarray:
     return l2_normalize(out) if normalize else out
 
 
-def quantize(x: np.ndarray, precision: Precision) -> np.ndarray:
+def quantize(x: np.ndarray, precision: Precision, *, calibration: np.ndarray | None = None) -> np.ndarray:
     """Quantize embeddings for compact storage / cheap first-stage search.
 
     * ``float32`` / ``float16``: a cast.
-    * ``int8``: symmetric per-dimension scaling by the max absolute value -> ``int8`` in [-127, 127].
-    * ``binary``: sign bits packed 8 per byte (``np.packbits``) -> ``uint8`` ``[N, ceil(D/8)]``,
-      the layout FAISS binary indexes expect.
+    * ``int8``: FAISS's 8-bit scalar quantizer (``QT_8bit``: per-dimension min/max ranges trained
+      on ``calibration``, default ``x`` itself; the quantizer mrl's ``/int8`` index stages use),
+      its uint8 codes shifted by -128 (sentence-transformers' ``int8`` convention). Quantize
+      queries with the corpus as ``calibration`` so both share the ranges; values outside clip.
+    * ``binary``: sign bits packed 8 per byte -> ``uint8`` ``[N, ceil(D/8)]``, FAISS's binary
+      layout (sentence-transformers' ``ubinary``). Kept as ``np.packbits(x > 0)``: that one line is
+      what sentence-transformers runs too, and importing it (torch + transformers, ~13 s on the
+      2-core machine) for it would make the core depend on the ``text`` extra.
+
+    Shape: ``[N, D]`` float -> ``[N, D]`` (float32, float16, int8) or ``[N, ceil(D/8)]`` uint8 (binary);
+    ``calibration`` ``[M, D]``.
     """
     check_matrix(x, "embeddings")
     if precision == "float32":
@@ -78,9 +87,15 @@ def quantize(x: np.ndarray, precision: Precision) -> np.ndarray:
     if precision == "float16":
         return np.asarray(x, dtype=np.float16)
     if precision == "int8":
-        scale = np.abs(x).max(axis=0, keepdims=True)
-        scale[scale == 0] = 1.0
-        return np.clip(np.rint(x / scale * 127.0), -127, 127).astype(np.int8)
+        import faiss
+
+        cal = x if calibration is None else calibration
+        check_matrix(cal, "calibration embeddings")
+        if cal.shape[1] != x.shape[1]:
+            raise MRLError(f"calibration embeddings are {cal.shape[1]}-d but the embeddings are {x.shape[1]}-d; calibrate on embeddings of the same model and dim.")
+        sq = faiss.ScalarQuantizer(x.shape[1], faiss.ScalarQuantizer.QT_8bit)
+        sq.train(np.ascontiguousarray(cal, dtype=np.float32))
+        return (sq.compute_codes(np.ascontiguousarray(x, dtype=np.float32)).astype(np.int16) - 128).astype(np.int8)
     if precision == "binary":
         return np.packbits(np.asarray(x) > 0, axis=1)
     raise MRLError(f"unknown precision {precision!r}; choose one of {PRECISIONS}.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from functools import partialmethod
 from typing import IO, Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -40,10 +41,25 @@ def log_interval() -> float:
 
 
 def throttle_progress(seconds: float | None = None) -> None:
-    """Export ``TQDM_MININTERVAL`` (default :func:`log_interval`) when stderr is not a terminal, so the
-    tqdm bars of child processes refresh at most that often. A value set by the user wins."""
-    if not stderr_is_terminal():
-        os.environ.setdefault("TQDM_MININTERVAL", str(log_interval() if seconds is None else seconds))
+    """When stderr is not a terminal, throttle every tqdm bar to one refresh per ``seconds`` (default
+    :func:`log_interval`): export ``TQDM_MININTERVAL`` for child processes (tqdm reads it when first
+    imported) and give this process's tqdm the same default ``mininterval`` the way that variable
+    would have (tqdm's own ``envwrap``: a ``partialmethod`` of ``__init__``; torch imports tqdm before
+    any of our code runs, so the variable alone comes too late here). A value set by the user wins;
+    a bar that passes its own ``mininterval`` keeps it."""
+    if stderr_is_terminal():
+        return
+    os.environ.setdefault("TQDM_MININTERVAL", str(log_interval() if seconds is None else seconds))
+    import tqdm.std
+
+    cls = tqdm.std.tqdm
+    if not getattr(cls, "_mrl_throttled", False):
+        try:
+            every = float(os.environ["TQDM_MININTERVAL"])
+        except ValueError:
+            every = log_interval()
+        cls.__init__ = partialmethod(cls.__init__, mininterval=every)  # type: ignore[method-assign]
+        cls._mrl_throttled = True  # type: ignore[attr-defined]
 
 
 class _LineWriter:
@@ -62,6 +78,21 @@ class _LineWriter:
         self.stream.flush()
 
 
+class _LogBar(tqdm):
+    """A tqdm bar for logs: its closing line is skipped when the last line printed already showed the
+    final count (else a bar whose last update printed would end with the same line twice)."""
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> Any:
+        if msg is None:  # a real redraw, not the clearing of a bar that does not stay
+            self._logged_n = self.n
+        return super().display(msg, pos)
+
+    def close(self) -> None:
+        if not self.disable and getattr(self, "_logged_n", None) == self.n:
+            self.leave = False  # the final count is already in the log; closing then writes nothing
+        super().close()
+
+
 def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None, unit: str = "it", disable: bool = False, leave: bool = True, **kwargs: Any) -> Any:
     """A ``tqdm`` bar over ``iterable`` (or a manual one with ``total``), throttled for logs.
 
@@ -72,7 +103,7 @@ def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | Non
     if stderr_is_terminal():
         return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=leave, dynamic_ncols=True, **kwargs)
     every = log_interval()
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=leave, file=_LineWriter(sys.stderr or sys.__stderr__), mininterval=every, maxinterval=max(every, 10.0), ascii=True, ncols=100, **kwargs)
+    return _LogBar(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=leave, file=_LineWriter(sys.stderr or sys.__stderr__), mininterval=every, maxinterval=max(every, 10.0), ascii=True, ncols=100, **kwargs)
 
 
 def note(message: str) -> None:

@@ -24,9 +24,19 @@ console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``error: message`` (no markup parsing) and exit with code 2."""
-    console.print(Text.assemble(("error: ", "bold red"), message))
+    """Print ``error: message`` (no markup parsing) on one line and exit with code 2."""
+    console.print(Text.assemble(("error: ", "bold red"), one_line(message)))
     raise typer.Exit(2)
+
+
+def one_line(message: str) -> str:
+    """A message on one line: a library's multi-line text inside it (e.g. torch's list of every
+    mismatched tensor of a state_dict, 37 lines) keeps its first two lines and its last one (which
+    names the fix), with a count of the lines left out."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    if len(lines) <= 3:
+        return " ".join(lines)
+    return f"{lines[0]} {lines[1]} [... {len(lines) - 3} more line(s) ...] {lines[-1]}"
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +48,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except MRLError as exc:
             fail(str(exc))
+        except PermissionError as exc:  # an unreadable input, an unwritable output folder: the user's fix, not a bug
+            fail(permission_message(exc))
 
     return wrapper
+
+
+def permission_message(exc: PermissionError) -> str:
+    """One line for a :class:`PermissionError`: the file, or the folder a temporary file was to be made in."""
+    name = Path(exc.filename) if exc.filename else None
+    if name is not None and name.name.startswith(".") and name.name.endswith(".tmp"):  # an atomic write's temp file: the folder is the problem
+        return f"permission denied: cannot write in {name.parent}; make it writable for this user, or choose another output path."
+    where = f" {name}" if name is not None else ""
+    return f"permission denied:{where} ({exc.strerror or exc}); give this user access to it (chmod/chown), or choose another path."
 
 
 def flag(default: bool, *names: str, **kwargs: Any) -> Any:

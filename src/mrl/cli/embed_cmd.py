@@ -1,4 +1,4 @@
-"""``mrl embed`` (image runs, or frozen vectors through an adaptor), ``mrl embed-text`` and ``mrl apply-adaptor``."""
+"""``mrl embed`` (image runs, or frozen vectors through an adaptor) and ``mrl apply-adaptor``; ``mrl embed-text`` is the hidden old name of ``mrl encode``."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _check_npy_out(out: Path) -> None:
         raise MRLError(f"--out must end in .npy, got {out}.")
 
 
-@app.command("embed-text")
+@app.command("embed-text", hidden=True)
 @friendly
 def embed_text(
     model: str = typer.Argument(..., help="Sentence-transformers folder or 'all-MiniLM-L6-v2'."),
@@ -106,57 +106,19 @@ def embed_text(
     ray: bool = flag(False, "--ray", help="Encode on Ray Data into a resumable shard folder (as `mrl encode`); a local Ray unless --ray-address."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--ray: a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local Ray (2 CPUs)."),
     actors: int = typer.Option(2, "--actors", help="--ray: model replicas (actors), each loads the model once."),
-    rows_per_shard: int = typer.Option(16384, "--rows-per-shard", help="--ray: rows per shard (the unit of work and of resume)."),
+    rows_per_shard: Optional[int] = typer.Option(None, "--rows-per-shard", help="--ray: rows per shard (the unit of work and of resume; default: about 4 shards per actor, at most 16384)."),
     bf16: bool = flag(False, "--bf16", help="--ray: bf16 autocast on CPU."),
 ) -> None:
-    """Encode texts with a sentence encoder into a .npy (truncate-then-normalise when --truncate-dim).
+    """Old name of `mrl encode MODEL TEXTS.txt --out OUT` (kept for a release): OUT.npy is one array, any other OUT a shard folder (with --ray)."""
+    from mrl.cli.text_encode import texts_to_npy, texts_to_ray
 
-    With ``--ray [--ray-address ADDRESS]`` the texts are encoded by Ray actors into fixed-size shards plus a
-    manifest; rerunning the same command resumes a killed job; `mrl index build --vectors FOLDER`
-    and `mrl index push` read the folder directly.
-    """
     if ray_address is not None and not ray:
         raise MRLError("--ray-address needs --ray.")
     if ray:
-        from mrl.encode.ray_text import encode_corpus_ray
-
         if truncate_dim:
             raise MRLError("--ray writes full-width shards; drop --truncate-dim (funnels truncate at search time).")
-        if out.suffix == ".npy":
-            raise MRLError(f"--ray writes a shard folder, not a .npy: give --out a folder, got {out}.")
-        reader = encode_corpus_ray(model, [input], out, address=ray_address, actors=actors, rows_per_shard=rows_per_shard, batch_size=batch_size, bf16=bf16, overwrite=overwrite, log=console.print)
-        console.print(f"wrote {out}: {reader.rows} x {reader.dim} {reader.dtype} in {len(reader.arrays)} shards")
-        return
-    from mrl.embeddings import l2_normalize
-    from mrl.evaluate.ir import encode_texts
-    from mrl.io import open_files, save_npy
-    from mrl.models.text import load_sentence_transformer, resolve_model_path
-
-    _check_npy_out(out)
-    if batch_size < 1:
-        raise MRLError(f"--batch-size must be >= 1, got {batch_size}.")
-    if not input.is_file():
-        raise MRLError(f"{input} does not exist; give a UTF-8 text file with one text per line.")
-    path = resolve_model_path(model)
-    with open_files(out, EMBEDDINGS_KIND, overwrite=overwrite, inputs=[input, path]) as writer:
-        try:
-            texts = [t for t in input.read_text(encoding="utf-8").splitlines() if t.strip()]
-        except UnicodeDecodeError as exc:
-            raise MRLError(f"{input} is not UTF-8 text; re-save it as UTF-8.") from exc
-        if not texts:
-            raise MRLError(f"{input} holds no text lines.")
-        st = load_sentence_transformer(model, truncate_dim=truncate_dim)
-        emb = encode_texts(st, texts, batch_size=batch_size)
-        if truncate_dim:
-            emb = l2_normalize(emb[:, :truncate_dim])
-        with writer.file(out.name) as p:
-            save_npy(p, emb)
-        writer.meta.update({
-            "model": str(model), "model_path": str(path), "source": str(input), "count": int(emb.shape[0]), "dim": int(emb.shape[1]),
-            "truncate_dim": truncate_dim, "normalized": bool(truncate_dim), "dtype": "float32", "sha256": array_sha256(emb),
-            "note": "truncated to truncate_dim then L2-normalised" if truncate_dim else "full width as the model outputs it; truncate then L2-normalise to use a prefix",
-        })
-    console.print(f"wrote {out} {emb.shape} (+ {out.with_suffix('.json').name})")
+        return texts_to_ray(model, [input], out, address=ray_address, actors=actors, rows_per_shard=rows_per_shard, batch_size=batch_size, bf16=bf16, overwrite=overwrite)
+    texts_to_npy(model, input, out, truncate_dim=truncate_dim, batch_size=batch_size, overwrite=overwrite)
 
 
 @app.command("apply-adaptor")

@@ -36,7 +36,18 @@ def eval_(
     with results_writer(out, overwrite=overwrite, inputs=input_files(*runs)):
         records = evaluate_runs(runs, _data_for_runs(runs, data_root), baselines=parse_list(baselines), baseline_dims=parse_dims(dims) if dims else None, metric=metric, log=console.print, progress=True)
         write_json(out, results_document(records))
+    typer.echo(per_dim_table(records))
     console.print(f"wrote {out} ({len(records)} records)")
+
+
+def per_dim_table(records: list[dict[str, Any]], metrics: tuple[str, ...] = ("top1", "1nn", "map@10")) -> str:
+    """A compact text table: one row per record and metric, one column per dim, values in %."""
+    dims = sorted({int(d) for r in records for d in r["per_dim"]})
+    head = ["method", "metric", *(f"d={d}" for d in dims)]
+    rows = [[r["method"], m, *(f"{100 * r['per_dim'][str(d)][m]:.1f}" if m in r["per_dim"].get(str(d), {}) else "-" for d in dims)]
+            for r in records for m in metrics if any(m in v for v in r["per_dim"].values())]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    return "\n".join("  ".join(str(x).rjust(w) if i > 1 else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))) for row in [head, *rows])
 
 
 def _data_for_runs(runs: list[Path], data_root: Path | None) -> Any:
@@ -56,12 +67,12 @@ def _data_for_runs(runs: list[Path], data_root: Path | None) -> Any:
 def eval_text(
     models: list[str] = typer.Argument(..., help="Sentence-transformers folders (or 'all-MiniLM-L6-v2'); LABEL=PATH names a row."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON (an `mrl eval` results file; render with `mrl report`)."),
-    beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv[, unlabeled.jsonl]); default: the WordNet test split."),
+    beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv[, unlabeled.jsonl]); default: the WordNet test split. Without unlabeled.jsonl the baselines fit on corpus documents no qrels file names, held out of the evaluation."),
     split: str = typer.Option("test", help="BEIR qrels split to evaluate."),
     max_queries: Optional[int] = typer.Option(2000, help="Evaluate a seeded sample of at most this many queries (sampled before encoding)."),
     max_corpus: Optional[int] = typer.Option(None, help="Keep the kept queries' relevant documents plus a seeded sample of others, up to this many (before encoding)."),
     baselines: str = typer.Option("pca,adaptor", help="Post-hoc baselines on the FIRST model, fit on unlabeled texts of the set: pca,adaptor ('' for none)."),
-    fit_texts: int = typer.Option(5000, help="Unlabeled texts that fit the baselines (a BEIR folder's unlabeled.jsonl; WordNet's training split)."),
+    fit_texts: int = typer.Option(5000, help="Unlabeled texts that fit the baselines (a BEIR folder's unlabeled.jsonl, else its unjudged corpus documents held out of the evaluation; WordNet's training split)."),
     adaptor: Optional[Path] = typer.Option(None, "--adaptor", help="Also evaluate the FIRST model's embeddings through this pre-fitted adaptor."),
     dims: str = typer.Option("8,16,...,384", help="Prefix sizes to evaluate."),
     data_root: Optional[Path] = typer.Option(None, help="Folder with WordNet's data.noun."),
@@ -92,7 +103,10 @@ def eval_text(
     inputs = input_files(*(Path(n) for n in names if Path(n).exists()), beir, adaptor, data_root)
     with results_writer(out, overwrite=overwrite, inputs=inputs):
         data = load_eval_set(beir, split=split, max_queries=max_queries, max_corpus=max_corpus, fit_texts=fit_texts if chosen else 0, seed=seed, data_root=data_root)
-        console.print(f"{data.name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts")
+        console.print(f"{data.name}: {len(data.queries)} queries, {len(data.corpus)} documents, {len(data.fit_texts)} fitting texts" + (f" ({data.fit_source})" if data.fit_source else ""))
+        if chosen and len(data.fit_texts) < 2:
+            console.print(f"skipping the {', '.join(chosen)} baseline(s): no texts to fit them on ({data.fit_source or 'none'}).")
+            chosen = []
         records = evaluate_text(names, data, wanted, baselines=chosen, labels=labels, cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16, log=console.print)
         if adaptor is not None:
             enc = dict(cache_dir=cache_dir, max_seq_length=max_seq_length, bf16=bf16)

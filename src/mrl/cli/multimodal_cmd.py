@@ -73,7 +73,7 @@ def export_text_tower_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Sentence-transformers folder to write."),
     overwrite: bool = flag(False, "--overwrite"),
 ) -> None:
-    """Save the text tower as a sentence-transformers folder (for `mrl embed-text`, `mrl serve`, any ST user)."""
+    """Save the text tower as a sentence-transformers folder (for `mrl encode`, `mrl serve`, any ST user)."""
     from mrl.io import check_output
     from mrl.models.text import TEXT_MODEL_KIND
     from mrl.models.two_tower import export_text_tower, load_two_tower
@@ -92,7 +92,7 @@ def embed_tower(model: Path, tower: str, out: Path, *, data: Path | None, split:
     """
     import numpy as np
 
-    from mrl.data.icons import load_raster
+    from mrl.data.image_items import load_raster
     from mrl.data.image_text import load_image_text, to_square_rgb
     from mrl.embeddings import EMBEDDINGS_KIND, array_sha256
     from mrl.io import input_files, open_files, save_npy

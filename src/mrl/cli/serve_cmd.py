@@ -30,7 +30,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MRL_API_KEY", show_default=False, help="Require 'Authorization: Bearer KEY' on every endpoint but /health (also from MRL_API_KEY)."),
-    allow_untrained_dimensions: bool = flag(False, "--allow-untrained-dimensions", help="Accept `dimensions` < D for a model that is not Matryoshka-trained and has no adaptor."),
+    allow_untrained_dimensions: bool = flag(False, "--allow-untrained-dimensions", help="Accept any `dimensions` in 1..D: also for a model that is not Matryoshka-trained (and has no adaptor), and sizes outside its matryoshka_dimensions."),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="The id clients pass as `model` (default: the --model value)."),
     report: Optional[Path] = typer.Option(None, "--report", help="`mrl eval-text` JSON whose per-dim curve the page shows (default: eval.json in the model folder)."),
     max_batch: int = typer.Option(64, "--max-batch", help="Texts per encoding batch (1 = no dynamic batching)."),
@@ -41,6 +41,7 @@ def serve(
     max_chars: int = typer.Option(8192, "--max-chars", help="Characters per input text."),
     max_k: int = typer.Option(1000, "--max-k", help="Largest k."),
     max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", help="Largest request body (413 above)."),
+    drain_seconds: float = typer.Option(30.0, "--drain-seconds", help="On SIGTERM/SIGINT, how long requests in flight may finish; those still running then get a JSON 503 and the process exits."),
     threads: int = typer.Option(2, "--threads", help="Torch and FAISS threads."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
@@ -53,6 +54,10 @@ def serve(
     from mrl.serve.server import check_bind, run
 
     check_bind(host, port)
+    if threads < 1:
+        raise MRLError(f"--threads must be at least 1, got {threads}.")
+    if not 0 <= drain_seconds <= 3600:
+        raise MRLError(f"--drain-seconds must be in [0, 3600], got {drain_seconds}.")
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     config = ServeConfig(model=model, adaptor=adaptor, index=index, milvus=milvus, collection=collection, api_key=api_key, allow_untrained_dimensions=allow_untrained_dimensions,
@@ -66,14 +71,15 @@ def serve(
     where = f"http://{host}:{port}"
     console.print(f"serving {model or 'no model'}{' + adaptor' if adaptor else ''}{f', index {index}' if index else ''}{f', Milvus {milvus} collection {collection}' if milvus else ''} at {where} (page: {where}/, API: {where}/docs)"
                   + ("; API key required" if api_key else ""), style="bold green")
-    run(app_, host=host, port=port, log_level=log_level)
+    run(app_, host=host, port=port, log_level=log_level, graceful_s=drain_seconds)
 
 
 def _prepare_text_index(config: ServeConfig, texts: str, max_texts: Optional[int], threads: int) -> ServedModel:
     """Build ``--index`` from ``--texts`` with the served model when it holds no index yet; returns the loaded model."""
     from mrl.index import store
-    from mrl.index.text_index import build_text_index
+    from mrl.index.text_index import build_text_index, remove_leftover_staging
     from mrl.index.texts import TextStore, read_texts, write_text_store
+    from mrl.models.text import model_hash
     from mrl.serve.encoder import ServedModel
 
     index, model = config.index, config.model
@@ -83,6 +89,8 @@ def _prepare_text_index(config: ServeConfig, texts: str, max_texts: Optional[int
         raise MRLError(f"--max-texts must be positive, got {max_texts}.")
     served = ServedModel.load(model, adaptor=config.adaptor, name=config.model_name, device=config.device)
     if (index / store.MANIFEST).is_file():
+        if remove_leftover_staging(index):
+            console.print(f"removed the finished first build's staging shards from {index}")
         if TextStore.open(index, verify=False) is None:
             ids, passages = read_texts(texts, limit=max_texts)
             write_text_store(index, ids, passages)
@@ -91,6 +99,7 @@ def _prepare_text_index(config: ServeConfig, texts: str, max_texts: Optional[int
             console.print(f"{index} already holds an index and its texts: serving it as is (--texts is read only when the folder is new)")
         return served
     ids, passages = read_texts(texts, limit=max_texts)
-    console.print(f"building {index} from {len(passages)} passages of {texts} with {model} (once; later starts reuse it)")
-    build_text_index(index, ids, passages, served.encode, threads=threads, log=console.print)
+    console.print(f"building {index} from {len(passages):,} passages of {texts} with {model} (once; later starts reuse it)")
+    model_id = model_hash(served.path, served.st.max_seq_length) + (f"+adaptor:{model_hash(config.adaptor)}" if config.adaptor is not None else "")
+    build_text_index(index, ids, passages, served.encode, model_id=model_id, threads=threads, log=console.print)
     return served

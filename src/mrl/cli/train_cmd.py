@@ -46,9 +46,7 @@ def _run_text(cfg, config: Path | None, overrides: list[str], out: Path, *, resu
     if nproc != 1:
         raise MRLError(f"text training runs on several GPUs through the Trainer's launcher, not --nproc: `accelerate launch --num_processes {nproc} -m mrl train ...` (or `torchrun --nproc_per_node {nproc} -m mrl train ...`).")
     result = train_text(cfg, out, overwrite=overwrite, resume=resume)
-    last = result.history[-1] if result.history else {}
-    losses = ", ".join(f"{d}: {last[f'loss@{d}']:.3f}" for d in cfg.matryoshka_dims if f"loss@{d}" in last)
-    console.print(f"trained {cfg.model} ({cfg.loss}) for {result.steps} steps in {result.seconds:.0f}s ({result.steps_per_s:.2f} steps/s); last loss per dim: {losses}")
+    console.print(result.summary(str(cfg.model), cfg.loss))
     console.print(f"model: {out} (load with SentenceTransformer('{out}', truncate_dim=d) and encode(..., normalize_embeddings=True))")
 
 

@@ -187,6 +187,8 @@ def verify_manifest(folder: str | os.PathLike[str], names: Sequence[str] | None 
 def load_beir(folder: str | os.PathLike[str], split: str = "test", *, max_queries: int | None = None, max_corpus: int | None = None, seed: int = 0) -> IRSet:
     """Load a BEIR folder's ``split`` as an :class:`IRSet` (graded when any score is above 1).
 
+    See :func:`load_beir_with_fit_docs` for the same set with fitting documents held out of it.
+
     Args:
         folder: the dataset folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
         split: which qrels file to evaluate.
@@ -200,7 +202,38 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", *, max_querie
             file without header or with bad scores, qrels naming unknown ids, or a ``max_corpus``
             below the number of documents the kept queries need.
     """
-    root = Path(folder)
+    return _load_beir(Path(folder), split, max_queries=max_queries, max_corpus=max_corpus, seed=seed, hold_out=0)[0]
+
+
+def load_beir_with_fit_docs(folder: str | os.PathLike[str], split: str = "test", *, max_fit: int, max_queries: int | None = None, max_corpus: int | None = None, seed: int = 0) -> tuple[IRSet, tuple[str, ...]]:
+    """:func:`load_beir` plus up to ``max_fit`` corpus documents held out of the evaluated set, for
+    fitting label-free baselines on a standard BEIR folder (one without ``unlabeled.jsonl``).
+
+    The held-out documents are a seeded sample of the documents that no qrels file of the folder
+    names (any split, any score), at most half of them (the other half stays in the corpus as
+    distractors); they are removed from the evaluated corpus before its ``max_corpus`` sample, so no
+    evaluated document, query or judgement is ever fitted on.
+
+    Returns:
+        ``(the IR set, the held-out texts)``; the texts are empty when no document is unjudged.
+    """
+    if max_fit < 0:
+        raise DataError(f"max_fit must be >= 0, got {max_fit}.")
+    return _load_beir(Path(folder), split, max_queries=max_queries, max_corpus=max_corpus, seed=seed, hold_out=max_fit)
+
+
+def _judged_anywhere(root: Path, judged: dict[str, dict[str, int]]) -> set[str]:
+    """Document ids named by the evaluated split's judgements or by any other readable qrels file."""
+    named = {d for docs in judged.values() for d in docs}
+    for other in sorted((root / "qrels").glob("*.tsv")):
+        try:
+            named |= {d for docs in read_qrels(other).values() for d in docs}
+        except DataError:  # another split's malformed file: only its own evaluation refuses it
+            continue
+    return named
+
+
+def _load_beir(root: Path, split: str, *, max_queries: int | None, max_corpus: int | None, seed: int, hold_out: int) -> tuple[IRSet, tuple[str, ...]]:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; pass a BEIR folder holding corpus.jsonl, queries.jsonl and qrels/{split}.tsv.")
     for bound, name in ((max_queries, "max_queries"), (max_corpus, "max_corpus")):
@@ -232,6 +265,14 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", *, max_querie
         raise DataError(f"the {len(kept_q)} kept queries need {len(relevant)} relevant documents, more than max_corpus={max_corpus}; raise max_corpus or lower max_queries.")
     rows = np.asarray(relevant, dtype=np.int64)
     others = np.setdiff1d(np.arange(len(c_ids), dtype=np.int64), rows, assume_unique=True)
+    held = np.zeros(0, dtype=np.int64)
+    if hold_out:  # fitting documents: unjudged anywhere, at most half of those, out of the evaluated corpus
+        named = _judged_anywhere(root, judged)
+        unjudged = np.array([i for i, d in enumerate(c_ids) if d not in named], dtype=np.int64)
+        take = min(hold_out, unjudged.size // 2)
+        if take:
+            held = np.sort(np.random.default_rng([seed, 1]).choice(unjudged, size=take, replace=False))
+            others = np.setdiff1d(others, held, assume_unique=True)
     if max_corpus is not None and rows.size + others.size > max_corpus:
         others = rng.choice(others, size=max_corpus - rows.size, replace=False)
     rows = np.sort(np.concatenate([rows, others]))
@@ -244,6 +285,7 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", *, max_querie
         qrels.append(tuple(r for r, _ in pos))
         grades.append(tuple(s for _, s in pos))
     graded = any(g > 1 for gr in grades for g in gr)
+    fit = tuple(t for _, t in _read_at(corpus_path, c_off[held], with_title=True)) if held.size else ()
     return IRSet(
         query_ids=tuple(q for q, _ in queries),
         queries=tuple(t for _, t in queries),
@@ -251,7 +293,7 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", *, max_querie
         corpus=tuple(t for _, t in corpus),
         qrels=tuple(qrels),
         grades=tuple(grades) if graded else None,
-    )
+    ), fit
 
 
 def load_unlabeled(folder: str | os.PathLike[str], *, max_docs: int | None = None, seed: int = 0) -> tuple[str, ...]:

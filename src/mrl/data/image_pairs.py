@@ -1,4 +1,4 @@
-"""A user's own image-caption pairs as a source for :func:`mrl.data.image_text.build_image_text`.
+"""A user's own image-caption pairs as a source for :func:`mrl.corpora.image_text.build_image_text`.
 
 The pair file is JSON Lines (``{"image": "cats/1.png", "caption": "a grey cat"}``; ``captions`` may
 be a list) or CSV/TSV with a header naming ``image`` and ``caption``. Several rows may name the same
@@ -17,9 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from mrl.data.captions import clean_caption
-from mrl.data.icons import load_raster
-from mrl.data.sources import RawItem, SourceResult
+from mrl.data.image_items import RawItem, SourceResult, clean_caption, load_raster
 from mrl.errors import DataError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}

@@ -2,7 +2,7 @@
 
 Every text-retrieval loader returns an :class:`IRSet`: the WordNet task (:mod:`mrl.data.wordnet`,
 one relevant document per query), any BEIR-format folder (:mod:`mrl.data.beir`, graded relevance)
-and the WordNet task over the 1M-passage corpus (:mod:`mrl.data.corpus`).
+and the WordNet task over the 1M-passage corpus (:mod:`mrl.corpora.corpus`).
 """
 
 from __future__ import annotations

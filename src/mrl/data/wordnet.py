@@ -97,11 +97,19 @@ def _hypernyms(fields: list[str], at: int, offset: str) -> tuple[str, ...]:
     return tuple(ptrs[i + 1] for i in range(0, len(ptrs) - 3, 4) if ptrs[i] in ("@", "@i"))
 
 
-def load_synsets(root: str | os.PathLike[str] | None = None, pos: str = "noun") -> list[Synset]:
-    """All synsets of ``data.<pos>`` under ``root`` (default ``$MRL_WORDNET`` or /usr/share/wordnet).
+def load_synsets(root: str | os.PathLike[str] | None = None, pos: str = "noun", *, max_synsets: int | None = None, seed: int = 0) -> list[Synset]:
+    """The synsets of ``data.<pos>`` under ``root`` (default ``$MRL_WORDNET`` or /usr/share/wordnet).
 
-    License header lines (starting with two spaces) are skipped.
+    License header lines (starting with two spaces) are skipped. ``max_synsets`` keeps a seeded,
+    deterministic sample of that many (in file order): the file is ordered by byte offset, i.e. by
+    lexicographer file (noun.Tops, noun.act, noun.animal, ...), so its first N synsets would miss
+    whole areas of the vocabulary.
+
+    Raises:
+        DataError: the file is missing or holds no synsets; ``max_synsets`` below 1.
     """
+    if max_synsets is not None and max_synsets < 1:
+        raise DataError(f"max_synsets must be a positive number or None, got {max_synsets}.")
     folder = Path(root or os.environ.get("MRL_WORDNET") or DEFAULT_ROOT)
     path = folder / f"data.{pos}"
     if not path.is_file():
@@ -113,6 +121,9 @@ def load_synsets(root: str | os.PathLike[str] | None = None, pos: str = "noun") 
     synsets = [parse_data_line(ln) for ln in lines if ln.strip() and not ln.startswith("  ")]
     if not synsets:
         raise DataError(f"{path} holds no synsets; the file is truncated: reinstall wordnet-base.")
+    if max_synsets is not None and len(synsets) > max_synsets:
+        keep = np.sort(np.random.default_rng(seed).choice(len(synsets), size=max_synsets, replace=False))
+        synsets = [synsets[i] for i in keep]
     return synsets
 
 

@@ -5,8 +5,9 @@
 Same shard folder and manifest format as :mod:`mrl.encode.shards` (model = the run's
 ``model.safetensors`` hash, sources = the IDX files' hashes, settings = split and validation size),
 same executor shape as :mod:`mrl.encode.ray_text`: each pending shard (a row range of the split)
-goes to an actor that loaded the model and the split once, which encodes, writes and records it.
-A rerun after a kill encodes only the shards the manifest does not list.
+goes to an actor that loaded the model and the split once, which encodes and writes it; the driver
+records it in the manifest as it streams back (one manifest writer, even on a cluster). A rerun
+after a kill encodes only the shards the manifest does not list.
 """
 
 from __future__ import annotations
@@ -43,14 +44,15 @@ class ImageShardEncoder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from mrl.evaluate.perdim import encode_split
 
-        out: dict[str, list[Any]] = {"index": [], "rows": [], "seconds": []}
+        out: dict[str, list[Any]] = {"index": [], "rows": [], "seconds": [], "start": [], "file": [], "bytes": [], "sha256": []}
         for index in batch["index"]:
             t0 = time.perf_counter()
             start, stop = self.shards.shard_rows(int(index))
             emb = encode_split(self.net, self.data.images[start:stop], self.data.labels[start:stop]).embeddings
             entry = write_shard(self.shards.folder, int(index), start, emb, self.dtype)
             seconds = round(time.perf_counter() - t0, 3)
-            self.shards.record({**entry, "seconds": seconds, "executor": "ray"})
+            for key in ("start", "file", "bytes", "sha256"):  # the driver records the shard from these
+                out[key].append(entry[key])
             out["index"].append(int(index))
             out["rows"].append(stop - start)
             out["seconds"].append(seconds)
@@ -100,12 +102,14 @@ def encode_split_ray(model: str | os.PathLike[str], split: str, out: str | os.Pa
     if pending:
         ray = start_ray(address, num_cpus)
         ds = ray.data.from_items([{"index": i} for i in pending], override_num_blocks=len(pending)).map_batches(
-            ImageShardEncoder, batch_size=1, concurrency=min(actors, len(pending)), num_cpus=cpus_per_actor,
+            ImageShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(actors, len(pending))), num_cpus=cpus_per_actor,
             fn_constructor_kwargs={"model": str(weights.resolve()), "split": split, "data_root": None if root is None else str(root), "val_size": int(cfg["val_size"]),
                                    "folder": str(shards.folder.resolve()), "dtype": dtype, "threads": threads_per_actor})
         bar = progress_bar(total=rows, initial=done_rows, unit="img", desc="embed (ray)", disable=not progress)
         try:
-            for row in ds.iter_rows():
+            for row in ds.iter_rows():  # each row is one finished shard: recorded here, by the one manifest writer
+                entry = {"index": int(row["index"]), "start": int(row["start"]), "rows": int(row["rows"]), "file": str(row["file"]), "bytes": int(row["bytes"]), "sha256": str(row["sha256"])}
+                shards.record({**entry, "seconds": float(row["seconds"]), "executor": "ray"})
                 bar.update(int(row["rows"]))
         finally:
             bar.close()

@@ -26,7 +26,6 @@ concatenates (small sets only, e.g. queries).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -91,13 +90,19 @@ def write_shard(folder: str | os.PathLike[str], index: int, start: int, vectors:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``folder/.manifest.lock`` (one manifest writer at a time)."""
-    with open(folder / ".manifest.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """An exclusive lock on ``folder``'s manifest (one manifest writer at a time), waiting for it.
+
+    The lock file lives in mrl's per-user lock folder (:func:`mrl.io.lock.lock_path`), never in the
+    user's output folder. Locks are per machine: on a Ray cluster the driver alone records shards.
+    """
+    from filelock import FileLock
+
+    from mrl.io.lock import lock_path
+
+    lp = lock_path(folder / MANIFEST)
+    lp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with FileLock(str(lp), thread_local=False):
+        yield
 
 
 def _check_manifest(folder: Path, man: Any) -> dict[str, Any]:
@@ -266,7 +271,7 @@ class ShardSet:
                 if not overwrite:
                     raise OutputExistsError(f"{folder} holds shards of a different encoding ({', '.join(diff)} differ); use another output folder, or pass --overwrite to replace them.")
                 _remove_listed(folder, old)
-            elif any(p.name != ".manifest.lock" for p in folder.iterdir()):
+            elif any(p.name != ".manifest.lock" for p in folder.iterdir()):  # a lock file older mrl versions left in the folder
                 raise OutputExistsError(f"{folder} is not empty and holds no shard manifest; choose an empty or new output folder.")
             man = {"format": FORMAT, "format_version": FORMAT_VERSION, **header, "shards": [], "complete": False}
             if ids is not None:

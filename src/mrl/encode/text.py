@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 FIDELITY_SAMPLE = 256
-_LENGTH_CHUNK = 1024  # texts per model.encode call inside a shard (progress granularity)
 
 
 def input_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -190,8 +189,8 @@ def encode_texts_sorted(model: SentenceTransformer, texts: Sequence[str], *, bat
     """
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out: np.ndarray | None = None
-    for s in range(0, len(order), _LENGTH_CHUNK):
-        idx = order[s : s + _LENGTH_CHUNK]
+    for s in range(0, len(order), batch_size):  # one batch per call: the bar moves with every batch
+        idx = order[s : s + batch_size]
         with _autocast(bf16):
             emb = model.encode([texts[i] for i in idx], batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=False)
         emb = np.asarray(emb, dtype=np.float32)

@@ -59,6 +59,28 @@ def retrieval_metrics(neighbor_labels: np.ndarray, query_labels: np.ndarray, ks:
     return out
 
 
+def chance_levels(db_labels: np.ndarray, query_labels: np.ndarray, num_classes: int, ks: Sequence[int] = (10,)) -> dict[str, float]:
+    """What each metric scores when the embedding carries no information (the report's chance line).
+
+    Heads: a uniform guess, ``top1`` = 1/C, ``top5`` = min(5, C)/C. Retrieval with a random
+    ranking: each retrieved item is relevant with probability p_q, the share of the query's class in
+    the database, so ``1nn`` = mean p_q, ``recall@k`` = mean 1 - (1 - p_q)^k, ``precision@k`` =
+    mean p_q and ``map@k`` = mean (p_q H_k + p_q^2 (k - H_k)) / k, with H_k = sum_{i<=k} 1/i
+    (E[P@i rel_i] = (p + (i - 1) p^2) / i; draws with replacement, exact for a large database).
+
+    Shape: db_labels ``[N]``, query_labels ``[Nq]`` (ints in ``[0, C)``).
+    """
+    share = np.bincount(np.asarray(db_labels, dtype=np.int64), minlength=num_classes) / max(len(db_labels), 1)
+    p = share[np.asarray(query_labels, dtype=np.int64)]
+    out = {"top1": 1.0 / num_classes, "top5": min(5, num_classes) / num_classes, "1nn": float(p.mean())}
+    for k in ks:
+        h = float(np.sum(1.0 / np.arange(1, k + 1)))
+        out[f"map@{k}"] = float(((p * h + p**2 * (k - h)) / k).mean())
+        out[f"recall@{k}"] = float((1 - (1 - p) ** k).mean())
+        out[f"precision@{k}"] = float(p.mean())
+    return out
+
+
 def per_dim_retrieval(db: np.ndarray, db_labels: np.ndarray, queries: np.ndarray, query_labels: np.ndarray, dims: Sequence[int], ks: Sequence[int] = (10,), *, metric: str = "l2") -> dict[int, dict[str, float]]:
     """Retrieval metrics at every prefix ``d`` in ``dims`` (exact search on the truncated vectors).
 

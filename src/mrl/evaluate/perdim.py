@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from mrl.data.fashion_mnist import FashionMNIST, to_tensor
-from mrl.data.registry import from_fashion_mnist, load_image_data
+from mrl.data.registry import from_fashion_mnist, load_image_data, split_fields
 from mrl.data.splits import ImageData, ImageSplit, TensorSplit
 from mrl.errors import MRLError
 from mrl.evaluate.baselines import BASELINES, reductions
-from mrl.evaluate.metrics import per_dim_retrieval, topk_accuracy
+from mrl.evaluate.metrics import chance_levels, per_dim_retrieval, topk_accuracy
 from mrl.evaluate.probe import fit_linear_probe
 from mrl.evaluate.records import config_key, model_config
 from mrl.models.classifier import MatryoshkaClassifier, encode
@@ -71,6 +71,18 @@ def evaluate_encoded(train: Encoded, test: Encoded, dims: Sequence[int], head_di
     return out
 
 
+def test_set_info(train: Encoded, test: Encoded, config: dict[str, Any] | None, ks: Sequence[int] = (10,)) -> dict[str, Any]:
+    """What a record was measured on, for the report: the dataset's identity (its split-defining
+    config fields), the number of test queries and database items, the classes, and each metric's
+    chance level (:func:`mrl.evaluate.metrics.chance_levels`)."""
+    num_classes = int(max(train.labels.max(), test.labels.max()) + 1)
+    return {
+        "data": split_fields(config) if config else {},
+        "queries": len(test.labels), "database": len(train.labels), "classes": num_classes,
+        "chance": chance_levels(train.labels, test.labels, num_classes, ks),
+    }
+
+
 def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None = None, *, dims: Sequence[int] | None = None, ks: Sequence[int] = (10,), metric: str = "l2", device: str | torch.device = "cpu", method: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate a trained run folder on ``data.test`` (queries) against ``data.train`` (database).
 
@@ -101,6 +113,7 @@ def evaluate_model(model_dir: str | Path, data: ImageData | FashionMNIST | None 
         "config": cfg,
         "config_key": config_key(method or METHOD_NAMES[config["mode"]], cfg, metric),
         "per_dim": evaluate_encoded(train, test, dims, head_dims, ks, metric, desc=f"{tag}: dims" if progress else None),
+        "test_set": test_set_info(train, test, config, ks),
         "_encoded": (train, test),
     }
     return record
@@ -123,7 +136,7 @@ def evaluate_baseline(method: str, train: Encoded, test: Encoded, dims: Sequence
     label = BASELINES[method].label
     cfg = {"source": source_config or {}, "width": int(train.embeddings.shape[1])}  # identifies the configuration (not the seed)
     return {"method": label, "mode": method, "seed": seed, "model": source, "dims": [int(d) for d in dims], "metric": metric, "per_dim": per_dim,
-            "config": cfg, "config_key": config_key(label, cfg, metric)}
+            "config": cfg, "config_key": config_key(label, cfg, metric), "test_set": test_set_info(train, test, source_config, ks)}
 
 
 def as_image_data(data: ImageData | FashionMNIST | None, config: dict[str, Any]) -> ImageData:

@@ -3,7 +3,10 @@
 :func:`load_eval_set` bounds the work *before* anything is encoded (``max_queries`` queries sampled,
 their relevant documents kept, the rest of the corpus sampled up to ``max_corpus``) and returns the
 set plus the texts that post-hoc baselines may be fitted on: a BEIR folder's ``unlabeled.jsonl``
-(same domain, disjoint from the evaluated corpus) or WordNet's training split.
+(same domain, disjoint from the evaluated corpus); in a standard BEIR folder without that file, a
+seeded sample of the corpus documents that no qrels file names, held out of the evaluated corpus
+(:func:`mrl.data.beir.load_beir_with_fit_docs`); or WordNet's training split. ``EvalSet.fit_source``
+says which, in words.
 
 :func:`evaluate_text` encodes with each model (cached by model content + texts) and returns one
 record per row: each model truncated, and on the first model PCA and the unsupervised adaptor
@@ -37,6 +40,7 @@ class EvalSet:
     qrels: tuple[tuple[int, ...], ...]
     grades: tuple[tuple[int, ...], ...] | None
     fit_texts: tuple[str, ...]
+    fit_source: str = ""  # where fit_texts come from (printed beside the counts)
 
 
 def load_eval_set(beir: str | os.PathLike[str] | None = None, *, split: str = "test", max_queries: int | None = 2000, max_corpus: int | None = None, fit_texts: int = 5000, seed: int = 0, data_root: str | os.PathLike[str] | None = None) -> EvalSet:
@@ -49,16 +53,21 @@ def load_eval_set(beir: str | os.PathLike[str] | None = None, *, split: str = "t
     from mrl.data.texts import load_texts
 
     if beir is not None:
-        from mrl.data.beir import load_beir
+        from mrl.data.beir import UNLABELED, load_beir, load_beir_with_fit_docs
 
-        ir = load_beir(beir, split, max_queries=max_queries, max_corpus=max_corpus, seed=seed)
-        fit = load_texts(beir, max_texts=fit_texts, seed=seed) if fit_texts else ()
-        return EvalSet(Path(beir).name, ir.queries, ir.corpus, ir.qrels, getattr(ir, "grades", None), fit)
+        name = Path(beir).name
+        if not fit_texts or (Path(beir) / UNLABELED).is_file():
+            ir = load_beir(beir, split, max_queries=max_queries, max_corpus=max_corpus, seed=seed)
+            fit = load_texts(beir, max_texts=fit_texts, seed=seed) if fit_texts else ()
+            return EvalSet(name, ir.queries, ir.corpus, ir.qrels, ir.grades, fit, f"{UNLABELED} (disjoint from the corpus)" if fit else "")
+        ir, fit = load_beir_with_fit_docs(beir, split, max_fit=fit_texts, max_queries=max_queries, max_corpus=max_corpus, seed=seed)
+        source = "corpus documents that no qrels file names (a seeded sample of at most half of them), held out of the evaluated corpus" if fit else f"none: no {UNLABELED} and no corpus document outside the qrels to hold out"
+        return EvalSet(name, ir.queries, ir.corpus, ir.qrels, ir.grades, fit, source)
     from mrl.data.wordnet import load_wordnet
 
     data = load_wordnet(data_root, max_queries=max_queries, max_corpus=max_corpus, seed=seed)
     fit = load_texts("wordnet", max_texts=fit_texts, seed=seed, data_root=data_root) if fit_texts else ()
-    return EvalSet("wordnet", data.test.queries, data.test.corpus, data.test.qrels, None, fit)
+    return EvalSet("wordnet", data.test.queries, data.test.corpus, data.test.qrels, None, fit, "WordNet's training split" if fit else "")
 
 
 def model_label(path: str | os.PathLike[str]) -> tuple[str, str]:

@@ -22,7 +22,10 @@ import numpy as np
 from mrl.errors import MRLError
 from mrl.index.catalog import Metadata
 from mrl.index.filters import Filter
+from mrl.index.frontier import choose_funnel
 from mrl.index.funnel import Funnel
+
+__all__ = ["IndexBackend", "choose_funnel", "open_index"]  # choose_funnel lives in mrl.index.frontier (below every backend)
 
 
 @runtime_checkable
@@ -60,21 +63,6 @@ class IndexBackend(Protocol):
 
     def info(self) -> dict[str, Any]:
         """A JSON-able summary (count, dim, metric, funnel, fields, backend specifics)."""
-
-
-def choose_funnel(tuning: dict[str, Any] | None, recall_target: float, dim: int) -> Funnel:
-    """The fastest funnel of a tuning record's frontier whose measured recall meets ``recall_target``."""
-    from mrl.index.tune import check_target
-
-    target = check_target(recall_target)
-    frontier = (tuning or {}).get("frontier") or []
-    if not frontier:
-        raise MRLError("this index holds no tuning record; tune it first (`mrl tune FOLDER` or `mrl index build --target-recall R`), or pass a funnel.")
-    ok = [p for p in frontier if float(p["recall"]) >= target]
-    if not ok:
-        best = max(frontier, key=lambda p: float(p["recall"]))
-        raise MRLError(f"no tuned funnel reached recall {target}: the best recorded is {best['funnel']} at {float(best['recall']):.4f}; retune with --target-recall {target}, or pass funnel '{dim}:K' for exact search.")
-    return Funnel.parse(min(ok, key=lambda p: float(p["ms_per_query"]))["funnel"])
 
 
 def open_index(folder: str | None = None, *, milvus: str | None = None, collection: str | None = None, **kw: Any) -> IndexBackend:

@@ -36,7 +36,10 @@ from mrl.index.funnel import HNSW_M, IVF_NPROBE, Stage, prefix
 faiss.cvar.distance_compute_blas_threshold = 20
 
 _SQ = {"int8": faiss.ScalarQuantizer.QT_8bit, "float16": faiss.ScalarQuantizer.QT_fp16}
-HNSW_EF_CONSTRUCTION = 80
+# Graph build breadth: hnswlib's default, and what deployed HNSW indexes use (Weaviate 128, Qdrant 100,
+# LanceDB 300). FAISS's own default (40) builds a graph that needs a far larger efSearch for the same
+# recall; a first stage is built no weaker than the full-D graphs it is compared with.
+HNSW_EF_CONSTRUCTION = 200
 TRAIN_ROWS = 131_072  # sample for SQ ranges, binary centres and IVF k-means (at least 39 x nlist)
 
 
@@ -102,8 +105,16 @@ class FirstStage:
 
     def meta(self) -> dict[str, Any]:
         s = self.stage
-        return {"dim": s.dim, "precision": s.precision, "kind": s.kind, "m": s.m, "nlist": s.nlist, "coarse": s.coarse,
-                "center": None if self.center is None else [float(c) for c in self.center]}
+        out = {"dim": s.dim, "precision": s.precision, "kind": s.kind, "m": s.m, "nlist": s.nlist, "coarse": s.coarse,
+               "center": None if self.center is None else [float(c) for c in self.center]}
+        if s.kind in ("hnsw", "usearch"):
+            out["ef_construction"] = self.ef_construction
+        return out
+
+    @property
+    def ef_construction(self) -> int | None:
+        """The build breadth of a graph structure (FAISS ``efConstruction``, usearch ``expansion_add``); ``None`` otherwise."""
+        return None
 
     # -- building
     def _new(self) -> Any:
@@ -140,7 +151,9 @@ class FirstStage:
         stage = Stage(int(meta["dim"]), 1, meta["precision"], kind, m=m, nlist=meta.get("nlist"), coarse=meta.get("coarse"))
         center = np.asarray(meta["center"], dtype=np.float32) if meta.get("center") is not None else None
         impl = cls.registry[kind]
-        return impl(stage, metric, native=impl._load(data, meta), center=center)
+        out = impl(stage, metric, native=impl._load(data, meta), center=center)
+        out._ef_construction = meta.get("ef_construction")  # usearch does not keep expansion_add in its file
+        return out
 
     @classmethod
     def _load(cls, data: bytes, meta: dict[str, Any]) -> Any:
@@ -227,6 +240,10 @@ class FaissHNSW(FirstStage):
         self.work = StageWork(stats.ndis / nq, (stats.ndis * self.stage.bytes_per_code() + stats.nhops * 2 * self.stage.graph_m * 4) / nq)
         return rows.astype(np.int64, copy=False)
 
+    @property
+    def ef_construction(self) -> int | None:
+        return int(self.native.hnsw.efConstruction)
+
     def resident_bytes(self) -> int:
         h = self.native.hnsw
         return int(self.ntotal * self.stage.bytes_per_code() + h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4)
@@ -299,12 +316,17 @@ class USearchHNSW(FirstStage):
             from mrl.index.funnel import FunnelError
 
             raise FunnelError(f"usearch stores {sorted(self._DTYPES)}; {self.precision} is not one of them.")
+        self._ef_construction = HNSW_EF_CONSTRUCTION
         return Index(ndim=self.dim, metric="ip" if self.metric in ("cosine", "ip") else "l2sq", dtype=self._DTYPES[self.precision],
                      connectivity=self.stage.graph_m, expansion_add=HNSW_EF_CONSTRUCTION)
 
     @property
     def ntotal(self) -> int:
         return int(self.native.size)
+
+    @property
+    def ef_construction(self) -> int | None:
+        return getattr(self, "_ef_construction", None)
 
     def add(self, x: np.ndarray) -> None:
         n0 = self.ntotal

@@ -183,6 +183,9 @@ class Funnel:
             return spec
         if not isinstance(spec, str):
             return cls.of(spec)
+        long = re.search(r"\d{10,}", spec)
+        if long:  # also keeps int() within Python's digit limit
+            raise FunnelError(f"funnel {spec[:80]!r}{'...' if len(spec) > 80 else ''} holds a {len(long.group())}-digit number; dims, k and options have at most 9 digits.")
         stages = []
         for part in re.split(r"->|,", spec):
             m = _STAGE.match(part)

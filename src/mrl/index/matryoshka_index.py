@@ -37,7 +37,7 @@ from mrl.errors import MRLError
 from mrl.index import store
 from mrl.index.catalog import Catalog, Metadata
 from mrl.index.filters import Filter, parse_filter
-from mrl.index.first_stage import TRAIN_ROWS, FirstStage
+from mrl.index.first_stage import TRAIN_ROWS, FirstStage, StageWork
 from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, prefix
 from mrl.index.search import run_reranks
 
@@ -282,7 +282,7 @@ class MatryoshkaIndex:
 
     def funnel_for(self, recall_target: float) -> Funnel:
         """The fastest tuned funnel whose measured recall@k meets ``recall_target`` (from the tuning record)."""
-        from mrl.index.backend import choose_funnel
+        from mrl.index.frontier import choose_funnel
 
         return choose_funnel(self.tuning, recall_target, self.dim)
 
@@ -338,8 +338,10 @@ class MatryoshkaIndex:
         n_ok = int(np.count_nonzero(allowed))
         B = q.shape[0]
         if n_ok == 0:
+            fs.work = StageWork()
             return np.full((B, k1), -1, dtype=np.int64)
-        if n_ok <= max(4 * k1, PREFILTER_SHARE * self.rows):
+        if n_ok <= max(4 * k1, PREFILTER_SHARE * self.rows):  # pre-filter: the allowed rows' float prefixes are scored, not the structure
+            fs.work = StageWork(float(n_ok), float(n_ok * s0.dim * np.dtype(self.dtype).itemsize))
             return self._exact_among(q, np.flatnonzero(allowed), s0.dim, k1)
         out = np.full((B, k1), -1, dtype=np.int64)
         todo = np.arange(B)

@@ -139,6 +139,9 @@ def _load(cls: Any, folder: Path, verify: bool) -> Any:
             raise store.IndexFormatError(f"{path} indexes {fs.ntotal} vectors but the manifest says {rows}; rebuild the index.")
         index._stages[fs.key] = fs
         index._persist.add(fs.key)
+    for entry in (files.get("attached") or {}).values():  # build.json, tuning.md: listed with their SHA-256, checked like the index's own files
+        if (folder / entry["file"]).exists():  # informational: one a user deleted is not needed to search
+            store.check_file(folder, entry, verify)
     try:
         index.funnel = Funnel.parse(man["funnel"]) if man.get("funnel") else None
     except FunnelError as exc:

@@ -153,7 +153,9 @@ def run_reranks(q: np.ndarray, rows: np.ndarray, f: Funnel, gather: Callable[[np
         for key, n in exits.items():
             stats.exited_after_stage[key] = stats.exited_after_stage.get(key, 0) + n
     pairs = list(zip(f.stages, f.stages[1:])) or [(f.first, f.first)]
-    stats.stages = [{"stage": str(b) if len(f.stages) > 1 else f"{a.dim}:{a.k} (scores)", "candidates": a.k, "distances": float(a.k), "bytes": float(a.k * b.dim * itemsize), "seconds": float(seconds[i])}
+    valid = (rows[:, : f.first.k] >= 0).sum(axis=1) if B else np.zeros(0)  # real candidates per query (a filter can leave fewer than k_1; -1 pads)
+    scored = [float(np.minimum(valid, a.k).mean()) if B else 0.0 for a, _ in pairs]
+    stats.stages = [{"stage": str(b) if len(f.stages) > 1 else f"{a.dim}:{a.k} (scores)", "candidates": a.k, "distances": scored[i], "bytes": scored[i] * b.dim * itemsize, "seconds": float(seconds[i])}
                     for i, (a, b) in enumerate(pairs)]
     return scores, out_rows, stats
 

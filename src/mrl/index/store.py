@@ -135,10 +135,18 @@ def _check_entry(folder: Path, entry: Any, where: str) -> None:
         raise _bad(folder, f"names a file outside the index folder at {where} ({entry['file']!r})")
 
 
+def not_a_folder(folder: Path) -> IndexFormatError:
+    """The error for an index path that is not a folder: a file (say which file), or nothing there."""
+    if folder.is_file():
+        hint = f"give the folder that holds it: {folder.parent}" if folder.name == MANIFEST else "give the index folder (the one `mrl index build` wrote)"
+        return IndexFormatError(f"{folder} is a file, not an index folder; {hint}.")
+    return IndexFormatError(f"index folder {folder} does not exist; build one with `mrl index build` or check the path.")
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """Read ``manifest.json``: verify its checksum, version and the type of every field it holds."""
     if not folder.is_dir():
-        raise IndexFormatError(f"index folder {folder} does not exist; build one with `mrl index build` or check the path.")
+        raise not_a_folder(folder)
     man = read_json(folder / MANIFEST)
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise IndexFormatError(f"{folder / MANIFEST} is not an mrl index manifest (format {FORMAT!r}); point to a folder written by MatryoshkaIndex.save.")
@@ -306,6 +314,6 @@ def writer_lock(folder: Path, timeout: float = 0.0, *, create: bool = False) -> 
     if timeout:
         raise MRLError("internal error: index writer locks do not wait (timeout must be 0).")
     if not create and not folder.is_dir():
-        raise IndexFormatError(f"index folder {folder} does not exist; build one with `mrl index build` or check the path.")
+        raise not_a_folder(folder)
     with io_writer_lock(folder):
         yield folder

@@ -45,7 +45,8 @@ WORDNET = "wordnet"
 def read_texts(source: str | os.PathLike[str], *, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
     """Passages and their int64 ids from a ``.txt``/``.jsonl`` file or ``"wordnet"``.
 
-    Shape: returns ``(ids [N] int64, N strings)``; ``limit`` keeps the first ``limit``.
+    Shape: returns ``(ids [N] int64, N strings)``; ``limit`` keeps the first ``limit`` of a file, a
+    seeded sample of ``limit`` WordNet synsets (:func:`mrl.data.wordnet.load_synsets`).
 
     Raises:
         DataError: missing file, not UTF-8, a malformed JSONL line, non-integer or duplicate ids, empty.
@@ -53,7 +54,7 @@ def read_texts(source: str | os.PathLike[str], *, limit: int | None = None) -> t
     if str(source) == WORDNET:
         from mrl.data.wordnet import load_synsets
 
-        synsets = load_synsets()[:limit]
+        synsets = load_synsets(max_synsets=limit)  # a seeded sample over the whole vocabulary, not the file's first N
         return np.array([int(s.offset) for s in synsets], dtype=np.int64), [f"{', '.join(s.lemmas)}: {s.definition}" for s in synsets]
     path = Path(source)
     if not path.is_file():

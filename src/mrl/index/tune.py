@@ -43,18 +43,13 @@ import numpy as np
 
 from mrl.errors import MRLError
 from mrl.index import Funnel, MatryoshkaIndex, Stage
+from mrl.index.frontier import check_target
 from mrl.index.funnel import prefix
 from mrl.index.tune_result import TunePoint, TuneResult, pareto
 
 __all__ = ["SearchSpace", "TunePoint", "TuneResult", "apply", "check_target", "default_space", "exact_neighbors", "pareto", "per_query_recall", "recall_at_k", "single_query_latency", "tune"]
 
 LATENCY_MODES = ("batch", "single")
-
-
-def check_target(target_recall: float) -> float:
-    if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0.0 < float(target_recall) <= 1.0:
-        raise MRLError(f"target recall must be in (0, 1], got {target_recall!r}; e.g. 0.99 for recall@k >= 99%.")
-    return float(target_recall)
 
 
 def per_query_recall(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -353,6 +348,8 @@ def tune(
         raise MRLError("cannot tune an empty index; add vectors first.")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= index.count:
         raise MRLError(f"k must be an integer in [1, {index.count}], got {k!r}.")
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise MRLError(f"sample must be a positive number of tuning queries, got {sample!r}.")
     rng = np.random.default_rng(seed)
     q, ho, source = _split_queries(index, queries, heldout, sample, holdout_fraction, rng)
     log(f"exact full-D top-{k} of {q.shape[0]} {source} tuning + {ho.shape[0]} held-out queries over {index.count} vectors")
@@ -368,11 +365,16 @@ def tune(
     # Sub-linear structures (graphs, IVF) first and larger prefixes first: they meet the target with
     # small shortlists, and the early best lets the scan skip what is already slower at stage 1
     # (a flat scan of a large corpus then costs one stage-1 pass, not one per shortlist size).
-    for st in sorted({s.structure for s in sp.first}, key=lambda s: (s.kind == "flat", -s.dim, s.key)):
+    structures = sorted({s.structure for s in sp.first}, key=lambda s: (s.kind == "flat", -s.dim, s.key))
+    t_explore = time.perf_counter()
+    for i, st in enumerate(structures):
+        if i:  # progress: structures done, and the time left at the mean pace so far
+            spent = time.perf_counter() - t_explore
+            log(f"[{i}/{len(structures)} structures, {spent:.0f}s, about {spent / i * (len(structures) - i):.0f}s left]")
         t0 = time.perf_counter()
         fs = index.build_first_stage(st, persist=False)
         res_bytes = 8 + fs.resident_bytes() / index.count  # int64 id + the structure; full vectors stay on disk
-        log(f"first stage {fs.key}: {res_bytes:.0f} B/vector, built in {time.perf_counter() - t0:.1f}s")
+        log(f"first stage {fs.key} ({i + 1}/{len(structures)}): {res_bytes:.0f} B/vector, built in {time.perf_counter() - t0:.1f}s")
         if smallest is None or res_bytes < smallest[0]:
             smallest = (res_bytes, fs.key)
         if max_ram_per_vector is None or res_bytes <= max_ram_per_vector:

@@ -29,7 +29,7 @@ from mrl.io.atomic import (
     write_json,
 )
 from mrl.io.lock import lock_path, writer_lock
-from mrl.io.ownership import MANIFEST, Output, check_output, check_seal, file_entry, input_files, listed_files, open_files, open_output, read_manifest, seal, write_manifest
+from mrl.io.ownership import MANIFEST, Output, check_output, check_seal, file_entry, input_files, listed_files, open_files, open_output, read_manifest, seal, verify_output, write_manifest
 from mrl.io.weights import load_safetensors, save_safetensors, tensors_sha256
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "seal",
     "sha256_file",
     "tensors_sha256",
+    "verify_output",
     "write_csv",
     "write_json",
     "write_manifest",

@@ -185,6 +185,8 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p} is a folder; give the path of a JSON file.")
     if not p.is_file():
         raise DataError(f"{p} does not exist; check the path or produce it first.")
     try:
@@ -202,6 +204,8 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
 def load_npy(path: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:
     """Load a ``.npy`` without pickle; ``mmap=True`` maps it read-only instead of reading it."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p} is a folder, not a .npy file; give the path of an array written with numpy.save (or a shard folder where a command accepts one).")
     if not p.is_file():
         raise DataError(f"{p} does not exist; write it with `mrl embed` or numpy.save first.")
     if p.suffix == ".npz":

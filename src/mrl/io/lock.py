@@ -1,8 +1,8 @@
 """One writer at a time per output: an exclusive, non-blocking lock (the ``filelock`` package).
 
 The lock of an output ``path`` (a file or a folder) is a file named after the SHA-256 of the
-output's real path, in a per-user lock folder (``$MRL_LOCK_DIR``, default
-``<tmp>/mrl-locks-<uid>``), so no lock file ever appears in a user's folders and the lock stays
+output's real path, in a private per-user lock folder (:func:`lock_dir`: ``$MRL_LOCK_DIR``, default
+``<tmp>/mrl-locks-<uid>``, checked to be this user's and not writable by others), so no lock file ever appears in a user's folders and the lock stays
 valid while a folder is swapped as a whole. Locks are per machine (``flock``); they do not
 coordinate writers on different hosts sharing a network file system.
 
@@ -17,20 +17,59 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from mrl.errors import OutputLockedError
+from mrl.errors import MRLError, OutputLockedError
+
+
+def _problem(folder: Path) -> str | None:
+    """Create ``folder`` (mode 0700) if needed; ``None`` when it is a real folder of this user that
+    no other user can write, else what is wrong with it (another user could take or swap our locks)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.lstat()
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return "is not a plain folder (a symbolic link or a file)"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"can be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def lock_dir() -> Path:
-    """The folder holding mrl's lock files (``$MRL_LOCK_DIR`` or ``<tmp>/mrl-locks-<uid>``)."""
+    """The folder holding mrl's lock files, created if needed and checked to be private.
+
+    ``$MRL_LOCK_DIR`` when set (refused if it is not yours or others can write it), else
+    ``<tmp>/mrl-locks-<uid>``; when another user created that one first (or made it writable by
+    others), every process of this user falls back to ``~/.cache/mrl/locks`` instead.
+
+    Raises:
+        MRLError: no private lock folder can be had; the message names the folder to fix.
+    """
     configured = os.environ.get("MRL_LOCK_DIR")
+    if configured:
+        folder = Path(configured)
+        problem = _problem(folder)
+        if problem:
+            raise MRLError(f"lock folder {folder} (MRL_LOCK_DIR) {problem}; point MRL_LOCK_DIR to a folder only you can write.")
+        return folder
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"mrl-locks-{uid}"
+    default = Path(tempfile.gettempdir()) / f"mrl-locks-{uid}"
+    problem = _problem(default)
+    if problem is None:
+        return default
+    fallback = Path.home() / ".cache" / "mrl" / "locks"
+    if _problem(fallback) is None:
+        return fallback
+    raise MRLError(f"lock folder {default} {problem} and {fallback} is not usable either; remove {default} or set MRL_LOCK_DIR to a folder only you can write.")
 
 
 def lock_path(path: str | os.PathLike[str]) -> Path:
@@ -47,7 +86,6 @@ def writer_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
         OutputLockedError: another process is writing ``path``.
     """
     lp = lock_path(path)
-    lp.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = FileLock(str(lp), timeout=0, thread_local=False, is_singleton=True)
     try:
         lock.acquire()

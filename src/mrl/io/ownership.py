@@ -95,6 +95,39 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return check_seal(doc, p)
 
 
+def verify_output(folder: str | os.PathLike[str], names: Iterable[str], *, kind: str | None = None) -> dict[str, Any] | None:
+    """Verify an output folder on load: its manifest's seal (and ``kind``), and the size and SHA-256
+    of each of ``names`` that the caller is about to read (a name neither present nor listed is left
+    to the caller). Returns the manifest; ``None`` when the folder has none (an output copied
+    without it is read on its own hashes, if any).
+
+    Raises:
+        DataError: the manifest fails its checksum, is of another kind, or a file is missing, not
+            listed, unfinished, or differs from its entry (edited or corrupted).
+    """
+    root = Path(folder)
+    man = read_manifest(root / MANIFEST)
+    if man is None:
+        return None
+    where = root / MANIFEST
+    if kind is not None and man.get("format") != kind:
+        raise DataError(f"{where} describes a {man.get('format')!r} output, not {kind!r}; point to the folder mrl wrote for this command.")
+    files = man.get("files") if isinstance(man.get("files"), dict) else {}
+    for name in names:
+        p, entry = root / name, files.get(name)
+        if name in files and not isinstance(entry, dict):
+            raise DataError(f"{p} was still being written when the command that wrote {where} stopped; rerun that command (--resume or --overwrite).")
+        if not p.is_file():
+            if name in files:
+                raise DataError(f"{p} is missing although {where} lists it; the folder is incomplete: restore the file or regenerate the output.")
+            continue  # neither written nor listed: the caller's own "does not exist" applies
+        if entry is None:
+            raise DataError(f"{p} is not listed in {where}, so mrl did not write it; restore the file mrl wrote or regenerate the output.")
+        if p.stat().st_size != entry.get("bytes") or sha256_file(p) != entry.get("sha256"):
+            raise DataError(f"{p} does not match its size or SHA-256 in {where}: it was edited or corrupted; restore it or regenerate the output.")
+    return man
+
+
 def listed_files(manifest: dict[str, Any] | None) -> set[str]:
     """Every file name a manifest proves mrl wrote: the keys of its ``files`` mapping whose value is
     a file entry (``{"bytes", "sha256"}``, or ``None`` while being written), every ``"file"`` field

@@ -1,9 +1,11 @@
 """Weights in safetensors, with a content hash in the file's metadata that is verified on load.
 
 :func:`save_safetensors` stores ``mrl.sha256``: the SHA-256 of every tensor's name, dtype, shape and
-bytes (in name order). :func:`load_safetensors` recomputes it, so a flipped bit anywhere in the
-weights (which would otherwise give silently wrong outputs, e.g. an exponent bit turning 0.1 into
-1e37) is refused with a clear error. Files written without the hash still load (nothing to verify).
+bytes (in name order), and ``mrl.metadata_sha256``: the SHA-256 of the other metadata (the run's
+config with its ``matryoshka_dims`` and ``seed``, the class names...). :func:`load_safetensors`
+recomputes both, so a flipped bit anywhere in the weights (which would otherwise give silently
+wrong outputs, e.g. an exponent bit turning 0.1 into 1e37) or an edited header is refused with a
+clear error. Files written without a hash still load (nothing to verify).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mrl.errors import CheckpointError
 from mrl.io.atomic import atomic_write
 
 HASH_KEY = "mrl.sha256"
+META_HASH_KEY = "mrl.metadata_sha256"
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -34,10 +37,17 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def metadata_sha256(metadata: dict[str, str]) -> str:
+    """Hex SHA-256 of the string metadata (sorted keys), leaving out the two hash keys."""
+    body = {k: v for k, v in metadata.items() if k not in (HASH_KEY, META_HASH_KEY)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def save_safetensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Atomically write ``tensors`` (+ string ``metadata``) with their content hash in the metadata."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {**(metadata or {}), HASH_KEY: tensors_sha256(tensors)}
+    meta[META_HASH_KEY] = metadata_sha256(meta)
     atomic_write(path, st_save(tensors, metadata=meta))
 
 
@@ -62,4 +72,6 @@ def load_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
     expected = meta.get(HASH_KEY)
     if expected is not None and tensors_sha256(tensors) != expected:
         raise CheckpointError(f"{p} fails its content checksum: the weights are corrupted; retrain or restore the file.")
-    return tensors, {k: v for k, v in meta.items() if k != HASH_KEY}
+    if META_HASH_KEY in meta and metadata_sha256(meta) != meta[META_HASH_KEY]:
+        raise CheckpointError(f"{p} fails its metadata checksum: its header (config, dims, seed) was edited or corrupted; retrain or restore the file.")
+    return tensors, {k: v for k, v in meta.items() if k not in (HASH_KEY, META_HASH_KEY)}

@@ -37,7 +37,7 @@ from torch import nn
 from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError
 from mrl.heads import MatryoshkaLinear
-from mrl.io import load_safetensors, open_output, save_safetensors, write_json
+from mrl.io import load_safetensors, open_output, save_safetensors, verify_output, write_json
 from mrl.nesting import validate_dims
 
 KINDS = ("linear", "mlp", "rotation")
@@ -152,6 +152,7 @@ def load_adaptor(path: str | os.PathLike[str]) -> MatryoshkaAdaptor:
     p = Path(path)
     if not (p / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{p} is not an adaptor folder (no {WEIGHTS_FILE}); create one with `mrl adapt`.")
+    verify_output(p, [WEIGHTS_FILE, CONFIG_FILE])  # the folder's manifest: checksum, sizes and SHA-256s
     tensors, meta = load_safetensors(p / WEIGHTS_FILE)
     try:
         info = json.loads(meta["adaptor"])

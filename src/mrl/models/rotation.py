@@ -56,6 +56,13 @@ def project_orthogonal_(weight: torch.Tensor, *, tol: float = 1e-6, max_iter: in
     the factor comes from the eigendecomposition of the symmetric ``W W^T`` in float64 (an SVD
     routine may fail to converge when every singular value is close to 1).
 
+    Kept beside ``torch.nn.utils.parametrizations.orthogonal`` for two measured/structural reasons: in
+    the rotation fit (``fit_adaptor(kind="rotation")``) the Cayley parametrization cost the same per
+    step and reached a far lower geometry loss, but mixed WordNet retrieval (see the comment there and
+    ``benchmarks/rotation_orthogonality.py``); and in the Trainer path
+    (:class:`mrl.train.text_trainer.OrthogonalProjection`) the sentence-transformers ``Dense`` layer must
+    stay a plain weight in the Trainer's checkpoints and the saved folder.
+
     Shape: ``[D_out, D_in]`` with ``D_out <= D_in``; returns ``weight``.
 
     Raises:

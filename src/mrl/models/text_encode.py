@@ -50,14 +50,21 @@ def encode_texts(model: SentenceTransformer, texts: Sequence[str], *, batch_size
     """
     if not texts:
         raise MRLError("no texts to encode.")
-    texts, parts = list(texts), []
-    chunk = batch_size * 16  # our own bar over chunks of batches (mrl.progress: throttled in logs)
+    texts = list(texts)
+    # Longest first, as sentence-transformers orders one encode call (little padding), but one batch
+    # per call, so our bar (mrl.progress: throttled in logs) moves with every batch at any input size.
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    emb: np.ndarray | None = None
     with torch.inference_mode(), autocast(bf16, model.device), progress_bar(total=len(texts), desc="encoding texts", unit="text", disable=not progress) as bar:
-        for start in range(0, len(texts), chunk):
-            part = model.encode(texts[start : start + chunk], batch_size=batch_size, show_progress_bar=False, convert_to_numpy=False, convert_to_tensor=True, normalize_embeddings=False, truncate_dim=None)
-            parts.append(part.float().cpu().numpy())
-            bar.update(len(parts[-1]))
-    emb = np.concatenate(parts)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            part = model.encode([texts[i] for i in rows], batch_size=batch_size, show_progress_bar=False, convert_to_numpy=False, convert_to_tensor=True, normalize_embeddings=False, truncate_dim=None)
+            part = part.float().cpu().numpy()
+            if emb is None:
+                emb = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+            emb[rows] = part
+            bar.update(len(rows))
+    assert emb is not None
     check_matrix(emb, "encoded embeddings")
     return emb
 

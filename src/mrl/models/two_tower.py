@@ -27,7 +27,7 @@ from torch import nn
 from mrl.contrastive import initial_log_scales
 from mrl.data.image_text import images_to_tensor
 from mrl.errors import CheckpointError, MRLError
-from mrl.io import load_safetensors, save_safetensors
+from mrl.io import load_safetensors, save_safetensors, verify_output
 from mrl.models.text_features import cached_features, encode_features, encoder_forward, load_text_encoder
 from mrl.models.vision import create_backbone
 
@@ -139,6 +139,7 @@ def load_two_tower(path: str | os.PathLike[str], map_location: str | torch.devic
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
+    verify_output(p.parent, [p.name, "config.json"])  # a run folder's manifest: checksum, sizes and SHA-256s
     tensors, meta = load_safetensors(p)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an image-text two-tower model (format {meta.get('format')!r}); train one with a `task: multimodal` recipe.")

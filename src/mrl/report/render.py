@@ -80,11 +80,13 @@ def _reference_rows(agg: Aggregate, families: dict[str, str]) -> dict[str, int]:
     return {label: top for label, per in agg.items() if families.get(label) == "FF" and top in per}
 
 
-def plot(agg: Aggregate, path: Path, metrics: tuple[str, ...] = tuple(METRIC_TITLES), families: dict[str, str] | None = None) -> bytes:
+def plot(agg: Aggregate, path: Path, metrics: tuple[str, ...] = tuple(METRIC_TITLES), families: dict[str, str] | None = None, chance: dict[str, float] | None = None) -> bytes:
     """One subplot per metric: mean (± std band) against the dim on a log2 axis labelled with the
-    dims; the full-width FF model is a dashed reference line. Returns the PNG bytes (also written
-    to ``path`` when it is not None)."""
+    dims; the full-width FF model is a dashed reference line, the ``chance`` level of a metric a
+    dotted one. Every y axis spans 0-100 % (never autoscaled, so noise of a point does not look
+    like a spike). Returns the PNG bytes (also written to ``path`` when it is not None)."""
     families = families or {}
+    chance = chance or {}
     refs = _reference_rows(agg, families)
     dims = sorted({d for per in agg.values() for d in per})
     cols = min(3, len(metrics))  # wrap after three plots so that six recall metrics stay readable
@@ -105,6 +107,10 @@ def plot(agg: Aggregate, path: Path, metrics: tuple[str, ...] = tuple(METRIC_TIT
             xs, ys, ss = zip(*pts)
             line = ax.plot(xs, ys, marker="o", ms=3.5, label=label)[0]
             ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)], alpha=0.2, color=line.get_color())
+        if metric in chance:
+            ax.axhline(100 * chance[metric], ls=":", lw=1.2, color="grey", label=f"chance ({100 * chance[metric]:.1f} %)")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
         ax.set_xscale("log", base=2)
         if dims:
             ax.set_xticks(dims)
@@ -122,6 +128,62 @@ def plot(agg: Aggregate, path: Path, metrics: tuple[str, ...] = tuple(METRIC_TIT
     if path is not None:
         atomic_write(path, data)
     return data
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _run_list(records: list[dict[str, Any]]) -> str:
+    """``seed 0 runs/mrl-s0, seed 1 runs/mrl-s1``: which run each row averages (run identity)."""
+    return ", ".join(f"seed {r.get('seed')} {r.get('model') or '(no source recorded)'}" for r in records)
+
+
+def test_sets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct test sets the records were measured on (``test_set`` of :mod:`mrl.evaluate.perdim`
+    and :mod:`mrl.evaluate.ir`), each ``{"dataset", "data", "queries", "database", "classes", "chance"}``;
+    records of one dataset and size are one set (their identifying fields merged)."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for rec in records:
+        ts = rec.get("test_set")
+        if not isinstance(ts, dict):
+            continue
+        data = ts.get("data") or {}
+        name = data.get("dataset") or rec.get("dataset") or "unnamed data set"
+        key = (name, ts.get("queries"), ts.get("database"), ts.get("classes"))
+        entry = found.setdefault(key, {"dataset": name, "data": {}, "queries": key[1], "database": key[2], "classes": key[3], "chance": dict(ts.get("chance") or {})})
+        for k, v in data.items():
+            if v is not None and k != "dataset":
+                entry["data"].setdefault(k, v)
+    return list(found.values())
+
+
+def shared_chance(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The chance level of each metric on which every test set of the records agrees (the plot's line)."""
+    sets = test_sets(records)
+    if not sets:
+        return {}
+    first = sets[0]["chance"]
+    return {m: v for m, v in first.items() if all(math.isclose(s["chance"].get(m, math.nan), v) for s in sets)}
+
+
+def test_set_lines(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
+    """One line per test set: identity, size, the sampling error that size allows, chance levels."""
+    lines = []
+    for ts in test_sets(records):
+        where = ", ".join(f"{k}={v}" for k, v in ts["data"].items())
+        line = f"Test set: {ts['dataset']}" + (f" ({where})" if where else "")
+        if ts["queries"]:
+            line += f": {ts['queries']:,} test queries against {ts['database']:,} database items" + (f", {ts['classes']} classes" if ts["classes"] else "")
+            line += f"; a rate measured on {ts['queries']:,} queries has a sampling standard error of at most {50 / math.sqrt(ts['queries']):.2f} points."
+        chance = [f"{metric_title(m).replace(' (%)', '')} {_pct(ts['chance'][m])}" for m in metrics if m in ts["chance"]]
+        if chance:
+            line += " Chance level (an embedding that carries no information; dotted line in the plot): " + ", ".join(chance) + "."
+        lines.append(line)
+    missing = sum(1 for r in records if not isinstance(r.get("test_set"), dict))
+    if missing:
+        lines.append(f"{missing} record(s) carry no test-set size or chance level (written by an older mrl, or by an evaluation that does not record them).")
+    return lines
 
 
 def method_notes(records: list[dict[str, Any]], families: set[str]) -> list[str]:
@@ -147,8 +209,10 @@ def report_blocks(records: list[dict[str, Any]], *, title: str, notes: str, metr
     if notes:
         blocks.append(("p", notes))
     blocks.append(("p", "Cells: mean ± sample std over the seeds of one configuration (percent); a configuration with a single run shows no std."))
-    seeds = "; ".join(f"{g.label}: {len(g.seeds)} seed(s)" for g in grps)
+    seeds = "; ".join(f"{g.label}: {len(g.seeds)} seed(s) ({_run_list(g.records)})" for g in grps)
     blocks.append(("p", f"Runs per row: {seeds}."))
+    for line in test_set_lines(records, metrics):
+        blocks.append(("p", line))
     for line in method_notes(records, set(families.values())):
         blocks.append(("p", line))
     for metric, (header, rows) in tables(agg, metrics).items():
@@ -203,7 +267,7 @@ def write_report(records: list[dict[str, Any]], out_dir: str | Path, *, title: s
     names = {"json": "results.json", "md": "report.md", "html": "report.html", "png": "per_dim.png"}
     with open_output(out, REPORT_KIND, overwrite=overwrite, staged=True, inputs=inputs or []) as writer:
         write_json(writer.path / names["json"], results_document(records))
-        plot(agg, writer.path / names["png"], metrics, families)
+        plot(agg, writer.path / names["png"], metrics, families, shared_chance(records))
         atomic_write(writer.path / names["md"], to_markdown(blocks).encode())
         atomic_write(writer.path / names["html"], to_html(blocks, title).encode())
     return {k: out / v for k, v in names.items()}

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,11 @@ async def _reload_on_signal(holder: IndexHolder) -> None:
         log.error("SIGHUP: reload failed, still serving generation %d: %s", holder.generation, exc)
 
 
+def _public_name(name: str) -> str:
+    """A model id as /health may show it: a path's last component (``/home/u/runs/m`` -> ``m``)."""
+    return Path(name).name if ("/" in name or "\\" in name) else name
+
+
 def _version() -> str:
     from mrl import __version__
 
@@ -123,6 +129,38 @@ def _texts(raw: str | list[str], config: ServeConfig, field: str = "input") -> l
             raise APIError(400, f"{field}[{i}] is an empty string; send non-empty texts.", code="invalid_value", param=field)
         if len(t) > lim.max_chars:
             raise APIError(400, f"{field}[{i}] has {len(t)} characters; the limit is {lim.max_chars}: shorten or split it.", code="input_too_long", param=field)
+        if not t.isascii():
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": JSON can carry it, no tokenizer can read it
+                raise APIError(400, f"{field}[{i}] holds an unpaired surrogate (U+{ord(t[exc.start]):04X} at character {exc.start}), which is not valid Unicode text; "
+                               "send UTF-8 text (encode surrogate pairs as one character).", code="invalid_value", param=field) from exc
+    return texts
+
+
+def _embedding_inputs(raw: str | list[str] | list[int] | list[list[int]], model: ServedModel, config: ServeConfig) -> list[str]:
+    """The texts of an embeddings request: strings as they are, token-id arrays (one ``list[int]`` or a
+    list of them, as OpenAI, vLLM and TEI accept) decoded with the served model's tokenizer."""
+    if isinstance(raw, str) or not raw or isinstance(raw[0], str):
+        return _texts(raw, config)  # type: ignore[arg-type]
+    arrays: list[list[int]] = [raw] if isinstance(raw[0], int) else raw  # type: ignore[list-item,assignment]
+    lim = config.limits
+    if len(arrays) > lim.max_inputs:
+        raise APIError(400, f"input holds {len(arrays)} token arrays; the limit is {lim.max_inputs} per request: split the request.", code="too_many_inputs", param="input")
+    vocab = model.vocab_size
+    for i, ids in enumerate(arrays):
+        if not ids:
+            raise APIError(400, f"input[{i}] is an empty token array; send at least one token id.", code="invalid_value", param="input")
+        if len(ids) > lim.max_chars:
+            raise APIError(400, f"input[{i}] holds {len(ids)} tokens; the limit is {lim.max_chars}: shorten or split it.", code="input_too_long", param="input")
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise APIError(400, f"input[{i}] holds token id {bad} outside {model.name!r}'s vocabulary (0..{vocab - 1}); token arrays must be ids of the served model's own tokenizer "
+                           "(LangChain's OpenAIEmbeddings sends tiktoken ids: pass check_embedding_ctx_length=False to send texts).", code="invalid_value", param="input")
+    texts = model.decode(arrays)
+    empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
+    if empty is not None:
+        raise APIError(400, f"input[{empty}] decodes to no text (only special tokens); send the ids of real tokens.", code="invalid_value", param="input")
     return texts
 
 
@@ -139,10 +177,16 @@ def _dimensions(d: int | None, model: ServedModel, config: ServeConfig) -> int:
         return model.dim
     if not 1 <= d <= model.dim:
         raise APIError(400, f"dimensions={d} is outside 1..{model.dim} (the model's width).", code="invalid_dimensions", param="dimensions")
-    if d < model.dim and not model.nested and not config.allow_untrained_dimensions:
+    if d == model.dim or config.allow_untrained_dimensions:
+        return d
+    if not model.nested:
         raise APIError(400, f"model {model.name!r} is not Matryoshka-trained (its folder records no is_matryoshka/matryoshka_dimensions) and has no adaptor, so its "
                        f"first {d} dims are not a usable embedding; serve a Matryoshka model, add --adaptor DIR, or start the server with --allow-untrained-dimensions.",
                        code="dimensions_not_supported", param="dimensions")
+    allowed = model.allowed_dims
+    if allowed is not None and d not in allowed:  # as vLLM: only the trained prefixes (other cuts were never trained to stand alone)
+        raise APIError(400, f"dimensions={d} is not one of the prefix sizes {model.name!r} was trained for: {list(allowed)}; ask for one of them "
+                       "(or start the server with --allow-untrained-dimensions).", code="dimensions_not_supported", param="dimensions")
     return d
 
 
@@ -167,9 +211,10 @@ def _routes(app: FastAPI, state: ServeState, quality: dict[str, Any] | None) -> 
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        # public (load balancers call it without a key): liveness and counts only, never a path on this machine
         b = holder.backend
-        return {"status": "ok", "model": state.model.name if state.model else None, "uptime_s": round(time.time() - state.started, 1),
-                "index": {"count": b.count, "generation": holder.generation, "folder": str(holder.folder)} if b is not None else None}
+        return {"status": "ok", "model": _public_name(state.model.name) if state.model else None, "uptime_s": round(time.time() - state.started, 1),
+                "index": {"count": b.count, "generation": holder.generation} if b is not None else None}
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -192,11 +237,12 @@ def _routes(app: FastAPI, state: ServeState, quality: dict[str, Any] | None) -> 
     @app.post("/v1/embeddings")
     async def embeddings(req: EmbeddingRequest) -> JSONResponse:
         model = _model(state, req.model)
-        texts = _texts(req.input, config)
+        texts = _embedding_inputs(req.input, model, config)
         d = _dimensions(req.dimensions, model, config)
+        tokens = await state.tokenize(texts)  # per request, before batching: a text the tokenizer refuses fails only this request
         enc = await state.embed_queue.submit(texts, len(texts))
         vectors = truncate(enc.vectors, d)  # the library's own rule: first d values, then L2-normalise
-        return JSONResponse(embeddings_response(vectors, req.encoding_format, model.name, enc.tokens))
+        return JSONResponse(embeddings_response(vectors, req.encoding_format, model.name, tokens))
 
     @app.post("/v1/search")
     async def search(req: SearchRequest) -> JSONResponse:
@@ -216,6 +262,7 @@ def _routes(app: FastAPI, state: ServeState, quality: dict[str, Any] | None) -> 
         if req.input is not None:
             model = _model(state, req.model)
             texts = _texts(req.input, config)
+            await state.tokenize(texts)
             enc = await state.embed_queue.submit(texts, len(texts))
             queries, encode_ms = enc.vectors, 1e3 * (time.perf_counter() - t0)
             if model.dim != backend.dim:
@@ -231,7 +278,7 @@ def _routes(app: FastAPI, state: ServeState, quality: dict[str, Any] | None) -> 
                 row["texts"] = backend.texts(ids)
             data.append(row)
         body = {"object": "search.result", "model": state.model.name if state.model else None, "funnel": plan.funnel, "k": plan.k, "chosen_by": plan.chosen_by,
-                "expected_recall": plan.expected_recall, "index_generation": generation, "data": data,
+                "expected_recall": plan.expected_recall, "recall_measured_at_k": plan.recall_k, "index_generation": generation, "data": data,
                 "timings": {"encode_ms": encode_ms, "search_ms": found.search_ms, "stages": found.stages, "batch_queries": found.batch_queries,
                             "total_ms": 1e3 * (time.perf_counter() - t0)}}
         return JSONResponse(body)

@@ -25,18 +25,46 @@ from mrl.index.filters import Filter, parse_filter
 from mrl.index.first_stage import FirstStage
 from mrl.index.texts import TextStore
 
+MAX_FUNNEL_CHARS = 256  # a funnel spec is a short string ("64/int8/hnsw/m16/ef200:400 -> 384:10" is 36)
+MAX_STAGE_NUMBER = 2**31 - 1  # FAISS and usearch take C ints for dims, k, ef, M, lists and probes
+
+
+def parse_funnel(spec: str) -> Funnel:
+    """:meth:`Funnel.parse` for a spec from a request: bounded length and numbers, every failure a
+    :class:`FunnelError` (a 400), never a ``ValueError`` from ``int()`` of a 5,000-digit number.
+
+    Raises:
+        FunnelError: the spec is too long, malformed, or holds a number beyond a C int.
+    """
+    if len(spec) > MAX_FUNNEL_CHARS:
+        raise FunnelError(f"the funnel spec has {len(spec)} characters; a funnel is a short string (at most {MAX_FUNNEL_CHARS}), e.g. '32:1000 -> 128:100 -> 512:10'.")
+    try:
+        f = Funnel.parse(spec)
+    except FunnelError:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. int() of a number with thousands of digits
+        raise FunnelError(f"cannot parse funnel {spec[:60]!r}: {exc}; write stages as DIM[/options]:K, e.g. '32:1000 -> 512:10'.") from exc
+    for i, stage in enumerate(f.stages, 1):
+        big = next((name for name, v in vars(stage).items() if isinstance(v, int) and v > MAX_STAGE_NUMBER), None)
+        if big is not None:
+            raise FunnelError(f"funnel stage {i} has {big} beyond any index (at most {MAX_STAGE_NUMBER}); use the index's dims and k, e.g. '32:1000 -> 512:10'.")
+    return f
+
 
 @dataclass(frozen=True)
 class Plan:
     """A checked search request: the funnel that will run (as a spec), ``k``, the parsed filter, and
-    why this funnel (``"request"``, ``"recall_target"`` or ``"default"``). Hashable: requests with equal
-    plans share one search call."""
+    why this funnel (``"request"``, ``"recall_target"`` or ``"default"``). ``expected_recall`` is the
+    recall the tuner measured for this funnel at ``recall_k`` results per query (the tuning's ``k``,
+    which may differ from the request's ``k``; exact search: 1.0 at any ``k``). Hashable: requests
+    with equal plans share one search call."""
 
     funnel: str
     k: int
     chosen_by: str
     expected_recall: float | None = None
     filter: Filter | None = None
+    recall_k: int | None = None
 
 
 @dataclass
@@ -107,11 +135,14 @@ class IndexSearch:
         key = FirstStage.for_stage(s0, self.index.metric).key
         if any(fs.key == key for fs in self.index.first_stages()):
             return None
-        if s0.kind == "hnsw":
-            return f"its first stage {s0.dim}/hnsw is not built in this index (a graph takes minutes to build); build it with `mrl index build --first-stage {s0.dim}/hnsw` or use a flat first stage"
-        need = self.index.rows * s0.dim * {"float32": 4.0, "int8": 1.0, "binary": 0.125}[s0.precision]
+        built = str(s0.structure).rsplit(":", 1)[0]  # e.g. "64/fp16/hnsw/m16": what `--first-stage` takes
+        if s0.kind != "flat":
+            return (f"its first stage {built} is not built in this index (a {s0.kind} structure takes minutes of CPU to build on a large index, so it is never built "
+                    f"inside a request); build it with `mrl index build --first-stage {built}` or use a flat first stage")
+        need = self.index.rows * s0.bytes_per_code()  # every precision the funnel grammar knows (float32, float16, int8, binary)
         if need > self.max_build_bytes:
-            return f"its first stage {s0} is not built in this index and would need {need / 2**20:.0f} MiB (the on-demand limit is {self.max_build_bytes / 2**20:.0f} MiB); build it with `mrl index build --first-stage ...`"
+            return (f"its first stage {built} is not built in this index and would need {need / 2**20:.0f} MiB (the on-demand limit is {self.max_build_bytes / 2**20:.0f} MiB); "
+                    f"build it with `mrl index build --first-stage {built}`")
         return None
 
     def _check(self, f: Funnel, k: int) -> Funnel:
@@ -138,15 +169,27 @@ class IndexSearch:
         if funnel is not None and recall_target is not None:
             raise MRLError("give either funnel or recall_target, not both.")
         if funnel is not None:
-            return Plan(str(self._check(Funnel.parse(funnel), k)), k, "request", None, flt)
+            return Plan(str(self._check(parse_funnel(funnel), k)), k, "request", None, flt)
+        tuned_k = self.tuned_k()
         if recall_target is not None:
             usable = [p for p in self.frontier() if self._runs(p["funnel"], k)]
+            met = [p for p in self.frontier() if float(p["recall"]) >= recall_target]
+            if usable and met and not any(p in usable for p in met):  # only funnels whose first stage is not built here met it
+                best = min(met, key=lambda p: float(p["ms_per_query"]))
+                raise FunnelError(f"the tuned funnels that reached recall {recall_target} (fastest: {best['funnel']}) cannot run here: "
+                                  f"{self._unavailable(Funnel.parse(best['funnel'])) or 'they do not fit this k'}; ask for a lower recall_target, or pass a funnel.")
             chosen = choose_funnel({"frontier": usable or self.frontier()}, recall_target, self.dim)
             recall = next((float(p["recall"]) for p in self.frontier() if p["funnel"] == str(chosen)), None)
-            return Plan(str(self._check(chosen, k)), k, "recall_target", recall, flt)
-        default = self.index.funnel or Funnel.exact(self.dim, k)
-        recall = (self.index.tuning or {}).get("recall") if self.index.funnel else 1.0  # the exact funnel finds the exact top-k
-        return Plan(str(self._check(default, k)), k, "default", recall, flt)
+            return Plan(str(self._check(chosen, k)), k, "recall_target", recall, flt, tuned_k if recall is not None else None)
+        if self.index.funnel is None:  # the exact funnel finds the exact top-k: recall 1.0 at any k
+            return Plan(str(self._check(Funnel.exact(self.dim, k), k)), k, "default", 1.0, flt, k)
+        recall = (self.index.tuning or {}).get("recall")
+        return Plan(str(self._check(self.index.funnel, k)), k, "default", recall, flt, tuned_k if recall is not None else None)
+
+    def tuned_k(self) -> int | None:
+        """The ``k`` at which the tuning record measured recall (``None``: not tuned)."""
+        k = (self.index.tuning or {}).get("k")
+        return int(k) if isinstance(k, int) and not isinstance(k, bool) else None
 
     def _runs(self, spec: str, k: int) -> bool:
         try:
@@ -180,5 +223,5 @@ class IndexSearch:
         return {"backend": "local" if self.local else type(self.index).__name__, "dim": self.dim, "count": self.count, "metric": i.get("metric"),
                 "funnel": str(self.index.funnel) if self.index.funnel else None, "first_stages": i.get("first_stages", []),
                 "metadata_fields": i.get("metadata_fields", {}), "texts": self.text_store is not None, "folder": i.get("folder"),
-                "tuned_k": (self.index.tuning or {}).get("k"),
+                "tuned_k": self.tuned_k(),
                 "frontier": [{"funnel": p["funnel"], "recall": p["recall"], "ms_per_query": p["ms_per_query"]} for p in self.frontier()]}

@@ -17,6 +17,7 @@ collect-then-run loop in ~100 lines on the app's own event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class ShuttingDown(RuntimeError):
+    """The batcher stopped (server shutdown) before this item was answered: the caller may retry."""
 
 
 @dataclass
@@ -53,6 +58,7 @@ class DynamicBatcher(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._carry: _Pending[T] | None = None  # an item taken from the queue that did not fit the last batch
+        self._running: list[_Pending[T]] = []  # the batch in the worker thread now
 
     def start(self) -> None:
         """Start the collector on the running event loop (call from the app's startup)."""
@@ -62,16 +68,40 @@ class DynamicBatcher(Generic[T]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mrl-{self.name}")
         self._task = asyncio.get_running_loop().create_task(self._collect(), name=f"mrl-batcher-{self.name}")
 
-    async def stop(self) -> None:
-        """Finish every queued item, then stop the collector and the worker thread."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Finish every queued item, then stop the collector and the worker thread.
+
+        ``timeout``: seconds to wait for that; past it (a batch still running in the worker, e.g. when
+        the server's drain window has ended) every item not yet answered fails with
+        :class:`ShuttingDown`, and neither the running batch nor the thread is waited for.
+        """
         if self._task is None or self._queue is None:
             return
+        task, self._task = self._task, None
         await self._queue.put(None)
-        await self._task
-        self._task = None
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._fail_waiting(ShuttingDown(f"the server stopped before batch queue {self.name!r} reached this request; retry it."))
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+            return
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        pending = [self._carry, *self._running]
+        self._carry, self._running = None, []
+        while self._queue is not None and not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        for p in pending:
+            if p is not None and not p.future.done():
+                p.future.set_exception(exc)
 
     async def submit(self, item: T, size: int = 1) -> Any:
         """Queue ``item`` (worth ``size`` units) and wait for its result (or its exception)."""
@@ -118,18 +148,22 @@ class DynamicBatcher(Generic[T]):
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         wait = started - min(p.enqueued for p in batch)
+        self._running = batch
         try:
             results = await loop.run_in_executor(self._executor, self.run_batch, [p.item for p in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch {self.name} returned {len(results)} results for {len(batch)} items")
-        except Exception as exc:  # the whole batch failed: every caller sees the error
-            results = [exc] * len(batch)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # the whole batch failed: every caller sees the error (a native panic too: the collector lives on)
+            results = [exc if isinstance(exc, Exception) else RuntimeError(f"batch {self.name} failed: {type(exc).__name__}: {exc}")] * len(batch)
+        self._running = []  # (left set when the collector is cancelled mid-batch: stop() fails those items)
         if self.observe is not None:
             self.observe(self.name, units, len(batch), wait, time.perf_counter() - started)
         for p, r in zip(batch, results):
             if p.future.done():  # the caller went away (client disconnected)
                 continue
             if isinstance(r, BaseException):
-                p.future.set_exception(r)
+                p.future.set_exception(r if isinstance(r, Exception) else RuntimeError(f"{type(r).__name__}: {r}"))
             else:
                 p.future.set_result(r)

@@ -43,6 +43,18 @@ def matryoshka_dimensions(folder: Path) -> tuple[int, ...] | None:
     return None
 
 
+def _adaptor_dims(folder: Path) -> tuple[int, ...] | None:
+    """The ``matryoshka_dims`` an adaptor folder was fit for (``None`` if it records none)."""
+    from mrl.models.adaptor import CONFIG_FILE
+
+    p = Path(folder) / CONFIG_FILE
+    cfg = read_json(p) if p.is_file() else None
+    raw = ((cfg or {}).get("config") or {}).get("matryoshka_dims") if isinstance(cfg, dict) else None
+    if isinstance(raw, list) and raw and all(isinstance(d, int) and not isinstance(d, bool) for d in raw):
+        return tuple(raw)
+    return None
+
+
 @dataclass
 class ServedModel:
     """A loaded encoder. ``encode`` returns full-width vectors (adaptor applied), not normalised.
@@ -60,10 +72,21 @@ class ServedModel:
     dim: int
     trained_dims: tuple[int, ...] | None
     path: Path
+    adaptor_dims: tuple[int, ...] | None = None
 
     @property
     def nested(self) -> bool:
         return self.trained_dims is not None or self.adaptor is not None
+
+    @property
+    def allowed_dims(self) -> tuple[int, ...] | None:
+        """The ``dimensions`` a request may ask for: the prefixes the served vectors were trained on
+        (the adaptor's when there is one, else the model's ``matryoshka_dimensions``) plus ``D``, sorted;
+        ``None`` when the model is nested but records no list (any ``1..D``, as vLLM does)."""
+        dims = self.adaptor_dims if self.adaptor is not None else self.trained_dims
+        if not dims:
+            return None
+        return tuple(sorted({int(d) for d in dims if 1 <= int(d) <= self.dim} | {self.dim}))
 
     @classmethod
     def load(cls, model: str, *, adaptor: Path | None = None, name: str | None = None, device: str | None = None) -> ServedModel:
@@ -84,7 +107,8 @@ class ServedModel:
             ad = load_adaptor(adaptor)
             if ad.dim != dim:
                 raise MRLError(f"the adaptor {adaptor} maps {ad.dim}-d vectors but {model} outputs {dim}-d; fit the adaptor on this model's embeddings (`mrl adapt`).")
-        return cls(name=name or str(model), st=st, adaptor=ad, dim=dim, trained_dims=matryoshka_dimensions(path), path=path)
+        return cls(name=name or str(model), st=st, adaptor=ad, dim=dim, trained_dims=matryoshka_dimensions(path), path=path,
+                   adaptor_dims=_adaptor_dims(adaptor) if adaptor is not None else None)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Full-width embeddings. Shape: ``N`` strings -> ``[N, D]`` float32 (adaptor applied)."""
@@ -97,7 +121,17 @@ class ServedModel:
         tok = self.st.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.st.max_seq_length)
         return [len(ids) for ids in tok["input_ids"]]
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids ``0..vocab_size-1`` are valid inputs of :meth:`decode` (added tokens included)."""
+        return len(self.st.tokenizer)
+
+    def decode(self, token_ids: list[list[int]]) -> list[str]:
+        """Texts of token-id arrays (special tokens dropped), re-encoded by :meth:`encode` as any text."""
+        return [self.st.tokenizer.decode(ids, skip_special_tokens=True) for ids in token_ids]
+
     def info(self) -> dict[str, Any]:
         return {"id": self.name, "dim": self.dim, "matryoshka_dimensions": list(self.trained_dims) if self.trained_dims else None,
+                "dimensions": list(self.allowed_dims) if self.allowed_dims else None,
                 "is_matryoshka": self.trained_dims is not None, "adaptor": self.adaptor is not None, "nested": self.nested,
                 "max_seq_length": int(self.st.max_seq_length or 0)}

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl.errors import MRLError
+from mrl.serve.batching import ShuttingDown
 
 log = logging.getLogger("mrl.serve")
 
@@ -49,6 +50,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     where = ".".join(loc) or "body"
     if e.get("type") == "json_invalid":
         return f"the request body is not valid JSON ({e.get('msg', '')}); send a JSON object.", None
+    if loc[:1] == ["input"] and any("list[list[int]]" in map(str, x.get("loc", ())) for x in errs):
+        # the embeddings input is a union of four shapes and pydantic reports every branch: say what it takes
+        return ("input must be a text, a list of texts, or token ids of the served model's tokenizer (a list of integers, or a list of such lists); "
+                "mixed lists and other values are refused."), "input"
     more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
     return f"{where}: {e.get('msg', 'invalid value')}{more}.", where
 
@@ -59,6 +64,10 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
         return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
+
+    @app.exception_handler(ShuttingDown)
+    async def _stopping(_: Request, exc: ShuttingDown) -> JSONResponse:
+        return error_response(503, str(exc), code="shutting_down", headers={"retry-after": "1"})
 
     @app.exception_handler(MRLError)
     async def _mrl(_: Request, exc: MRLError) -> JSONResponse:

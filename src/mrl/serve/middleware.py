@@ -5,18 +5,25 @@ Order per request: time it and count it (whatever the outcome); refuse a missing
 static page shell; refuse a body over the limit with 413 before the app reads it (by its
 ``Content-Length``, or while buffering a chunked body). A pure ASGI class rather than Starlette's
 ``BaseHTTPMiddleware``: it adds no task or stream per request, which keeps HTTP overhead low.
+
+It is also the last line of defence: an exception the app re-raises after its JSON 500 is not
+logged a second time, and a request cancelled by uvicorn at the end of the shutdown drain window
+gets a JSON 503 (``code: shutting_down``) instead of a plain-text 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import time
 from typing import Any
 
 from mrl.serve.errors import error_body
 from mrl.serve.metrics import ServeMetrics
 
+log = logging.getLogger("mrl.serve")
 Scope = dict[str, Any]
 PUBLIC_PATHS = ("/health", "/", "/favicon.ico")  # the page shell holds no data: its API calls carry the key
 
@@ -50,15 +57,30 @@ class ServeMiddleware:
             return
         t0 = time.perf_counter()
         status = {"code": 500}
+        started = {"yes": False}
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                started["yes"] = True
             await send(message)
 
         self.metrics.inflight.inc()
         try:
             await self._handle(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the shutdown drain window ends: answer them
+            # with a JSON 503 (retry elsewhere) instead of uvicorn's plain-text 500, and end the task.
+            if started["yes"]:
+                raise
+            await _send_json(send_wrapper, 503, error_body(503, "the server is shutting down and this request did not finish within its drain window; retry it (on another replica).",
+                                                           code="shutting_down"), [(b"retry-after", b"1"), (b"connection", b"close")])
+        except Exception:
+            # FastAPI's catch-all handler (mrl.serve.errors) has already logged the traceback and sent the JSON 500;
+            # Starlette re-raises it for servers to log again: swallow it here so every 500 is logged once.
+            if not started["yes"]:
+                log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+                await _send_json(send_wrapper, 500, error_body(500, "internal server error (a bug: the server log has the details).", code="internal_error"))
         finally:
             self.metrics.inflight.dec()
             self.metrics.observe_request(scope.get("path", ""), scope.get("method", ""), status["code"], time.perf_counter() - t0)

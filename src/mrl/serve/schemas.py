@@ -1,6 +1,6 @@
 """Request bodies (pydantic) and response builders of the HTTP API.
 
-``/v1/embeddings`` follows OpenAI's shape (``input``, ``model``, ``dimensions``, ``encoding_format``;
+``/v1/embeddings`` follows OpenAI's shape (``input`` as texts or token-id arrays, ``model``, ``dimensions``, ``encoding_format``;
 ``data[i] = {object, index, embedding}``, ``usage``). Unknown fields are refused (a typo such as
 ``dimension`` must not be silently ignored); NaN/Inf are refused in vectors. Limits that depend on
 the server's configuration are checked in the routes, not here.
@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class EmbeddingRequest(BaseModel):
-    """OpenAI ``POST /v1/embeddings`` body (text inputs only)."""
+    """OpenAI ``POST /v1/embeddings`` body: texts, or token-id arrays of the served model's tokenizer."""
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str | list[str] = Field(description="A text or a list of texts.")
+    input: str | list[str] | list[StrictInt] | list[list[StrictInt]] = Field(
+        description="A text, a list of texts, or token ids of the served model's tokenizer (one list of ints, or a list of them), as OpenAI accepts.")
     model: str | None = Field(None, description="The served model's id (see GET /v1/models).")
     dimensions: StrictInt | None = Field(None, description="Keep the first `dimensions` values, then L2-normalise (1..D).")
     encoding_format: Literal["float", "base64"] = "float"

@@ -24,6 +24,7 @@ from mrl.serve.backend import Plan, SearchBackend, SearchResult
 from mrl.serve.batching import DynamicBatcher
 from mrl.serve.config import ServeConfig
 from mrl.serve.encoder import ServedModel
+from mrl.serve.errors import APIError
 from mrl.serve.metrics import ServeMetrics
 
 
@@ -32,7 +33,6 @@ class Encoded:
     """One embedding request's share of a batch. Shape: ``vectors [n, D]`` float32 (full width)."""
 
     vectors: np.ndarray
-    tokens: int
     batch_texts: int
 
 
@@ -120,21 +120,63 @@ class ServeState:
         self.embed_queue.start()
         self.search_queue.start()
 
-    async def stop(self) -> None:
-        await self.embed_queue.stop()
-        await self.search_queue.stop()
+    async def stop(self, timeout: float = 0.5) -> None:
+        """Drain both queues. The server's drain window has already passed when this runs (uvicorn
+        waits for requests, then cancels those still running), so wait at most ``timeout`` seconds
+        for a batch still in a worker thread, then fail what is left (503) and let the process exit."""
+        await asyncio.gather(self.embed_queue.stop(timeout), self.search_queue.stop(timeout))
+
+    # ------------------------------------------------------------------ per request, before batching
+    async def tokenize(self, texts: list[str], field: str = "input") -> int:
+        """Tokenize one request's texts on their own (off the event loop) and return its token count.
+
+        This is the per-request check that keeps a text the tokenizer cannot take out of a shared
+        batch: it fails only its own request, with a 400 naming the item.
+
+        Raises:
+            APIError: 400 for the first text the model's tokenizer refuses.
+        """
+        assert self.model is not None
+        model = self.model
+
+        def count() -> int:
+            try:
+                return sum(model.count_tokens(texts))
+            except Exception:
+                for i, t in enumerate(texts):  # find the culprit (the request is small: at most max_inputs texts)
+                    try:
+                        model.count_tokens([t])
+                    except Exception as exc:
+                        raise APIError(400, f"{field}[{i}] cannot be tokenized by the model ({type(exc).__name__}); send valid Unicode text.", code="invalid_value", param=field) from exc
+                raise
+
+        return await asyncio.to_thread(count)
 
     # ------------------------------------------------------------------ batch functions (worker threads)
-    def _embed_batch(self, items: list[list[str]]) -> list[Encoded]:
+    def _embed_batch(self, items: list[list[str]]) -> list[Encoded | Exception]:
+        """Encode every request's texts in one call; if that call fails, encode each request on its own,
+        so a request the model cannot encode fails alone and the others still get their vectors."""
         assert self.model is not None
         texts = [t for item in items for t in item]
-        vectors = self.model.encode(texts)
-        tokens = self.model.count_tokens(texts)
-        out, start = [], 0
+        try:
+            vectors = self.model.encode(texts)
+        except Exception:
+            if len(items) == 1:
+                raise
+            return [self._embed_alone(item) for item in items]
+        out: list[Encoded | Exception] = []
+        start = 0
         for item in items:
-            out.append(Encoded(vectors[start : start + len(item)], sum(tokens[start : start + len(item)]), len(texts)))
+            out.append(Encoded(vectors[start : start + len(item)], len(texts)))
             start += len(item)
         return out
+
+    def _embed_alone(self, texts: list[str]) -> Encoded | Exception:
+        assert self.model is not None
+        try:
+            return Encoded(self.model.encode(texts), len(texts))
+        except Exception as exc:  # this request's own failure, reported to it alone
+            return exc
 
     @staticmethod
     def _search_batch(items: list[SearchItem]) -> list[Found | Exception]:

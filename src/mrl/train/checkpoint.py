@@ -9,6 +9,8 @@ Layout of ``checkpoint.safetensors``:
 
 A single file replaced with ``os.replace`` means a crash mid-save leaves the previous checkpoint.
 The final model is saved separately as ``model.safetensors`` with its config in the metadata.
+Kept instead of accelerate's ``save_state``: that writes optimizer, scheduler and RNG states as
+pickles in several files, not atomically (see :mod:`mrl.train.loop` for the comparison).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import torch
 from torch import nn
 
 from mrl.errors import CheckpointError
-from mrl.io import load_safetensors, save_safetensors
+from mrl.io import load_safetensors, save_safetensors, verify_output
 from mrl.models.classifier import MatryoshkaClassifier, build_classifier
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODEL_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 
 
@@ -128,11 +131,14 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     """Rebuild a :class:`MatryoshkaClassifier` from ``model.safetensors`` (or a run folder holding it).
 
     Returns ``(model in eval mode, config dict)``. Models written before the heads were fused (per-head
-    weight names) and before ``in_channels``/``prefix_calibration`` existed load too.
+    weight names) and before ``in_channels``/``prefix_calibration`` existed load too. In a run
+    folder, its manifest is verified first (checksum, and the size and SHA-256 of the model and of
+    ``config.json``); the weights and their header are verified by their own hashes.
     """
     p = Path(path)
     if p.is_dir():
         p = p / MODEL_NAME
+    verify_output(p.parent, [p.name, CONFIG_NAME])
     tensors, meta = load_safetensors(p)
     try:
         config = json.loads(meta["config"])

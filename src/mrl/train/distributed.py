@@ -20,6 +20,9 @@ torchrun (:func:`init_distributed`). The contract:
   (per-step losses, epoch means) are all-reduced first, so every rank holds the same weights.
 * a checkpoint records the world size; resuming with another one works (same global batches).
 * rank 0 alone writes checkpoints, metrics and the model; metrics are all-reduced first.
+
+This is plain torch DDP rather than accelerate because the image loop keeps its own atomic
+safetensors checkpoints, which accelerate's ``save_state`` does not provide (see :mod:`mrl.train.loop`).
 """
 
 from __future__ import annotations

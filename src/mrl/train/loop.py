@@ -15,6 +15,16 @@ rank: the model is wrapped in DDP, each global batch is split across ranks, metr
 all-reduced and rank 0 alone writes files. On CUDA the forward pass runs under bf16 autocast
 (``precision: auto``) with channels-last tensors, batches are staged in pinned memory and copied
 with ``non_blocking=True``.
+
+Why this loop is not on accelerate (the text path runs on it through the sentence-transformers
+Trainer): checked on accelerate 1.16, ``Accelerator.save_state(safe_serialization=True)`` writes only
+the model weights as safetensors; optimizer, scheduler, GradScaler and RNG states
+(``random_states_<rank>.pkl``) and custom objects are ``torch.save`` pickles, the data position is
+restored only for accelerate's own seedable sampler or a ``StatefulDataLoader``, and the files are
+written one after another into a folder (a kill mid-save leaves old and new states mixed). The
+reliability rules here (safetensors only, one checkpoint file replaced atomically, the ``(seed,
+epoch)`` order resumed exactly) would keep :mod:`mrl.train.checkpoint` anyway; accelerate would
+replace only the DDP setup of :mod:`mrl.train.distributed`, not worth a second framework here.
 """
 
 from __future__ import annotations

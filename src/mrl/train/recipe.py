@@ -31,7 +31,7 @@ R = TypeVar("R", bound="MatryoshkaRecipe")
 # task name -> recipe class; filled by @register_task in the modules of TASK_MODULES.
 TASKS: dict[str, type[MatryoshkaRecipe]] = {}
 # Modules whose import registers a task (imported lazily so that reading a recipe stays cheap).
-TASK_MODULES = ("mrl.train.config", "mrl.train.text", "mrl.train.multimodal_config")
+TASK_MODULES = ("mrl.train.config", "mrl.train.text_config", "mrl.train.multimodal_config")
 
 
 def register_task(name: str):

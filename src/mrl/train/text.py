@@ -17,7 +17,10 @@ recipe (:class:`TextTrainConfig`). Three families of ``loss``:
 
 Per-prefix losses combine through an :mod:`mrl.weighting` strategy. Checkpoints (model, optimizer,
 scheduler, RNG, data position: the Trainer's own) are written every ``save_steps`` under
-``OUT/checkpoints/``; ``resume=True`` continues from the last one. bf16 autocast is used when
+``OUT/checkpoints/``; so is the projection fit (``projection: rotation``/``adaptor``, the default
+recipe's long phase: ``OUT/checkpoints/projection_fit.safetensors``, every ``save_steps`` fit steps or
+once a minute, see :mod:`mrl.train.adaptor`); ``resume=True`` continues from the last of each, to the
+same model as an uninterrupted run. bf16 autocast is used when
 ``bf16`` is true (default: where it is native, see :func:`mrl.precision.bf16_pays`). Multi-GPU: launch the same command with
 ``accelerate launch -m mrl.cli train ...`` or ``torchrun --nproc_per_node N -m mrl.cli train ...``;
 the Trainer shards batches across processes.
@@ -38,7 +41,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,110 +60,15 @@ from mrl.models.text_encode import cached_encode
 from mrl.nesting import validate_dims
 from mrl.precision import bf16_pays
 from mrl.progress import throttle_progress
-from mrl.train.recipe import MatryoshkaRecipe, load_recipe, register_task
-from mrl.train.text_losses import LOSSES, PrefixDistillLoss, WeightedMatryoshkaLoss, build_pair_loss
+from mrl.train.adaptor import AdaptorConfig, AdaptorResult, FitCheckpoint, fit_adaptor
+from mrl.train.text_config import CHECKPOINTS, PROJECTIONS, TextTrainConfig, load_text_config
+from mrl.train.text_losses import PrefixDistillLoss, WeightedMatryoshkaLoss, build_pair_loss
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-CHECKPOINTS = "checkpoints"
-PROJECTIONS = ("pca", "rotation", "adaptor", "none")
-
-
-@register_task("text")
-@dataclass
-class TextTrainConfig(MatryoshkaRecipe):
-    """A text training recipe (``task: text`` in YAML); the defaults are the label-free recipe.
-
-    ``dataset``: for ``loss: distill``/``mse_distill`` the texts to adapt on (``wordnet``, a BEIR
-    folder's ``unlabeled.jsonl``, a ``.txt`` or ``.jsonl``); for the pair losses ``wordnet`` or a pair
-    file (JSONL/CSV/TSV with ``anchor``, ``positive`` and optional ``negative``); for ``classify``
-    labelled texts (``wordnet-classes`` or a ``.jsonl`` with ``text`` and ``label``).
-    """
-
-    task: str = "text"  # this recipe's trainer (mrl.train.text)
-    matryoshka_dims: Any = "8,16,...,384"  # nested prefix sizes; the last is the output width
-    model: str = "all-MiniLM-L6-v2"  # base sentence-transformers folder, or all-MiniLM-L6-v2 (packaged)
-    loss: str = "distill"  # distill (label-free, keeps the base model) | mnrl | cached_mnrl | cosent | mse_distill | classify (class heads per prefix)
-    dataset: str = "wordnet"  # texts (distill, mse_distill), pairs (mnrl, cached_mnrl, cosent) or labelled texts (classify); see the class docstring
-    data_root: str | None = None  # folder with WordNet's data.noun (default /usr/share/wordnet or $MRL_WORDNET)
-    general_text: str | None = None  # distill: general texts mixed into the pool (same kinds of source as dataset)
-    general_fraction: float = 0.0  # distill: share of batch anchors drawn from general_text
-    max_texts: int | None = 20000  # distill: at most this many distinct texts from dataset (a seeded sample)
-    teacher: str | None = None  # distill/mse_distill: teacher folder (null: the base model itself, frozen)
-    projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca (centred) | rotation (orthogonal, no bias: centred PCA axes with the mean direction last, kept orthogonal while training: full-width cosines depend on the encoder alone) | none (no layer)
-    projection_lr: float = 1e-3  # learning rate of that linear layer
-    init_steps: int = 500  # projection: adaptor / rotation: steps of the unsupervised adaptor fit (kind linear / rotation) on the cached base embeddings that initialises it (rotation: 0, or matryoshka_dims ending below the model width, = the mean-last PCA rotation itself)
-    neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
-    tau: float = 0.05  # distill: temperature of the listwise ranking KL
-    sim_weight: float = 1.0  # distill: weight of similarity matching
-    rank_weight: float = 1.0  # distill: weight of the ranking KL
-    rank_boost: float = 2.0  # distill: ranking weight multiplier for prefixes <= rank_boost_max_dim
-    rank_boost_max_dim: int = 32  # distill: largest prefix whose ranking term is boosted
-    full_weight: float = 2.0  # distill: multiplier of the full-width prefix loss (never forget)
-    pair_weight: float = 0.0  # distill with pairs: weight of the in-batch-negatives pair term
-    pseudo_queries: bool = False  # distill: add each text's first sentence (<= 24 words) to the pool, so prefixes learn short-query <-> document geometry
-    train_layers: int | None = None  # train only the top N transformer layers (null: all); the rest stay frozen (cheaper, forgets less)
-    max_train: int | None = None  # pair losses: keep at most this many training pairs (null: all)
-    epochs: int = 1  # passes over the data (ignored when max_steps is set)
-    max_steps: int | None = None  # exact number of optimisation steps (null: epochs x data / batch; distill: 0 = no encoder steps, the base model plus its fitted projection)
-    batch_size: int = 64  # texts (distill) or pairs per step
-    mini_batch_size: int = 32  # cached_mnrl: forward chunk size
-    lr: float = 2e-5  # peak AdamW learning rate of the encoder (linear warm-up, then linear decay)
-    weight_decay: float = 0.01  # AdamW weight decay, >= 0
-    warmup_ratio: float = 0.1  # share of the steps spent warming up, in [0, 1)
-    scale: float = 20.0  # inverse temperature of in-batch-negatives losses
-    max_seq_length: int = 128  # tokens kept per text
-    log_every: int = 20  # steps between metrics.csv rows
-    save_steps: int = 100  # steps between checkpoints (resume after a kill from the last one)
-    bf16: bool | None = None  # bf16 autocast (null: where it is native: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 / AMX; elsewhere fp32 is faster)
-    head_lr: float = 2e-3  # classify: learning rate of the class heads
-    head_scale: float = 10.0  # classify: the unit-norm embedding is multiplied by this before the heads
-    label_smoothing: float = 0.1  # classify: cross-entropy label smoothing, in [0, 1)
-    self_distill: float = 0.0  # classify: weight of each smaller head's KL to the full head's class distribution (cascades stop earlier when the heads agree)
-    cache_dir: str | None = None  # where teacher encodings are cached (null: $MRL_CACHE or ~/.cache/mrl/embeddings)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.loss not in LOSSES:
-            raise MRLError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
-        if self.projection not in PROJECTIONS:
-            raise MRLError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}.")
-        for name in ("epochs", "batch_size", "max_seq_length", "log_every", "save_steps", "mini_batch_size", "rank_boost_max_dim"):
-            if getattr(self, name) <= 0:
-                raise MRLError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if self.batch_size < 2:
-            raise MRLError("batch_size must be >= 2: in-batch similarities need at least two texts per batch.")
-        if self.neighbours < 0:
-            raise MRLError(f"neighbours must be >= 0, got {self.neighbours}.")
-        if self.init_steps < 0 or (self.init_steps == 0 and self.projection == "adaptor"):
-            raise MRLError(f"init_steps must be > 0 for projection: adaptor (>= 0 for rotation), got {self.init_steps}.")
-        for name in ("max_steps", "max_train", "max_texts"):
-            v = getattr(self, name)
-            if v is not None and v <= 0 and not (name == "max_steps" and v == 0 and self.loss == "distill" and self.projection != "none"):
-                raise MRLError(f"{name} must be a positive integer or null, got {v!r} (max_steps: 0 only for loss: distill with a projection: the base model plus its fitted projection).")
-        if not self.lr > 0 or not self.projection_lr > 0 or not self.scale > 0 or not self.tau > 0 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
-            raise MRLError(f"need lr, projection_lr, scale, tau > 0, 0 <= warmup_ratio < 1 and weight_decay >= 0; got {self.lr}, {self.projection_lr}, {self.scale}, {self.tau}, {self.warmup_ratio}, {self.weight_decay}.")
-        if min(self.sim_weight, self.rank_weight, self.rank_boost, self.full_weight, self.pair_weight) < 0:
-            raise MRLError("sim_weight, rank_weight, rank_boost, full_weight and pair_weight must be >= 0.")
-        if not 0 <= self.general_fraction <= 1 or (self.general_fraction > 0 and not self.general_text):
-            raise MRLError(f"general_fraction must be in [0, 1] and needs general_text when > 0; got {self.general_fraction} with general_text={self.general_text!r}.")
-        if self.train_layers is not None and self.train_layers < 0:
-            raise MRLError(f"train_layers must be >= 0 or null (all), got {self.train_layers}.")
-        if not self.head_lr > 0 or not self.head_scale > 0 or not 0 <= self.label_smoothing < 1 or not self.self_distill >= 0:
-            raise MRLError(f"need head_lr > 0, head_scale > 0, 0 <= label_smoothing < 1 and self_distill >= 0; got {self.head_lr}, {self.head_scale}, {self.label_smoothing}, {self.self_distill}.")
-        if self.loss == "classify" and self.dataset == "wordnet":
-            raise MRLError("loss: classify trains on labelled texts; set dataset: wordnet-classes or a .jsonl of {\"text\": ..., \"label\": ...} lines (dataset: wordnet holds pairs).")
-        if self.pair_weight and self.loss == "distill":
-            raise MRLError("pair_weight > 0 needs pairs, which the text-only distill dataset does not hold; set pair_weight: 0.")
-
-
-def load_text_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TextTrainConfig:
-    """Load a ``task: text`` YAML recipe and apply ``key=value`` overrides (values parsed as YAML)."""
-    cfg = load_recipe(path, overrides, default_task="text")
-    if not isinstance(cfg, TextTrainConfig):
-        raise MRLError(f"this recipe is for task {cfg.task!r}, not text; see configs/text_distill.yaml for a text recipe.")
-    return cfg
+FIT_CHECKPOINT = "projection_fit.safetensors"  # under CHECKPOINTS: the projection fit's resumable state
+__all__ = ["CHECKPOINTS", "PROJECTIONS", "TextTrainConfig", "TextTrainResult", "load_text_config", "train_text"]  # the recipe's names live in mrl.train.text_config
 
 
 def load_training_pairs(cfg: TextTrainConfig) -> PairSet:
@@ -174,7 +83,9 @@ def load_training_pairs(cfg: TextTrainConfig) -> PairSet:
 @dataclass
 class TextTrainResult:
     """``steps``, ``seconds`` (Trainer wall-clock), ``steps_per_s``, ``history`` (logged rows),
-    ``wall_seconds`` (the whole call: teacher encoding, projection fit and the steps)."""
+    ``wall_seconds`` (the whole call: teacher encoding, projection fit and the steps); of the
+    projection fit (``projection: rotation``/``adaptor``; 0 and empty when none ran): ``fit_steps``,
+    ``fit_seconds`` and its last logged loss per prefix, ``fit_loss_per_dim`` (``{dim: loss}``)."""
 
     out_dir: Path
     steps: int
@@ -182,6 +93,25 @@ class TextTrainResult:
     steps_per_s: float
     history: list[dict[str, float]]
     wall_seconds: float = float("nan")
+    fit_steps: int = 0
+    fit_seconds: float = 0.0
+    fit_loss_per_dim: dict[int, float] = field(default_factory=dict)
+
+    def summary(self, model: str, loss: str) -> str:
+        """One line saying what the run did: the projection fit and/or the encoder steps."""
+        parts = []
+        if self.fit_steps:
+            per_dim = ", ".join(f"{d}: {v:.3f}" for d, v in self.fit_loss_per_dim.items())
+            parts.append(f"fitted the projection for {self.fit_steps} steps in {self.fit_seconds:.0f}s (final loss per dim: {per_dim})")
+        if self.steps:
+            last = self.history[-1] if self.history else {}
+            per_dim = ", ".join(f"{k.split('@')[1]}: {v:.3f}" for k, v in last.items() if k.startswith("loss@"))
+            parts.append(f"trained the encoder for {self.steps} steps in {self.seconds:.0f}s ({self.steps_per_s:.2f} steps/s; last loss per dim: {per_dim or 'not logged'})")
+        elif not self.fit_steps:
+            parts.append("no fitting step and no encoder step (the base model plus its initial projection)")
+        else:
+            parts.append("no encoder steps (frozen encoder)")
+        return f"{model} ({loss}): " + "; ".join(parts) + f"; {self.wall_seconds:.0f}s in all."
 
 
 def _device(name: str) -> str:
@@ -205,7 +135,7 @@ def _check_resume(out: Path, resume: bool) -> None:
         return
     if (out / MATRYOSHKA_FILE).is_file():
         raise MRLError(f"{out} already holds a finished model; nothing to resume (use --overwrite to train again).")
-    if not any((out / CHECKPOINTS).glob("checkpoint-*")):
+    if not any((out / CHECKPOINTS).glob("checkpoint-*")) and not (out / CHECKPOINTS / FIT_CHECKPOINT).is_file():
         raise MRLError(f"no checkpoint to resume in {out / CHECKPOINTS}; run without --resume.")
 
 
@@ -244,8 +174,11 @@ def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path
     return teacher_emb, base_emb
 
 
-def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(W [D_out, D_in], b [D_out] or None)`` of the linear layer: PCA of ``x`` or a fitted adaptor.
+def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...], checkpoint: Callable[[], FitCheckpoint] | None = None) -> tuple[torch.Tensor, torch.Tensor | None, AdaptorResult | None]:
+    """``(W [D_out, D_in], b [D_out] or None, the fit or None)`` of the linear layer: PCA of ``x`` or a fitted adaptor.
+
+    ``checkpoint`` (called once, just before a fit starts: its first write) says where the fit
+    checkpoints and whether it resumes (:class:`mrl.train.adaptor.FitCheckpoint`).
 
     ``pca`` and ``adaptor`` compute ``W (x - mu)``; PCA rows are the principal axes by decreasing
     variance. ``rotation`` is :func:`mrl.models.rotation.mean_last_rotation` with no bias: every
@@ -254,33 +187,36 @@ def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...])
     keeps it orthogonal (:class:`mrl.train.text_trainer.OrthogonalProjection`).
     """
     from mrl.models.adaptor import MatryoshkaAdaptor
-    from mrl.train.adaptor import AdaptorConfig, fit_adaptor
 
     d_in, d_out = x.shape[1], dims[-1]
     if d_out > d_in:
         raise MRLError(f"matryoshka_dims end at {d_out} but the base model is {d_in}-d; a PCA/adaptor projection cannot add dimensions: end the dims at <= {d_in}.")
 
-    def fitted(kind: str) -> MatryoshkaAdaptor:
+    def fitted(kind: str) -> AdaptorResult:
         config = AdaptorConfig(sorted(set(dims) | {d_in}), kind=kind, steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads)
-        return fit_adaptor(x, config).model
+        return fit_adaptor(x, config, checkpoint=checkpoint() if checkpoint is not None else None)
 
     if cfg.projection == "rotation":  # fitted only at the model's own width; narrower, the mean-last PCA rows
         if d_out == d_in and cfg.init_steps:
-            return fitted("rotation").linear.weight.detach().clone(), None
-        return mean_last_rotation(torch.as_tensor(x))[:d_out].contiguous(), None
+            fit = fitted("rotation")
+            return fit.model.linear.weight.detach().clone(), None, fit
+        return mean_last_rotation(torch.as_tensor(x))[:d_out].contiguous(), None, None
+    fit = None
     if cfg.projection == "adaptor":
         if d_out != d_in:
             raise MRLError(f"projection: adaptor keeps the model width {d_in}; end matryoshka_dims at {d_in} or use projection: pca.")
-        ad = fitted("linear")
+        fit = fitted("linear")
+        ad = fit.model
     else:
         ad = MatryoshkaAdaptor(d_in)
         ad.init_pca(torch.as_tensor(x))
     w = ad.linear.weight.detach()[:d_out].clone()
-    return w, -(w @ ad.mean.detach())
+    return w, -(w @ ad.mean.detach()), fit
 
 
-def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path, device: str, bf16: bool, dims: tuple[int, ...]) -> tuple[Any, torch.nn.Module, dict[str, Any], int]:
-    """Texts, teacher table, projection, batch order and loss of a distill run (and its step count)."""
+def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path, device: str, bf16: bool, dims: tuple[int, ...], checkpoint: Callable[[], FitCheckpoint] | None = None) -> tuple[Any, torch.nn.Module, dict[str, Any], int]:
+    """Texts, teacher table, projection, batch order and loss of a distill run (and its step count);
+    ``checkpoint``: where the projection fit checkpoints (see :func:`_projection_init`)."""
     from mrl.train.text_data import batch_order, distill_dataset, neighbour_table, with_pseudo_queries
 
     texts = load_texts(cfg.dataset, max_texts=cfg.max_texts, seed=cfg.seed, data_root=cfg.data_root)
@@ -291,8 +227,9 @@ def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path,
         general = [t for t in load_texts(cfg.general_text, max_texts=cfg.max_texts, seed=cfg.seed + 1, data_root=cfg.data_root) if t not in set(texts)]
         general_start, texts = len(texts), texts + tuple(general)
     teacher, base_emb = _teacher_embeddings(cfg, texts, base, bf16)
+    fit = None
     if cfg.projection != "none":
-        w, b = _projection_init(cfg, base_emb, dims)
+        w, b, fit = _projection_init(cfg, base_emb, dims, checkpoint)
         append_projection(model, w, b)
     elif dims[-1] != model_dim(model):
         raise MRLError(f"matryoshka_dims end at {dims[-1]} but the model is {model_dim(model)}-d; end them at the model width or use projection: pca.")
@@ -307,6 +244,11 @@ def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path,
         rank_boost=cfg.rank_boost, rank_boost_max_dim=cfg.rank_boost_max_dim, full_weight=cfg.full_weight, pair_weight=cfg.pair_weight, scale=cfg.scale,
     )
     info = {"train_texts": len(texts), "general_texts": 0 if general_start is None else len(texts) - general_start, "teacher": cfg.teacher or str(cfg.model), "teacher_dim": int(teacher.shape[1])}
+    if fit is not None:  # what the projection fit did (the summary and matryoshka.json report it)
+        last = fit.history[-1] if fit.history else {}
+        info.update({"fit_steps": fit.steps, "fit_seconds": fit.seconds, "fit_loss_per_dim": {int(k.split("@")[1]): v for k, v in last.items() if k.startswith("loss@")}})
+        if fit.config is not None:
+            info.update({"fit_batch_size": fit.config.batch_size, "fit_lr": fit.config.lr})
     return distill_dataset(texts, order), loss, info, total
 
 
@@ -388,7 +330,11 @@ def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool
     if cfg.loss == "distill":
         if cfg.n_dims_per_step is not None:
             raise MRLError("n_dims_per_step applies to the pair losses; the distill loss evaluates every prefix on the shared batch (set n_dims_per_step: null).")
-        data, loss, info, total = _distill_setup(cfg, model, base, device, bf16, dims)
+
+        def fit_checkpoint() -> FitCheckpoint:  # the projection fit's checkpoint: the run's first write
+            return FitCheckpoint(writer.claim_dir(CHECKPOINTS) / FIT_CHECKPOINT, resume=resume, every_steps=cfg.save_steps)
+
+        data, loss, info, total = _distill_setup(cfg, model, base, device, bf16, dims, fit_checkpoint)
     else:
         data, loss, info = _pair_setup(cfg, model, device, bf16, dims)
         per_epoch = len(data) // cfg.batch_size
@@ -404,7 +350,7 @@ def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool
     wall = time.perf_counter() - t_start
     info.update({"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds if seconds else float("nan"), "device": device, "bf16": bf16, "threads": torch.get_num_threads(), "setup_seconds": wall - seconds, "wall_seconds": wall})
     _save_final(cfg, trained, loss, out, dims, info, history, writer)
-    return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history, wall_seconds=wall)
+    return TextTrainResult(out_dir=out, steps=steps, seconds=seconds, steps_per_s=info["steps_per_s"], history=history, wall_seconds=wall, fit_steps=info.get("fit_steps", 0), fit_seconds=info.get("fit_seconds", 0.0), fit_loss_per_dim=info.get("fit_loss_per_dim", {}))
 
 
 def freeze_lower_layers(model: SentenceTransformer, train_layers: int) -> None:
@@ -428,12 +374,12 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     """Write the model into ``out`` (each file listed in the manifest, then moved into place;
     ``matryoshka.json`` last = complete)."""
     from mrl.train.divergence import check_finite_weights
-    from mrl.train.text_trainer import model_card_section
+    from mrl.train.text_card import model_card_section, prepare_card_data
 
     check_finite_weights(model)
     tmp = writer.claim_dir(".final.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.model_card_data.add_tags(["matryoshka", "mrl"])
+    prepare_card_data(model, cfg, out)  # the snippet loads `out` itself; the base model is named
     model._model_card_text = None  # else sentence-transformers re-saves the base model's own card (its usage code omits our layer) when no Trainer ran
     model.save(str(tmp), model_name=f"Matryoshka {Path(str(cfg.model)).name} ({cfg.loss})", create_model_card=True)
     mark_matryoshka(tmp, dims)
@@ -447,7 +393,7 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     if text.startswith("---\n") and "\n---\n" in text[4:]:  # keep the card's YAML front matter first
         end = text.index("\n---\n", 4) + 5
         head, body = text[:end], text[end:]
-    card.write_text(head + "\n" + model_card_section(cfg, dims, info) + "\n" + body)
+    card.write_text(head + "\n" + model_card_section(cfg, dims, info, out) + "\n" + body)
     if history:
         write_csv(tmp / "metrics.csv", history)
     names = sorted(p.name for p in tmp.iterdir())

@@ -2,7 +2,8 @@
 
 Holds what the Trainer needs from us: its arguments, a sequential batch sampler (the distill run's
 batch order is fixed up front), callbacks that log per-prefix losses to ``metrics.csv`` rows and
-checkpoint the loss weighting's state next to the Trainer's own checkpoint, and the model card.
+checkpoint the loss weighting's state next to the Trainer's own checkpoint (the model card is
+:mod:`mrl.train.text_card`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from mrl.errors import MRLError
 from mrl.io import load_safetensors, save_safetensors
 from mrl.models.rotation import project_orthogonal_
 from mrl.progress import progress, stderr_is_terminal
+from mrl.train.text_config import CHECKPOINTS, TextTrainConfig
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from mrl.train.text import TextTrainConfig
 
 LOSS_STATE = "mrl_loss_state.safetensors"
 LOSS_HEADS = "mrl_loss_heads.safetensors"  # loss: classify: the class heads at that step
@@ -129,7 +130,7 @@ class OrthogonalProjection(TrainerCallback):
         self.linear = linear
 
     def on_step_end(self, args, state, control, **kwargs):
-        project_orthogonal_(self.linear.weight)
+        project_orthogonal_(self.linear.weight)  # not torch's orthogonal parametrization: the Dense layer must stay a plain weight in the Trainer's checkpoints and the saved folder
 
 
 class _LossStateCallback(TrainerCallback):
@@ -177,8 +178,6 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers.trainer_callback import PrinterCallback
 
-    from mrl.train.text import CHECKPOINTS
-
     ckpt_dir = out / CHECKPOINTS
     lr_mapping = {}
     dense_idx = [i for i, m in enumerate(model) if type(m).__name__ == "Dense"]
@@ -206,37 +205,3 @@ def run_trainer(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
     seconds = time.perf_counter() - t0
     model.eval()
     return model, metrics.history, trainer.state.global_step - start_step, seconds
-
-
-def model_card_section(cfg: TextTrainConfig, dims: tuple[int, ...], info: dict[str, Any]) -> str:
-    """The Matryoshka part of the model card (prepended to the sentence-transformers card)."""
-    data = f"`{cfg.dataset}`" + (f" mixed with `{cfg.general_text}` ({100 * cfg.general_fraction:.0f}% of batch anchors)" if cfg.general_text else "")
-    start = {
-        "rotation": f"an orthogonal linear layer (no bias, so every full-width cosine is the encoder's), fitted for {cfg.init_steps} steps on the teacher's cached vectors of the texts and kept orthogonal",
-        "adaptor": f"a linear layer initialised from an unsupervised adaptor fitted for {cfg.init_steps} steps",
-        "pca": "a linear layer initialised from PCA of the texts",
-        "none": "no linear layer",
-    }[cfg.projection]
-    layers = "all encoder layers" if cfg.train_layers is None else ("no encoder layer (the encoder is frozen)" if cfg.train_layers == 0 or cfg.max_steps == 0 else f"the top {cfg.train_layers} encoder layers")
-    what = {
-        "distill": f"label-free prefix distillation from the frozen teacher `{info.get('teacher', cfg.model)}`: every prefix reproduces the teacher's full-width similarity structure (similarity matching + listwise ranking KL) on neighbour-structured batches; {start}; {layers} trained{' (pseudo-queries: each text' + chr(39) + 's first sentence joins the pool)' if cfg.pseudo_queries else ''}",
-        "classify": f"Matryoshka cross-entropy of one linear class head per prefix over {info.get('classes', '?')} classes (label smoothing {cfg.label_smoothing}{f', self-distillation {cfg.self_distill}: each smaller head also matches the full head' if cfg.self_distill else ''}, heads at lr {cfg.head_lr} on the unit-norm embedding x {cfg.head_scale}); the heads are in `matryoshka_heads.safetensors` (`mrl cascade fit` reads them); {layers} trained",
-    }.get(cfg.loss, f"sentence-transformers MatryoshkaLoss around `{cfg.loss}`")
-    dim_list = ", ".join(str(d) for d in dims)
-    return "\n".join([
-        f"# Matryoshka embeddings: {Path(str(cfg.model)).name}",
-        "",
-        f"- **Matryoshka dimensions:** {dim_list} (`is_matryoshka: true`, `matryoshka_dimensions` in `config.json` and `config_sentence_transformers.json`).",
-        f"- **Training data:** {data}; {info.get('train_texts', info.get('train_pairs', '?'))} training rows.",
-        f"- **Objective:** {what}; weighting `{cfg.weighting}`.",
-        f"- **Training:** {info.get('steps')} encoder steps x batch {cfg.batch_size}, lr {cfg.lr}, max_seq_length {cfg.max_seq_length}, seed {cfg.seed}, on {info.get('device')} (bf16: {info.get('bf16')}), {info.get('wall_seconds', info.get('seconds', 0)):.0f} s in all.",
-        "",
-        "Use a prefix: truncate, then L2-normalise (the prefix of a unit vector is not a unit vector):",
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        f'model = SentenceTransformer("path/to/this/folder", truncate_dim={dims[len(dims) // 2]})',
-        'emb = model.encode(["a text"], normalize_embeddings=True)',
-        "```",
-        "",
-    ])

@@ -39,6 +39,7 @@ from mrl.checks import check_finite
 from mrl.errors import MRLError
 from mrl.index.catalog import MAX_STR, Metadata, check_ids, field_type, metadata_columns
 from mrl.index.filters import Filter, parse_filter
+from mrl.index.frontier import choose_funnel
 from mrl.index.funnel import METRICS, Funnel, FunnelError, prefix
 from mrl.index.search import rerank
 
@@ -294,8 +295,6 @@ class MilvusIndex:
 
     # ------------------------------------------------------------------ search
     def funnel_for(self, recall_target: float) -> Funnel:
-        from mrl.index.backend import choose_funnel
-
         frontier = [p for p in (self.tuning or {}).get("frontier") or [] if self._runnable(Funnel.parse(p["funnel"]))]
         return choose_funnel({"frontier": frontier} if frontier else None, recall_target, self.dim)
 

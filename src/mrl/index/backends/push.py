@@ -30,7 +30,8 @@ def default_prefix_dims(index: Any) -> list[int]:
 
 
 def push(folder: str | os.PathLike[str], uri: str, collection: str, *, prefix_dims: list[int] | None = None, batch_size: int = 5000, index_type: str = "FLAT",
-         calibrate: bool = True, progress: bool = True, token: str | None = None, timeout: float = 10.0, log: Callable[[str], None] | None = None) -> MilvusIndex:
+         calibrate: bool = True, progress: bool = True, token: str | None = None, timeout: float = 10.0, funnel: Funnel | None = None, tuning: dict[str, Any] | None = None,
+         log: Callable[[str], None] | None = None) -> MilvusIndex:
     """Copy the live rows (vectors, ids, metadata) and the tuned funnel of a local index to Milvus.
 
     Args:
@@ -39,6 +40,8 @@ def push(folder: str | os.PathLike[str], uri: str, collection: str, *, prefix_di
         prefix_dims: prefix fields to create (default :func:`default_prefix_dims`).
         batch_size: rows per upsert (and per recorded progress step).
         calibrate: afterwards, time server vs client rerank of the funnel and record the faster.
+        funnel, tuning: record these (a tuning made in memory for the collection) instead of the
+            folder's own; the folder is only read, never changed.
     """
     from mrl.index import MatryoshkaIndex
     from mrl.index.store import read_manifest
@@ -49,11 +52,13 @@ def push(folder: str | os.PathLike[str], uri: str, collection: str, *, prefix_di
         raise MRLError(f"batch_size must be a positive integer, got {batch_size!r}.")
     folder = Path(folder)
     index = MatryoshkaIndex.load(folder)
+    if tuning is not None:
+        index.funnel, index.tuning = funnel, tuning
     man = read_manifest(folder)
     source = {"folder": str(folder.resolve()), "generation": int(man["generation"]), "ids_sha256": man["files"]["ids"]["sha256"], "count": index.count}
-    funnel = index.funnel if index.funnel and index.funnel.first.precision == "float32" else None
-    if index.funnel and funnel is None:
-        log(f"note: the index's funnel {index.funnel} starts with {index.funnel.first.precision} codes, which Milvus cannot search; no default funnel is recorded (retune with `mrl index push --target-recall`).")
+    default = index.funnel if index.funnel and index.funnel.first.precision == "float32" else None
+    if index.funnel and default is None:
+        log(f"note: the index's funnel {index.funnel} starts with {index.funnel.first.precision} codes, which Milvus cannot search; no default funnel is recorded (tune one for Milvus with `mrl index push --recall-target R`).")
     dims = sorted(set(prefix_dims)) if prefix_dims else default_prefix_dims(index)
     target = MilvusIndex.create(uri, collection, dim=index.dim, metric=index.metric, prefix_dims=dims, schema=index.schema, index_type=index_type, token=token, timeout=timeout, exist_ok=True)
     state = target.push_state
@@ -79,11 +84,11 @@ def push(folder: str | os.PathLike[str], uri: str, collection: str, *, prefix_di
     bar.close()
     target.flush()
     target.set_properties(push={"source": source, "rows_done": int(live.size), "resumed_from": done, "done": True},
-                          funnel=str(funnel) if funnel else "", tuning=_milvus_tuning(index.tuning))
-    if calibrate and funnel is not None and len(funnel.stages) > 1 and live.size:
+                          funnel=str(default) if default else "", tuning=_milvus_tuning(index.tuning))
+    if calibrate and default is not None and len(default.stages) > 1 and live.size:
         rng = np.random.default_rng(0)
         q = index.gather(np.sort(rng.choice(live, size=min(64, live.size), replace=False)), index.dim)
-        for f, t in target.calibrate(q, [funnel]).items():
+        for f, t in target.calibrate(q, [default]).items():
             log(f"rerank placement for {f}: client {t['client'] * 1000 / len(q):.2f} ms/query, server {t['server'] * 1000 / len(q):.2f} ms/query -> {t['chosen']}")
     return target
 

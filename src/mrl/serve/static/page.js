@@ -102,7 +102,12 @@ async function run(query, k) {
     out.appendChild(column(title, `exact ${p.d}:${k}, ${p.res.timings.search_ms.toFixed(2)} ms search`, p.res, fullIds));
   }
   const f = funnel.res;
-  const meta = `${f.funnel} (${f.chosen_by}${f.expected_recall != null ? ", tuned recall " + f.expected_recall.toFixed(3) : ""}), ` +
+  let recall = "";
+  if (f.expected_recall != null) {  // measured by the tuner at recall_measured_at_k results, which may differ from this k
+    const at = f.recall_measured_at_k;
+    recall = `, tuned recall@${at != null ? at : "?"} ${f.expected_recall.toFixed(3)}` + (at != null && at !== k ? ` (measured at k=${at}, not at this k=${k})` : "");
+  }
+  const meta = `${f.funnel} (${f.chosen_by}${recall}), ` +
     `${f.timings.search_ms.toFixed(2)} ms search, ${funnel.ms.toFixed(1)} ms round trip; query encoded in ${emb.ms.toFixed(1)} ms`;
   out.appendChild(column("funnel answer", meta, f, fullIds, "funnel"));
 }

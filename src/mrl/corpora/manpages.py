@@ -28,11 +28,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mrl.data.passages import first_words, normalize
+from mrl.corpora.passages import first_words, normalize
 from mrl.errors import DataError
 
 if TYPE_CHECKING:
-    from mrl.data.ood import OODItem
+    from mrl.corpora.ood import OODItem
 
 DEFAULT_ROOT = Path("/usr/share/man")
 HOW_TO_GET = "install mandoc with `sudo apt-get install mandoc` (it renders the pages)"
@@ -250,7 +250,7 @@ def man_ood_items(pages: Sequence[ManPage], *, max_words: int = 200, min_words: 
     """OOD items: query = the NAME line's summary (without the command names, which a searching
     user would not know), document = the DESCRIPTION's leading ``max_words`` words; and extra
     same-domain texts (each other section's leading words) for the unlabeled fitting set."""
-    from mrl.data.ood import OODItem
+    from mrl.corpora.ood import OODItem
 
     items, extra = [], []
     for p in representatives(pages):

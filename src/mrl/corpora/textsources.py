@@ -2,7 +2,7 @@
 dictionary (dictd format) and HTML manuals.
 
 Each reader takes the text of one file and returns its paragraphs (markup reduced to text,
-whitespace normalised); :mod:`mrl.data.passages` then cuts them into passages. They are small
+whitespace normalised); :mod:`mrl.corpora.passages` then cuts them into passages. They are small
 hand-written readers because the real tools render to terminal layouts (``pod2text``, ``info``,
 ``dict``) that would have to be parsed again, and keep only what prose extraction needs:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from mrl.data.passages import normalize
+from mrl.corpora.passages import normalize
 
 _POD_MULTI = tuple(re.compile(rf"([A-Z])<{{{n}}}\s+(.*?)\s+>{{{n}}}", re.DOTALL) for n in (4, 3, 2))
 _POD_CODE = re.compile(r"([A-Z])<([^<>]*)>", re.DOTALL)

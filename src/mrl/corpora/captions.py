@@ -15,8 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+
+from mrl.data.image_items import clean_caption
 
 # Words that name a colour/style variant of an icon rather than what it shows (Papirus folder
 # colours, the symbolic/rtl/ltr variants); dropped from concept keys, kept in captions.
@@ -25,21 +26,6 @@ VARIANT_WORDS = frozenset(
 )
 # Caption words that only say how the file is drawn, not what it shows.
 STYLE_WORDS = frozenset({"symbolic", "rtl", "ltr", "x"})  # "x": the MIME "x-" prefix
-
-_SPLIT = re.compile(r"[\s_\-.+:/\\,;|()\[\]{}]+")
-_KEEP = re.compile(r"[^0-9a-z' &]+")
-
-
-def clean_caption(text: str) -> str:
-    """Lower-case, split on separators (``- _ . + :`` ...), drop other symbols, collapse spaces.
-
-    Returns ``""`` when no letter or digit is left (the caller decides whether that is an error).
-    """
-    words = [_KEEP.sub("", w) for w in _SPLIT.split(str(text).lower())]
-    words = [w.strip("'& ") for w in words]
-    caption = " ".join(w for w in words if w)
-    return caption if re.search(r"[0-9a-z]", caption) else ""
-
 
 def unique_captions(raw: Iterable[str], *, drop_words: frozenset[str] = frozenset()) -> list[str]:
     """Clean every caption, drop ``drop_words`` and empty results, keep first-seen order without repeats."""

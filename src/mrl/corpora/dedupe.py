@@ -18,16 +18,10 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from mrl.data.image_items import on_white
 from mrl.errors import MRLError
 
 HASH_BITS = 64
-
-
-def on_white(image: Image.Image) -> Image.Image:
-    """Composite an RGBA picture on a white background; returns RGB."""
-    rgba = image.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(canvas, rgba).convert("RGB")
 
 
 def phash_bits(images: Sequence[Image.Image]) -> np.ndarray:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mrl.data.passages import first_words
-from mrl.data.rst import rst_paragraphs
+from mrl.corpora.passages import first_words
+from mrl.corpora.rst import rst_paragraphs
 
 if TYPE_CHECKING:
-    from mrl.data.ood import OODItem
+    from mrl.corpora.ood import OODItem
 
 DEFAULT_ROOT = Path("/usr/share/doc/python3.11/html/_sources")
 HOW_TO_GET = "install Python's documentation with `sudo apt-get install python3.11-doc` (sources land in /usr/share/doc/python3.11/html/_sources), or pass root="
@@ -178,7 +178,7 @@ def pydoc_ood_items(docs: PythonDocs, *, max_words: int = 200, min_words: int = 
     summary sentence would be copied from the document itself), document = its description's
     leading ``max_words`` words; and extra same-domain texts (the prose outside entries, consecutive
     paragraphs of a file packed up to ``max_words``) for the unlabeled fitting set."""
-    from mrl.data.ood import OODItem
+    from mrl.corpora.ood import OODItem
 
     items = []
     for e in docs.entries:

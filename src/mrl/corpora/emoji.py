@@ -23,8 +23,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mrl.data.captions import unique_captions
-from mrl.data.sources import RawItem, Skipped, SourceResult, debian_package, install_hint, package_version
+from mrl.corpora.captions import unique_captions
+from mrl.corpora.sources import debian_package, install_hint, package_version
+from mrl.data.image_items import RawItem, Skipped, SourceResult
 from mrl.errors import DataError
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")

@@ -1,16 +1,11 @@
-"""What every image-text source yields: pictures with captions, and the inputs it had to skip.
+"""The Debian packages behind the image-text sources (emoji font, icon themes, rasteriser), named in
+every "missing input" error, and their installed versions for the manifest.
 
-A source (colour emoji, an icon theme, a user's pair file) produces :class:`RawItem` objects, one per
-distinct picture, and a list of :class:`Skipped` inputs with the reason. The builder in
-:mod:`mrl.data.image_text` then deduplicates, groups, splits and writes them.
+The item format every source yields (:class:`mrl.data.image_items.RawItem`) lives in
+:mod:`mrl.data.image_items`, because a user's pair file (:mod:`mrl.data.image_pairs`) yields it too.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any
-
-from PIL import Image
 
 # Debian packages that ship the system inputs; named in every "missing input" error.
 DEBIAN_PACKAGES = {
@@ -35,46 +30,6 @@ DEBIAN_PACKAGES = {
     "yaru": "yaru-theme-icon",
     "deepin": "dde-icon-theme",
 }
-
-
-@dataclass
-class RawItem:
-    """One picture with its captions.
-
-    ``image``: RGBA picture at any size (the builder composites it on white and resizes it);
-    ``captions``: cleaned captions, best first (at least one); ``concept``: the key that groups
-    variants of the same thing; ``source``: e.g. ``emoji`` or ``icons:Papirus``; ``name``: a
-    readable identifier (the emoji, the icon name, the image path); ``info``: extra fields kept in
-    the item record (e.g. the file the picture came from); ``variant``: True when other pictures of
-    the same source, concept and style are colour variants of this one, of which the builder keeps
-    one (icon themes); False keeps every picture (emoji, a user's pairs).
-    """
-
-    image: Image.Image
-    captions: list[str]
-    concept: str
-    source: str
-    name: str
-    info: dict[str, Any] = field(default_factory=dict)
-    variant: bool = False
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """An input a source could not use, and why (recorded in the data set's manifest)."""
-
-    source: str
-    name: str
-    reason: str
-
-
-@dataclass
-class SourceResult:
-    """What a source produced: items, skipped inputs and a description for the manifest."""
-
-    items: list[RawItem]
-    skipped: list[Skipped]
-    info: dict[str, Any]
 
 
 def debian_package(key: str) -> str | None:

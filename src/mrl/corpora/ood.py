@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mrl.corpora.passages import dedupe_key, normalize
 from mrl.data.beir import write_beir
-from mrl.data.passages import dedupe_key, normalize
 from mrl.errors import DataError
 
 
@@ -102,7 +102,7 @@ def build_ood_set(
         "unlabeled_by_kind": dict(Counter(it.kind for it in unlabeled)),
     }
     extra_info = {
-        "split": {"n_queries": n_queries, "n_corpus": n_corpus, "n_unlabeled": n_unlabeled, "rule": "see mrl.data.ood"},
+        "split": {"n_queries": n_queries, "n_corpus": n_corpus, "n_unlabeled": n_unlabeled, "rule": "see mrl.corpora.ood"},
         "stats": counts,
         "evaluated_groups": sorted(groups),
         **dict(info or {}),

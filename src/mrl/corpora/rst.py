@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from mrl.data.passages import normalize
+from mrl.corpora.passages import normalize
 
 PROSE_DIRECTIVES = frozenset(
     ["note", "warning", "seealso", "versionadded", "versionchanged", "deprecated", "deprecated-removed", "admonition", "attention", "caution", "danger", "error", "hint", "important", "tip", "topic", "sidebar", "impl-detail", "only", "container", "glossary", "hlist", "function", "method", "class", "exception", "attribute", "data", "decorator", "decoratormethod", "classmethod", "staticmethod", "abstractmethod", "coroutinefunction", "coroutinemethod", "awaitablefunction", "awaitablemethod", "module-attribute", "property", "describe", "object", "opcode", "cmdoption", "option", "envvar", "pdbcommand", "c:function", "c:macro", "c:type", "c:member", "c:var", "c:struct", "c:union", "c:enum", "c:enumerator", "c:data", "cpp:function", "cpp:class"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrl.data.passages import normalize
+from mrl.corpora.passages import normalize
 
 Triple = tuple[str, str, bool]  # (doc, text, whole)
 
@@ -71,7 +71,7 @@ def _wordnet(src: Source, files: tuple[str, ...]) -> list[Triple]:
 
 
 def _man(src: Source, files: tuple[str, ...]) -> list[Triple]:
-    from mrl.data.manpages import canonical_page, page_name, parse_man_html, render_html
+    from mrl.corpora.manpages import canonical_page, page_name, parse_man_html, render_html
 
     out: list[Triple] = []
     for path in files:
@@ -81,7 +81,7 @@ def _man(src: Source, files: tuple[str, ...]) -> list[Triple]:
 
 
 def _pydocs(src: Source, files: tuple[str, ...]) -> list[Triple]:
-    from mrl.data.pydocs import parse_rst_file
+    from mrl.corpora.pydocs import parse_rst_file
 
     out: list[Triple] = []
     for path in files:
@@ -102,7 +102,7 @@ def _per_file(reader: Callable[[str], list[str]]) -> Callable[[Source, tuple[str
 
 def _gcide(src: Source, files: tuple[str, ...]) -> list[Triple]:
     """``files`` is ``(path, "part/parts")``: every parts-th entry, so one big file splits into units."""
-    from mrl.data.textsources import gcide_paragraphs
+    from mrl.corpora.textsources import gcide_paragraphs
 
     path, spec = files[0], files[1] if len(files) > 1 else "0/1"
     part, parts = (int(x) for x in spec.split("/"))
@@ -110,8 +110,8 @@ def _gcide(src: Source, files: tuple[str, ...]) -> list[Triple]:
 
 
 def _readers() -> dict[str, Callable[[Source, tuple[str, ...]], list[Triple]]]:
-    from mrl.data.rst import rst_paragraphs
-    from mrl.data.textsources import html_paragraphs, info_paragraphs, pod_paragraphs
+    from mrl.corpora.rst import rst_paragraphs
+    from mrl.corpora.textsources import html_paragraphs, info_paragraphs, pod_paragraphs
 
     return {
         "wordnet": _wordnet,
@@ -169,8 +169,8 @@ PACKAGE_SOURCES = (
 def default_sources(*, wordnet_root: str | None = None, man_root: str = "/usr/share/man", pydocs_root: str | None = None, gcide_parts: int = 4) -> list[Source]:
     """Every source found on this machine, in de-duplication priority order (WordNet first, so its
     definitions keep their WordNet ids). Missing packages are skipped (the manifest says which)."""
-    from mrl.data.manpages import list_man_pages
-    from mrl.data.pydocs import DEFAULT_ROOT as PYDOCS_ROOT
+    from mrl.corpora.manpages import list_man_pages
+    from mrl.corpora.pydocs import DEFAULT_ROOT as PYDOCS_ROOT
     from mrl.data.wordnet import DEFAULT_ROOT as WORDNET_ROOT
 
     wn = Path(wordnet_root or os.environ.get("MRL_WORDNET") or WORDNET_ROOT)

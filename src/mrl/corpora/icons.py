@@ -26,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from mrl.data.captions import icon_captions, icon_concept
-from mrl.data.sources import RawItem, Skipped, SourceResult, debian_package, install_hint, package_version
+from mrl.corpora.captions import icon_captions, icon_concept
+from mrl.corpora.sources import debian_package, install_hint, package_version
+from mrl.data.image_items import RawItem, Skipped, SourceResult, load_raster
 from mrl.errors import DataError
 
 ICON_ROOTS = (Path("/usr/share/icons"), Path("~/.local/share/icons").expanduser(), Path("~/.icons").expanduser())
@@ -129,23 +130,6 @@ def rasterise_svg(path: Path, size: int) -> Image.Image:
     return load_raster(io.BytesIO(out.stdout), str(path))
 
 
-def load_raster(source: str | os.PathLike[str] | io.BytesIO, name: str | None = None) -> Image.Image:
-    """Open a raster image (PNG, JPEG, ...) fully and return it as RGBA.
-
-    Raises:
-        DataError: the file is missing, truncated or not an image.
-    """
-    label = name or str(source)
-    try:
-        with Image.open(source) as im:
-            im.load()
-            return im.convert("RGBA")
-    except FileNotFoundError as exc:
-        raise DataError(f"image {label} does not exist; check the path.") from exc
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {label} ({exc}); the file is truncated or not an image: replace or remove it.") from exc
-
-
 def load_icon(path: Path, size: int) -> Image.Image:
     """An icon file as RGBA: SVGs rasterised at ``size``, PNGs as they are (the builder resizes)."""
     if path.suffix.lower() == ".svg":
@@ -158,7 +142,7 @@ def icon_items(theme: str, *, categories: Sequence[str] = CATEGORIES, render_siz
 
     Names whose chosen files are one file (symbolic links) become one item whose captions are all
     those names, the real file's name first. Broken links and unreadable files are skipped and
-    reported. ``concept`` is :func:`mrl.data.captions.icon_concept` of the real file's name.
+    reported. ``concept`` is :func:`mrl.corpora.captions.icon_concept` of the real file's name.
 
     Args:
         theme: a theme name under ``/usr/share/icons`` (or a folder).

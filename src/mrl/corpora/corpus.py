@@ -2,8 +2,8 @@
 
 Build, in two resumable stages (``build_corpus``):
 
-1. **extract**: every work unit of every :class:`~mrl.data.corpus_sources.Source` (a chunk of its
-   files) is read, cut into passages (:func:`mrl.data.passages.split_passages`: 8..80 words,
+1. **extract**: every work unit of every :class:`~mrl.corpora.corpus_sources.Source` (a chunk of its
+   files) is read, cut into passages (:func:`mrl.corpora.passages.split_passages`: 8..80 words,
    sentence boundaries; WordNet definitions whole) and filtered (:func:`looks_like_prose`), in a
    process pool. Each unit's passages land in ``parts/<unit>.jsonl`` (temp file + rename);
    ``parts/progress.json`` lists finished units with their sha256, so a killed build redoes only
@@ -40,10 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from mrl.corpora.corpus_sources import READER_VERSIONS, Source, read_unit
+from mrl.corpora.passages import dedupe_key, looks_like_prose, normalize, split_passages
 from mrl.data.beir import QRELS_HEADER, file_digest
-from mrl.data.corpus_sources import READER_VERSIONS, Source, read_unit
 from mrl.data.irset import IRSet
-from mrl.data.passages import dedupe_key, looks_like_prose, normalize, split_passages
 from mrl.errors import DataError, OutputExistsError
 from mrl.io import atomic_temp_target, atomic_write, read_json, write_json
 
@@ -229,7 +229,7 @@ def build_corpus(
     Args:
         wordnet_root: folder of WordNet's ``data.noun`` (for the WordNet task; default as
             :func:`mrl.data.wordnet.load_wordnet`). Needs a ``wordnet`` source.
-        ood_sets: out-of-domain BEIR folders written by :func:`mrl.data.ood.build_ood_set`; the
+        ood_sets: out-of-domain BEIR folders written by :func:`mrl.corpora.ood.build_ood_set`; the
             passages of their evaluated documents are listed in ``exclude/ood_evaluated.txt``.
         _stop_after_shards: for tests: raise after writing that many shards (a simulated kill).
     """
