@@ -127,6 +127,7 @@ def test_projection_only_run_keeps_the_base_model_at_full_width(toy_model, wordn
     res = train_text(_cfg(toy_model, wordnet_dir, projection="rotation", train_layers=0, max_steps=0, init_steps=30, cache_dir=str(tmp_path / "cache")), tmp_path / "m")
     info = json.loads((tmp_path / "m" / "matryoshka.json").read_text())
     assert res.steps == 0 and info["steps"] == 0 and info["wall_seconds"] > 0 and not (tmp_path / "m" / "checkpoints").exists()
+    assert info["fit_threads"] == torch.get_num_threads()  # threads: null fits on every core torch uses (1.7x one thread, idle)
     texts = ["a red boat", "a blue cup", "a green lamp", "the sea"]
     base = load_sentence_transformer(toy_model).encode(texts, convert_to_tensor=True, normalize_embeddings=True)
     full = load_sentence_transformer(tmp_path / "m").encode(texts, convert_to_tensor=True)

@@ -35,6 +35,7 @@ def adapt(
     weight_decay: float = typer.Option(0.0, help="AdamW weight decay."),
     dropout: float = typer.Option(0.0, help="Dropout on the adapted vectors before the class heads (with --labels)."),
     seed: int = typer.Option(0),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for the fit (default: every core torch uses; 1 on a machine other jobs share, where several threads spin-wait)."),
     overwrite: bool = flag(False, "--overwrite", help="Replace a previous adaptor in OUT (never other files, never an input)."),
 ) -> None:
     """Learn a post-hoc Matryoshka adaptor for frozen embeddings (any model, any API)."""
@@ -61,7 +62,7 @@ def adapt(
     d = parse_dims(dims, x.shape[1]) if dims else log2_dims(min(8, x.shape[1]), x.shape[1])
     cfg = AdaptorConfig(
         matryoshka_dims=list(d), kind=kind, hidden=hidden, steps=steps, batch_size=batch_size, neighbours=neighbours, lr=lr, weight_decay=weight_decay, dropout=dropout,
-        sim_weight=sim_weight, rank_weight=rank_weight, supervised_weight=supervised_weight if pairs else 0.0, label_weight=label_weight if y is not None else 0.0, seed=seed,
+        sim_weight=sim_weight, rank_weight=rank_weight, supervised_weight=supervised_weight if pairs else 0.0, label_weight=label_weight if y is not None else 0.0, seed=seed, threads=threads,
     )
     result = fit_adaptor(x, cfg, out, pairs=pairs, labels=y, overwrite=overwrite, inputs=[*embeddings, queries, docs, labels])
     heads = f" with {result.model.num_classes}-class heads at dims {list(result.model.head_dims or ())}" if result.model.heads is not None else ""

@@ -4,7 +4,7 @@
 baseline and moves away only where the objective improves.
 
 Unsupervised objective, at each prefix ``m`` (combined over prefixes by a :mod:`mrl.weighting`
-strategy through :class:`mrl.losses.MatryoshkaEmbeddingLoss`), on a batch made of random anchors and
+strategy through :class:`mrl.train.geometry_loss.PrefixGeometryLoss`), on a batch made of random anchors and
 their true nearest neighbours (so local neighbourhoods are present in every batch):
 
 * **similarity matching**: mean ``|S_m - S|`` over pairs, ``S`` = cosine similarities of the original
@@ -52,6 +52,7 @@ from mrl.nesting import validate_dims
 from mrl.progress import progress
 from mrl.train.checkpoint import load_checkpoint, restore, save_checkpoint
 from mrl.train.divergence import check_finite_loss, check_finite_weights
+from mrl.train.geometry_loss import GeometryLoss, PrefixGeometryLoss
 from mrl.weighting import create_weighting
 
 
@@ -77,7 +78,7 @@ class AdaptorConfig:
     weighting: str = "uniform"
     weighting_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    threads: int | None = 1
+    threads: int | None = None  # None: every core torch uses (1.6-1.7x one thread on an idle 2-core CPU); 1 on a shared machine
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -101,29 +102,7 @@ class AdaptorConfig:
         return dataclasses.asdict(self)
 
 
-class _GeometryLoss:
-    """Base loss for one prefix: similarity matching + neighbour ranking against ``self.target``.
-
-    ``target`` (``[B, B]`` cosine similarities of the original vectors) is set once per batch.
-    """
-
-    def __init__(self, cfg: AdaptorConfig) -> None:
-        self.cfg = cfg
-        self.target: torch.Tensor | None = None
-
-    def __call__(self, y: torch.Tensor) -> torch.Tensor:
-        assert self.target is not None
-        s = y @ y.T  # [B, B]; y is already truncated and normalised by MatryoshkaEmbeddingLoss
-        b = s.shape[0]
-        off = ~torch.eye(b, dtype=torch.bool, device=s.device)
-        loss = self.cfg.sim_weight * (s - self.target).abs()[off].mean()
-        if self.cfg.rank_weight:
-            mask = torch.where(off, 0.0, float("-inf"))
-            teacher = F.softmax(self.target / self.cfg.tau + mask, dim=1)
-            student = F.log_softmax(s / self.cfg.tau + mask, dim=1)
-            kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).masked_fill(~off, 0.0).sum(1).mean()
-            loss = loss + self.cfg.rank_weight * kl
-        return loss
+_GeometryLoss = GeometryLoss  # one prefix's loss (kept under this name for benchmarks/rotation_orthogonality.py)
 
 
 @dataclass
@@ -223,8 +202,9 @@ def _fingerprint(cfg: AdaptorConfig, arrays: list[np.ndarray | None]) -> str:
 
 
 def _fit_threads(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, labels: np.ndarray | None, *, overwrite: bool, inputs: list[Any] | None, checkpoint: FitCheckpoint | None = None) -> AdaptorResult:
-    # The per-step tensors are small ([B, B] with B <= a few hundred): one thread is faster than
-    # several, and on a shared machine several OpenMP threads can be 10x slower (spin-waiting).
+    # Measured on the 2-core CPU (benchmarks/fit_speed.py, 10,000 vectors, 300 steps): idle, two threads fit 1.6-1.7x
+    # faster than one (rotation 9.7 vs 16.3 s, linear 6.6 vs 10.6 s); with other jobs on the cores, two OpenMP threads
+    # spin-wait and were 16x slower, hence `threads` (cfg.threads=1) for shared machines.
     saved_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -243,8 +223,11 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
     model = MatryoshkaAdaptor(dim, cfg.kind, cfg.hidden, num_classes=num_classes, head_dims=dims if num_classes else None)
     model.init_pca(xt)
     g = len(dims)
-    geometry = _GeometryLoss(cfg)
-    unsup = MatryoshkaEmbeddingLoss(dims, geometry, weighting=create_weighting(cfg.weighting, g, **cfg.weighting_kwargs))
+    # The full width stays in a rotation's loss although its cosines cannot change: with AdamW + projection its
+    # Euclidean gradient (normal to the rotations) still feeds Adam's second moments, and leaving it out changed
+    # the fit (RESULTS, fit-speed: man pages 8-d +3.9, WordNet 32-d -3.6 points).
+    geometry = GeometryLoss(cfg)
+    unsup = PrefixGeometryLoss(dims, geometry, weighting=create_weighting(cfg.weighting, g, **cfg.weighting_kwargs))
     sup = MatryoshkaEmbeddingLoss(dims, lambda a, p: _in_batch(a, p, cfg.scale)) if pairs is not None and cfg.supervised_weight else None
     classify = MatryoshkaLoss(dims, weighting=create_weighting(cfg.weighting, g, **cfg.weighting_kwargs)) if num_classes else None
     yt = torch.as_tensor(np.asarray(labels, dtype=np.int64)) if labels is not None else None
@@ -281,17 +264,17 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
         idx = np.unique(np.concatenate([anchors, neigh[anchors].ravel()]))
         idx = idx[idx >= 0]
         z = model(xt[idx])
-        parts: dict[str, Any] = {}  # history prefix -> per-dim losses of that term
+        parts: dict[str, Any] = {}  # history prefix -> (dims, per-dim losses) of that term
         total = z.new_zeros(())
         if geometric:
             geometry.target = xn_full[idx] @ xn_full[idx].T
             res = unsup(z)
             check_finite_loss(res, dims, f"step {step + 1}")
-            total, parts["loss"] = res.total, res.per_dim
+            total, parts["loss"] = res.total, (dims, res.per_dim)
         if classify is not None and yt is not None and model.heads is not None:
             cls_res = classify(model.heads(dropout(z)), yt[idx])
             check_finite_loss(cls_res, dims, f"step {step + 1} (class heads)")
-            total, parts["ce"] = total + cfg.label_weight * cls_res.total, cls_res.per_dim
+            total, parts["ce"] = total + cfg.label_weight * cls_res.total, (dims, cls_res.per_dim)
         if sup is not None and pq is not None and pd is not None:
             j = rng.choice(pq.shape[0], size=min(cfg.batch_size // 2, pq.shape[0]), replace=False)
             sup_res = sup(model(pq[j]), model(pd[j]))
@@ -304,7 +287,7 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
         if cfg.kind == "rotation":  # kept over torch's orthogonal(cayley) parametrization, measured (benchmarks/rotation_orthogonality.py, 300 steps, 3,000 WordNet MiniLM vectors): same step cost (36 vs 34 ms), its far lower geometry loss (1.04 vs 1.67) gave mixed WordNet nDCG@10 (8-d +1.9, 16 +0.4, 32 -1.1, 64 -0.6 points), and this fit's RESULTS (text-ood) stay valid
             project_orthogonal_(model.linear.weight)
         if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "loss": float(total.item()), **{f"{name}@{m}": float(v) for name, per_dim in parts.items() for m, v in zip(dims, per_dim.tolist())}})
+            history.append({"step": step + 1, "loss": float(total.item()), **{f"{name}@{m}": float(v) for name, (term_dims, per_dim) in parts.items() for m, v in zip(term_dims, per_dim.tolist())}})
         if checkpoint is not None and step + 1 < cfg.steps and ((step + 1) % checkpoint.every_steps == 0 or time.perf_counter() - last_save >= checkpoint.every_seconds):
             save(step + 1, time.perf_counter() - t0)
             last_save = time.perf_counter()
