@@ -31,7 +31,8 @@ def main() -> None:
     from mrl.models.rotation import project_orthogonal_
     from mrl.models.text import resolve_model_path
     from mrl.models.text_encode import cached_encode
-    from mrl.train.adaptor import AdaptorConfig, _GeometryLoss, _neighbour_table
+    from mrl.train.adaptor import AdaptorConfig, _neighbour_table
+    from mrl.train.geometry_loss import GeometryLoss
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--texts", type=int, default=3000)
@@ -60,7 +61,7 @@ def main() -> None:
             w0 = model.linear.weight.detach().clone()
             torch.nn.utils.parametrizations.orthogonal(model.linear, orthogonal_map=mode)
             model.linear.weight = w0  # right_inverse: start at the same rotation
-        geometry = _GeometryLoss(cfg)
+        geometry = GeometryLoss(cfg)
         loss_fn = MatryoshkaEmbeddingLoss(dims, geometry)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr * lr_mult, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)

@@ -102,9 +102,6 @@ class AdaptorConfig:
         return dataclasses.asdict(self)
 
 
-_GeometryLoss = GeometryLoss  # one prefix's loss (kept under this name for benchmarks/rotation_orthogonality.py)
-
-
 @dataclass
 class AdaptorResult:
     """The trained ``model``, its folder (``out_dir``; None when not saved), wall-clock, loss history and the fit's ``config``."""
