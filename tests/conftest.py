@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser_fixtures import browser  # noqa: F401 - the headless chromium fixture, shared by every test folder
 
 torch.set_num_threads(2)
 

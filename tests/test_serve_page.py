@@ -8,32 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from serve_fixtures import DIM, live_server, served_model, tiny_index, tiny_model  # noqa: F401
 
 from mrl.serve import ServeConfig, create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
 KEY = "page-key"
-
-
-@pytest.fixture
-def browser() -> Any:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not CHROMIUM or not DRIVER:
-        pytest.skip("needs Debian's chromium and chromium-driver: run `make setup` as root, or `sudo apt-get install chromium chromium-driver`")
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download a driver
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 def test_page_shows_prefix_results_side_by_side(served_model: Any, tiny_index: Path, tmp_path: Path, live_server: Any, browser: Any) -> None:

@@ -243,32 +243,13 @@ class ServerProcess:
             self.fh.close()
 
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
-CHROMEDRIVER = next((p for p in ("/usr/bin/chromedriver",) if Path(p).exists()), None)
-
-
-@pytest.fixture
-def browser():
-    """Headless Debian chromium through chromium-driver (selenium); skipped with the install line when absent."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not CHROMIUM or not CHROMEDRIVER:
-        pytest.skip("needs Debian's chromium and chromium-driver: `make setup` as root, or `sudo apt-get install chromium chromium-driver`")
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download a driver
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
 def browser_or_none(request: pytest.FixtureRequest):
     """The browser, or None where chromium is not installed (the rest of a journey still runs)."""
+    from browser_fixtures import CHROMEDRIVER, CHROMIUM
+
     if not CHROMIUM or not CHROMEDRIVER:
         import warnings
 
