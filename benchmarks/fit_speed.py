@@ -2,12 +2,15 @@
 
     flock /work/coord/cpu.lock .venv/bin/python benchmarks/fit_speed.py --vectors manpages.npz pydocs.npz \\
         --steps 300 --threads 1 2 --repeats 3
+    .venv/bin/python benchmarks/fit_speed.py --vectors manpages.npz pydocs.npz --threads 2 \\
+        --variant cayley:steps=300,lr=5e-3 --variant polar:orthogonal=polar,steps=3000
 
 ``--vectors``: ``[n, D]`` float arrays (``.npy``, or ``.npz`` with the array under ``x``), concatenated: the
 fitting texts' cached base-model embeddings. Each run calls ``fit_adaptor(x, AdaptorConfig(dims, kind="rotation",
 steps=STEPS, threads=T))`` (``--kind`` picks another adaptor kind) and reports ``AdaptorResult.seconds`` (the optimisation loop; the neighbour table
-and the PCA start are outside it) next to the whole call's wall and CPU seconds. Thread counts alternate within
-each repeat so load drifts hit them alike; the table quotes medians.
+and the PCA start are outside it) next to the whole call's wall and CPU seconds. ``--variant NAME:key=val,...``
+(repeatable) times other ``AdaptorConfig`` settings side by side (e.g. ``orthogonal=polar,steps=3000``); thread counts
+and variants alternate within each repeat so load drifts hit them alike; the table quotes medians.
 """
 
 from __future__ import annotations
@@ -37,23 +40,40 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--variant", action="append", default=[], help="NAME:key=val,... AdaptorConfig overrides (repeatable); default: one variant with --steps")
     a = ap.parse_args()
     x = load_vectors(a.vectors)
     dims = [int(d) for d in a.dims.split(",")]
-    runs: dict[int, list[dict]] = {t: [] for t in a.threads}
+    variants = dict(parse_variant(v) for v in a.variant) or {"default": {"steps": a.steps}}
+    runs: dict[tuple[str, int], list[dict]] = {(v, t): [] for v in variants for t in a.threads}
     for _ in range(a.repeats):
-        for t in a.threads:
-            cfg = AdaptorConfig(dims, kind=a.kind, steps=a.steps, threads=t, progress=False)
+        for (v, t), recs in runs.items():
+            cfg = AdaptorConfig(dims, **{"kind": a.kind, **variants[v], "threads": t, "progress": False})
             wall0, cpu0 = time.perf_counter(), time.process_time()
             result = fit_adaptor(x, cfg)
-            rec = {"kind": a.kind, "n": int(x.shape[0]), "steps": a.steps, "threads": t, "fit_s": round(result.seconds, 2), "wall_s": round(time.perf_counter() - wall0, 2), "cpu_s": round(time.process_time() - cpu0, 2)}
-            runs[t].append(rec)
+            rec = {"variant": v, "kind": cfg.kind, "n": int(x.shape[0]), "steps": cfg.steps, "threads": t, "fit_s": round(result.seconds, 2), "wall_s": round(time.perf_counter() - wall0, 2), "cpu_s": round(time.process_time() - cpu0, 2)}
+            recs.append(rec)
             print(json.dumps(rec), flush=True)
-    print(f"\n| threads | fit seconds ({a.repeats} runs) | median | per step (ms) | CPU seconds (median) |\n|---|---|---:|---:|---:|")
-    for t, recs in runs.items():
+    print(f"\n| variant | threads | fit seconds ({a.repeats} runs) | median | per step (ms) | whole call, wall (median) | CPU seconds (median) |\n|---|---|---|---:|---:|---:|---:|")
+    for (v, t), recs in runs.items():
         fits = [r["fit_s"] for r in recs]
         med = statistics.median(fits)
-        print(f"| {t} | {', '.join(f'{f:.1f}' for f in fits)} | {med:.1f} | {1000 * med / a.steps:.0f} | {statistics.median(r['cpu_s'] for r in recs):.1f} |")
+        print(f"| {v} | {t} | {', '.join(f'{f:.1f}' for f in fits)} | {med:.1f} | {1000 * med / recs[0]['steps']:.0f} | {statistics.median(r['wall_s'] for r in recs):.1f} | {statistics.median(r['cpu_s'] for r in recs):.1f} |")
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``"name:steps=300,lr=5e-3"`` -> ``("name", {"steps": 300, "lr": 0.005})`` (ints, floats, else strings)."""
+    name, _, body = text.partition(":")
+    out: dict = {}
+    for part in filter(None, body.split(",")):
+        key, _, val = part.partition("=")
+        for cast in (int, float, str):
+            try:
+                out[key] = cast(val)
+                break
+            except ValueError:
+                continue
+    return name, out
 
 
 if __name__ == "__main__":

@@ -189,3 +189,24 @@ def test_rotation_fit_killed_with_sigkill_resumes_to_the_uninterrupted_result(tm
     assert load_checkpoint(ckpt)[1]["epoch"] == steps  # the finished fit is kept: a later resume returns it at once
     with pytest.raises(CheckpointError, match="another fit"):
         fit_adaptor(x[:200], cfg, checkpoint=FitCheckpoint(ckpt, resume=True))
+
+
+@pytest.mark.parametrize("orthogonal", ["cayley", "polar"])
+def test_both_orthogonal_maps_fit_a_rotation_saved_as_a_plain_weight(tmp_path, orthogonal):
+    """kind="rotation" moves along the rotations (Cayley, the default) or projects after each AdamW
+    step (polar): either way the saved weight is one plain orthogonal matrix, moved from its mean-last
+    PCA start with a lower prefix loss, and loads back unchanged."""
+    from mrl.models.rotation import mean_last_rotation
+
+    x, _ = frozen()
+    x = x + 2.0
+    cfg = AdaptorConfig(DIMS, kind="rotation", orthogonal=orthogonal, steps=40, lr=5e-3, batch_size=128, progress=False)
+    res = fit_adaptor(x, cfg, tmp_path / "r")
+    w = res.model.linear.weight.detach()
+    torch.testing.assert_close(w @ w.T, torch.eye(32), atol=2e-6, rtol=0)
+    assert set(res.model.state_dict()) == {"mean", "linear.weight"}  # no parametrization left behind
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+    assert not torch.allclose(w, mean_last_rotation(torch.as_tensor(x)), atol=1e-3)  # it moved
+    torch.testing.assert_close(load_adaptor(tmp_path / "r").linear.weight, w)
+    with pytest.raises(MRLError, match="orthogonal must be one of"):
+        AdaptorConfig(DIMS, kind="rotation", orthogonal="qr")

@@ -161,6 +161,7 @@ CASES = [
     ("adapt-one-column", ["adapt", T("one_col.npy"), "--out", T("new_adaptor")], "at least 2"),
     ("adapt-unsorted-dims", ["adapt", T("x.npy"), "--out", T("new_adaptor"), "--dims", "8,4,16"], "strictly increasing"),
     ("adapt-threads-zero", ["adapt", T("x.npy"), "--out", T("new_adaptor"), "--threads", "0"], "--threads"),
+    ("adapt-orthogonal-unknown", ["adapt", T("x.npy"), "--out", T("new_adaptor"), "--kind", "rotation", "--orthogonal", "qr"], "orthogonal must be one of"),
     ("adapt-into-its-input-folder", ["adapt", T("notes/../x.npy"), "--out", T("."), "--overwrite"], "did not write"),
     ("apply-adaptor-zero-rows", ["apply-adaptor", T("adaptor"), "--input", T("empty.npy"), "--out", T("y.npy")], "0 rows"),
     ("apply-adaptor-wrong-width", ["apply-adaptor", T("adaptor"), "--input", T("x8.npy"), "--out", T("y.npy")], "16-d"),

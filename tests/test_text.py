@@ -127,7 +127,7 @@ def test_projection_only_run_keeps_the_base_model_at_full_width(toy_model, wordn
     res = train_text(_cfg(toy_model, wordnet_dir, projection="rotation", train_layers=0, max_steps=0, init_steps=30, cache_dir=str(tmp_path / "cache")), tmp_path / "m")
     info = json.loads((tmp_path / "m" / "matryoshka.json").read_text())
     assert res.steps == 0 and info["steps"] == 0 and info["wall_seconds"] > 0 and not (tmp_path / "m" / "checkpoints").exists()
-    assert info["fit_threads"] == torch.get_num_threads()  # threads: null fits on every core torch uses (1.7x one thread, idle)
+    assert info["fit_threads"] == 1 and info["fit_orthogonal"] == "cayley"  # threads: null fits on one thread (busy machines: 8.5x faster than two)
     texts = ["a red boat", "a blue cup", "a green lamp", "the sea"]
     base = load_sentence_transformer(toy_model).encode(texts, convert_to_tensor=True, normalize_embeddings=True)
     full = load_sentence_transformer(tmp_path / "m").encode(texts, convert_to_tensor=True)
@@ -296,8 +296,12 @@ def test_config_validation_and_cli_refusals(tmp_path):
         load_text_config(None, ["loss=triplet"])
     with pytest.raises(MRLError, match="general_fraction"):
         load_text_config(None, ["general_fraction=0.5"])
+    with pytest.raises(MRLError, match="init_orthogonal must be one of"):
+        load_text_config(None, ["init_orthogonal=qr"])
+    with pytest.raises(MRLError, match="init_lr must be a positive"):
+        load_text_config(None, ["init_lr=0"])
     default = load_text_config("configs/text_distill.yaml")
-    assert default.loss == "distill" and default.projection == "rotation" and default.train_layers == 0 and default.max_steps == 0 and default.init_steps == 3000 and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
+    assert default.loss == "distill" and default.projection == "rotation" and default.train_layers == 0 and default.max_steps == 0 and (default.init_steps, default.init_lr, default.init_orthogonal) == (300, 0.005, "cayley") and default.matryoshka_dims == [8, 16, 32, 64, 128, 256, 384]
     assert load_text_config("configs/wordnet_minilm.yaml").loss == "mnrl"
     res = CliRunner().invoke(app, ["train", "--config", "configs/text_distill.yaml", "--out", str(tmp_path / "x"), "--nproc", "2"])
     assert res.exit_code == 2 and "accelerate launch" in res.output

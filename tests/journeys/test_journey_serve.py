@@ -38,8 +38,11 @@ def wordnet_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def first_stage(funnel: str) -> str:
-    """'64/fp16:120 -> 256:30 -> 384:10' -> '64/fp16'."""
-    return funnel.split("->")[0].strip().rsplit(":", 1)[0]
+    """The built structure of a funnel's first stage, without its search breadth:
+    '64/fp16:120 -> 256:30 -> 384:10' -> '64/fp16', '256/int8/hnsw/ef80:20 -> 384:10' -> '256/int8/hnsw'."""
+    from mrl.index import Funnel
+
+    return str(Funnel.parse(funnel).first.structure).rsplit(":", 1)[0]
 
 
 def test_serve_quickstart_openai_search_page(wordnet_server, browser_or_none):

@@ -21,8 +21,9 @@ def adapt(
     dims: Optional[str] = typer.Option(None, help="matryoshka_dims, e.g. '8,16,...,384' (default: doubling from 8 to D)."),
     queries: Optional[Path] = typer.Option(None, help="Query embeddings .npy for the supervised ranking term (row i pairs with --docs row i)."),
     docs: Optional[Path] = typer.Option(None, help="Document embeddings .npy paired with --queries."),
-    kind: str = typer.Option("linear", help="linear, mlp (residual MLP on top of the linear map) or rotation (orthogonal, no centring: full-width cosines stay exactly the original's)."),
-    steps: int = typer.Option(1000, help="Optimisation steps."),
+    kind: str = typer.Option("linear", help="linear, mlp (residual MLP on top of the linear map), rotation (orthogonal, no centring: full-width cosines stay exactly the original's) or residual (that rotation plus a capped residual MLP on the leading --residual-dim coordinates only)."),
+    steps: int = typer.Option(1000, help="Optimisation steps (--kind rotation: 300 at --lr 0.005 is the text recipe's fit)."),
+    orthogonal: str = typer.Option("cayley", help="--kind rotation: cayley (each step moves along the rotations; the default) or polar (AdamW on W, then the nearest orthogonal matrix: the fit before issue 26, with --steps 3000)."),
     batch_size: int = typer.Option(512),
     neighbours: int = typer.Option(7, help="True nearest neighbours drawn into each batch with every anchor (local neighbourhoods the ranking term preserves)."),
     supervised_weight: float = typer.Option(1.0, help="Weight of the supervised ranking term (needs --queries/--docs)."),
@@ -30,12 +31,14 @@ def adapt(
     label_weight: float = typer.Option(1.0, help="Weight of the class heads' Matryoshka cross-entropy (with --labels)."),
     sim_weight: float = typer.Option(1.0, help="Weight of the similarity-matching term (0 with --labels: a purely supervised fit)."),
     rank_weight: float = typer.Option(1.0, help="Weight of the neighbour-ranking term."),
-    hidden: Optional[int] = typer.Option(None, help="Hidden width of the residual MLP (--kind mlp; default D)."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden width of the residual MLP (--kind mlp or residual; default D)."),
+    residual_dim: Optional[int] = typer.Option(None, help="--kind residual: how many leading coordinates the residual MLP may change (default min(64, D))."),
+    residual_bend: Optional[float] = typer.Option(None, help="--kind residual: cap on the bend's length relative to those coordinates' (default 0.3; larger bends more and moves full width more)."),
     lr: float = typer.Option(1e-3, help="Learning rate (AdamW, cosine decay)."),
     weight_decay: float = typer.Option(0.0, help="AdamW weight decay."),
     dropout: float = typer.Option(0.0, help="Dropout on the adapted vectors before the class heads (with --labels)."),
     seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for the fit (default: every core torch uses; 1 on a machine other jobs share, where several threads spin-wait)."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for the fit: more is up to 1.7x faster on an idle machine, and many times slower where other jobs share the cores (threads wait on each other)."),
     overwrite: bool = flag(False, "--overwrite", help="Replace a previous adaptor in OUT (never other files, never an input)."),
 ) -> None:
     """Learn a post-hoc Matryoshka adaptor for frozen embeddings (any model, any API)."""
@@ -61,7 +64,7 @@ def adapt(
         raise MRLError(f"{labels} has shape {y.shape}; it needs one class id per embedding row: shape ({x.shape[0]},).")
     d = parse_dims(dims, x.shape[1]) if dims else log2_dims(min(8, x.shape[1]), x.shape[1])
     cfg = AdaptorConfig(
-        matryoshka_dims=list(d), kind=kind, hidden=hidden, steps=steps, batch_size=batch_size, neighbours=neighbours, lr=lr, weight_decay=weight_decay, dropout=dropout,
+        matryoshka_dims=list(d), kind=kind, orthogonal=orthogonal, hidden=hidden, residual_dim=residual_dim, residual_bend=residual_bend, steps=steps, batch_size=batch_size, neighbours=neighbours, lr=lr, weight_decay=weight_decay, dropout=dropout,
         sim_weight=sim_weight, rank_weight=rank_weight, supervised_weight=supervised_weight if pairs else 0.0, label_weight=label_weight if y is not None else 0.0, seed=seed, threads=threads,
     )
     result = fit_adaptor(x, cfg, out, pairs=pairs, labels=y, overwrite=overwrite, inputs=[*embeddings, queries, docs, labels])

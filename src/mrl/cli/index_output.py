@@ -40,7 +40,8 @@ def summary(info: dict[str, Any], name: str) -> str:
     if t:
         got = f"recall@{t.get('k')} {t['recall']:.4f}" if t.get("recall") is not None else f"recall@{t.get('k')}"
         qps = f", {t['qps']:,.0f} QPS" if t.get("qps") else ""
-        lines.append(f"tuned for recall@{t.get('k')} >= {t.get('target_recall')}: {t.get('funnel')} ({got}{qps}; {len(t.get('frontier') or [])} funnels on the frontier"
+        space = f"; {len(t['structures_built'])} first-stage structures built, {len(t.get('structures_skipped') or [])} skipped" if "structures_built" in t else ""
+        lines.append(f"tuned for recall@{t.get('k')} >= {t.get('target_recall')}: {t.get('funnel')} ({got}{qps}; {len(t.get('frontier') or [])} funnels on the frontier{space}"
                      + ("; see tuning.md)" if info.get("backend") != "milvus" else ")"))
     else:
         lines.append("tuned: no (`mrl tune FOLDER --recall-target 0.99` picks a funnel)")

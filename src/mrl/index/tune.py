@@ -5,7 +5,7 @@ given, else a random sample of the stored vectors), computes the exact full-``D`
 (FAISS, streamed over the memory-mapped store), then explores funnels (:class:`SearchSpace`):
 
 * first-stage structure: prefix dim ``d_1`` x storage (float32, fp16, int8, binary) x kind (flat,
-  FAISS HNSW, FAISS IVF with a full or shorter coarse prefix, usearch HNSW),
+  FAISS HNSW, FAISS IVF with a full or shorter coarse prefix; usearch HNSW when named in ``space``),
 * shortlist size ``k_1`` (geometric grid, scanned upward until the target is met) and the search
   breadth (graph ``ef`` = ``k_1`` x factor; IVF ``nprobe``),
 * rerank shape: straight to ``D``, or through one or two intermediate prefixes.
@@ -23,6 +23,14 @@ smallest found. Exploration times stage 1 and the reranks apart (one stage-1 sea
 rerank shape); the feasible frontier is then re-timed end to end with the real search path, batch
 and single-query, and those figures are the ones reported everywhere.
 
+**Pruning (default).** Building the graphs and inverted files is most of a tuning's time, so a
+structure is built only when it can matter (:mod:`mrl.index.tune_prune`): the exact prefix
+shortlist of every tuning query says the smallest ``k_1`` each prefix needs (a prefix that cannot
+reach the target is not built), and a lower bound on a structure's latency (a probe of it built on a
+sample, plus the cheapest rerank measured so far) that already exceeds the best measured funnel
+skips it. Skipped structures are listed in the result with the reason; ``prune=False`` scans
+everything.
+
 Example:
     >>> result = tune(index, queries=tuning_queries, k=10, target_recall=0.99)
     >>> apply(index, result); index.save("my-index")
@@ -38,67 +46,18 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
-import faiss
 import numpy as np
 
 from mrl.errors import MRLError
 from mrl.index import Funnel, MatryoshkaIndex, Stage
 from mrl.index.frontier import check_target
-from mrl.index.funnel import prefix
-from mrl.index.tune_result import TunePoint, TuneResult, pareto
+from mrl.index.recall import exact_neighbors, per_query_recall, recall_at_k, single_query_latency
+from mrl.index.tune_prune import SAFETY, CostModel, ivf_truth_cover, promise, shortlist_recall, time_left
+from mrl.index.tune_result import SkippedStructure, TunePoint, TuneResult, pareto
 
 __all__ = ["SearchSpace", "TunePoint", "TuneResult", "apply", "check_target", "default_space", "exact_neighbors", "pareto", "per_query_recall", "recall_at_k", "single_query_latency", "tune"]
 
 LATENCY_MODES = ("batch", "single")
-
-
-def per_query_recall(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``|found_q ∩ truth_q| / k`` per query. Shape: ``[B, k]``, ``[B, k]`` ids -> ``[B]``."""
-    hits = (found[:, :, None] == truth[:, None, :]).any(axis=2) & (found >= 0)
-    return hits.sum(axis=1) / truth.shape[1]
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over queries of ``|found_q ∩ truth_q| / k``. Shape: ``[B, k]``, ``[B, k]`` ids."""
-    return float(per_query_recall(found, truth).mean())
-
-
-def exact_neighbors(index: MatryoshkaIndex, queries: np.ndarray, k: int, *, chunk: int = 1 << 16) -> np.ndarray:
-    """Exact full-``D`` top-``k`` row numbers: FAISS's BLAS kNN per chunk of the store, merged in a heap.
-
-    Shape: queries ``[B, D]`` -> rows ``[B, k]`` int64, best first.
-    """
-    q = prefix(queries, index.dim, index.metric)
-    ip = index.metric in ("cosine", "ip")
-    metric = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
-    heap = faiss.ResultHeap(q.shape[0], k, keep_max=ip)
-    start = 0
-    for block in index.iter_vectors(chunk):
-        x = prefix(block, index.dim, index.metric)
-        d, i = faiss.knn(q, x, min(k, x.shape[0]), metric=metric)
-        if d.shape[1] < k:  # a short last chunk: pad so the heap sees k columns
-            d = np.pad(d, ((0, 0), (0, k - d.shape[1])), constant_values=-np.inf if ip else np.inf)
-            i = np.pad(i, ((0, 0), (0, k - i.shape[1])), constant_values=-1)
-        heap.add_result(np.ascontiguousarray(d, dtype=np.float32), np.ascontiguousarray(np.where(i >= 0, i + start, -1), dtype=np.int64))
-        start += x.shape[0]
-    heap.finalize()
-    return heap.I.astype(np.int64)
-
-
-def single_query_latency(index: MatryoshkaIndex, queries: np.ndarray, funnel: Funnel | str, *, threads: int = 1, warmup: int = 5) -> tuple[float, float]:
-    """p50 and p99 (ms) of searching ``queries`` one at a time, as a server sends them.
-
-    The loop over queries is the measurement harness, not the search: each iteration is one
-    complete :meth:`MatryoshkaIndex.search` call with a batch of one.
-    """
-    for i in range(min(warmup, len(queries))):
-        index.search(queries[i : i + 1], funnel=funnel, threads=threads)
-    times = np.empty(len(queries))
-    for i in range(len(queries)):
-        t0 = time.perf_counter()
-        index.search(queries[i : i + 1], funnel=funnel, threads=threads)
-        times[i] = time.perf_counter() - t0
-    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
 
 
 @dataclass
@@ -175,13 +134,17 @@ def default_space(dim: int, count: int, k: int) -> SearchSpace:
     first = [Stage(d, 1, p) for d in dims for p in ("float32", "int8")]
     first += [Stage(d, 1, "float16") for d in dims if d >= 32]
     first += [Stage(d, 1, "binary") for d in (64, 128, 256) if d <= dim // 2 or d == dim]
-    graph_dims = [d for d in (32, 64, 128) if d <= dim // 2]
+    # Graphs up to two thirds of the width: on 81,920 MiniLM passages a 256-d int8 graph needed 20-30 candidates for
+    # recall@10 0.99 where the 128-d one needed 60-80, and was 1.2x faster (RESULTS, text-retrieval-ram). usearch is not
+    # in the default space: its int8 graph ran at 0.73-0.79x FAISS's SQ8 graph on the same prefix and degree there, and
+    # its fp16 graph alone took 105 s of a 354 s tuning; name it in `space` to explore it.
+    graph_dims = [d for d in (32, 64, 128, 256) if d <= dim * 2 // 3]
     first += [Stage(d, 1, "int8", "hnsw") for d in graph_dims] + [Stage(d, 1, "float32", "hnsw") for d in graph_dims[:1]]
-    first += [Stage(d, 1, "float16", "usearch") for d in graph_dims[-1:]]
     if count >= 10_000:
         nlist = ivf_lists(count)
-        first += [Stage(d, 1, "int8", "ivf", nlist=nlist) for d in graph_dims[-2:]]
-        first += [Stage(d, 1, "int8", "ivf", nlist=nlist, coarse=max(d // 4, 8)) for d in graph_dims[-1:]]
+        ivf_dims = [d for d in graph_dims if d <= dim // 2]
+        first += [Stage(d, 1, "int8", "ivf", nlist=nlist) for d in ivf_dims[-2:]]
+        first += [Stage(d, 1, "int8", "ivf", nlist=nlist, coarse=max(d // 4, 8)) for d in ivf_dims[-1:]]
     k1 = sorted({round(k * m) for m in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320) if k < k * m <= count})
     return SearchSpace(first=first, k1=k1)
 
@@ -209,6 +172,9 @@ class _Explorer:
     log: Callable[[str], None]
     points: list[TunePoint] = field(default_factory=list)
     best: TunePoint | None = None
+    model: CostModel | None = None  # pruning (None: the exhaustive scan)
+    best_ms: float = float("inf")  # the fastest qualifying split timing (what the bounds are calibrated on; re-timing changes best's own)
+    best_funnel: str = ""
 
     def funnels(self, first: Stage, shapes: list[tuple[tuple[int, int], ...]], k: int) -> list[tuple[int, Funnel]]:
         """The valid funnels ``first -> shape -> D:k`` as ``(shape index, funnel)``."""
@@ -226,13 +192,19 @@ class _Explorer:
         """Rerank one stage-1 candidate set with each rerank shape in ``todo``; record the points.
 
         Returns the shapes done with: those that met the target, and those already slower than the
-        best (a larger shortlist would only be slower for either).
+        best (a larger shortlist would only be slower for either). When pruning, a candidate set
+        holding less than the target share of the truth is reranked only straight to ``D`` (its
+        point goes on the frontier plot): no rerank shape can make it qualify.
         """
         done = set()
+        if self.model is not None and float(per_query_recall(cand, self.truth_rows).mean()) < self.target:
+            todo = todo & {0}
         for si, f in self.funnels(first, shapes, k):
             if si not in todo:
                 continue
             t2, (_, found) = _median_time(lambda f=f: self.index.rerank_candidates(self.q, cand, f, threads=self.threads), 1)
+            if self.model is not None:
+                self.model.observe_rerank(f.stages[1].dim, first.k, 1000.0 * t2 / self.q.shape[0])
             per_q = per_query_recall(found, self.truth_rows)
             rec = float(per_q.mean())
             bound = rec - self.z * float(per_q.std(ddof=1) if len(per_q) > 1 else 0.0) / np.sqrt(len(per_q))
@@ -240,17 +212,33 @@ class _Explorer:
             self.points.append(pt)
             if pt.feasible or (self.best is not None and pt.ms_per_query > 1.5 * self.best.ms_per_query):
                 done.add(si)
+            if pt.feasible and pt.ms_per_query < self.best_ms:
+                self.best_ms, self.best_funnel = pt.ms_per_query, pt.funnel
             if pt.feasible and (self.best is None or pt.ms_per_query < self.best.ms_per_query):
                 self.best = pt
                 self.log(f"  new best {pt.funnel}: recall {rec:.4f} (bound {bound:.4f}), {pt.ms_per_query:.3f} ms/query")
         return done
 
     def explore(self, structure: Stage, space: SearchSpace, k: int, res_bytes: float) -> None:
-        """Scan shortlist sizes x search breadths x rerank shapes for one built structure."""
+        """Scan shortlist sizes x search breadths x rerank shapes for one built structure.
+
+        When pruning (:attr:`model`), shortlists below the prefix's ``min_k1`` are not tried, and a
+        breadth whose stage 1 plus the rerank bound is already slower than the best is dropped with
+        every larger breadth (graph ``ef`` and IVF ``nprobe`` only add work).
+        """
         fs = self.index.build_first_stage(structure, persist=False)
         shapes = space.shapes(structure.dim, self.index.dim)
         todo = {b: set(range(len(shapes))) for b in space.breadths(structure)}
-        for k1 in space.k1:
+        k1s = space.k1
+        if self.model is not None:
+            low = self.model.min_k1(structure.dim)
+            k1s = [k1 for k1 in sorted(space.k1) if low is not None and k1 >= low]
+            if structure.kind == "ivf":  # probes whose lists hold too little of the truth: no shortlist helps
+                cover = ivf_truth_cover(fs, self.q, self.truth_rows, self.index.gather, [b for b in todo if b is not None])
+                for b, c in cover.items():
+                    if c < self.target:
+                        todo[b].clear()
+        for k1 in k1s:
             if k1 > self.index.count or not any(todo.values()):
                 break
             for b, left in todo.items():
@@ -261,15 +249,28 @@ class _Explorer:
                 first = replace(structure, k=k1, ef=ef if ef and ef > k1 else None, nprobe=nprobe)
                 t1, cand = _median_time(functools.partial(fs.search, self.q, k1, ef_search=ef, nprobe=nprobe), 1)
                 dist = None if structure.kind == "flat" else fs.work.distances
-                # stage 1 alone already slower than the best: larger shortlists only grow it (the
-                # smallest shortlist is still recorded, so every structure gets a point)
-                slow = self.best is not None and 1000.0 * t1 / self.q.shape[0] > 1.5 * self.best.ms_per_query
-                if slow and k1 != space.k1[0]:
-                    left.clear()
-                    continue
+                ms1 = 1000.0 * t1 / self.q.shape[0]
+                if self.model is not None and structure.kind in ("hnsw", "usearch"):
+                    self.model.observe_graph(structure, max(k1, ef or 0, 16), fs.work.distances)
+                if self.model is not None:
+                    slow = SAFETY * (ms1 + self.model.rerank_bound(structure.dim, k1)) > self.best_ms
+                    if slow and k1 != k1s[0]:
+                        for b2, left2 in todo.items():
+                            if b2 is None or b is None or b2 >= b:
+                                left2.clear()
+                        continue
+                else:
+                    # stage 1 alone already slower than the best: larger shortlists only grow it
+                    slow = self.best is not None and ms1 > 1.5 * self.best.ms_per_query
+                    if slow and k1 != space.k1[0]:
+                        left.clear()
+                        continue
+                # the smallest shortlist is always recorded, so every built structure gets a point
                 left -= self.try_rerank_shapes(first, cand, t1, shapes, left, k, res_bytes, dist)
                 if slow:
-                    left.clear()
+                    for b2, left2 in todo.items():
+                        if b2 == b or (self.model is not None and None not in (b, b2) and b2 >= b):
+                            left2.clear()
 
 
 def _split_queries(index: MatryoshkaIndex, queries: np.ndarray | None, heldout: np.ndarray | None, sample: int, holdout_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
@@ -310,6 +311,7 @@ def tune(
     max_ram_per_vector: float | None = None,
     retime: int = 2,
     single_queries: int = 200,
+    prune: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Find the lowest-latency funnel whose recall@k meets ``target_recall`` (see module docstring).
@@ -331,6 +333,10 @@ def tune(
         retime: how many of each structure's fastest qualifying funnels are re-timed end to end
             (the choice is made among re-timed funnels only).
         single_queries: queries timed one at a time for p50/p99.
+        prune: skip, without building them, structures that cannot reach the target or whose lower
+            bound on latency already exceeds the best measured funnel, and prune inside each scan
+            (:mod:`mrl.index.tune_prune`); the skipped ones are listed in the result with the
+            reason. ``False``: the exhaustive scan.
 
     Raises:
         MRLError: bad arguments, or a RAM budget no explored structure meets.
@@ -362,19 +368,38 @@ def tune(
     ho_ids = index.ids[ho_truth] if len(ho) else None
     smallest: tuple[float, str] | None = None
     chosen: TunePoint | None = None
-    # Sub-linear structures (graphs, IVF) first and larger prefixes first: they meet the target with
-    # small shortlists, and the early best lets the scan skip what is already slower at stage 1
-    # (a flat scan of a large corpus then costs one stage-1 pass, not one per shortlist size).
-    structures = sorted({s.structure for s in sp.first}, key=lambda s: (s.kind == "flat", -s.dim, s.key))
+    # Graphs first (int8 before the wider codes), then IVF, then flat scans; larger prefixes first:
+    # they meet the target with small shortlists, and the early best lets the rest be pruned.
+    structures = sorted({s.structure for s in sp.first}, key=promise)
+    k1s = sorted(sp.k1)
+    if prune:
+        t0 = time.perf_counter()
+        dims = sorted({st.dim for st in structures})
+        ex.model = CostModel(index, q, k1s, shortlist_recall(index, q, truth_rows, dims, k1s), target, tuple(sp.mid_factors))
+        log(f"exact shortlist recall of the prefixes {dims} in {time.perf_counter() - t0:.1f}s: smallest shortlist per prefix "
+            + ", ".join(f"{d}: {ex.model.min_k1(d) or '-'}" for d in dims))
+    skipped: list[SkippedStructure] = []
+    built: list[str] = []
+    pace: dict[str, list[float]] = {}  # seconds per built structure (build, scan, re-timing), by kind
     t_explore = time.perf_counter()
     for i, st in enumerate(structures):
-        if i:  # progress: structures done, and the time left at the mean pace so far
+        if i:  # progress: structures done (built or skipped), and the time left at the pace of the built ones
             spent = time.perf_counter() - t_explore
-            log(f"[{i}/{len(structures)} structures, {spent:.0f}s, about {spent / i * (len(structures) - i):.0f}s left]")
+            log(f"[{i}/{len(structures)} structures ({len(skipped)} skipped), {spent:.0f}s, about {time_left(pace, structures[i:]):.0f}s left]")
         t0 = time.perf_counter()
+        skip = None
+        if prune and st.key not in prebuilt:  # a structure already built costs nothing to keep
+            assert ex.model is not None
+            skip = ex.model.skip(st, ex.best_ms if ex.best is not None else None, ex.best_funnel, ex.log)
+        if skip is not None:
+            skipped.append(skip)
+            log(f"skipped {st.key} ({i + 1}/{len(structures)}): {skip.describe()}")
+            continue
+        built.append(st.key)
+        t_build = time.perf_counter()
         fs = index.build_first_stage(st, persist=False)
         res_bytes = 8 + fs.resident_bytes() / index.count  # int64 id + the structure; full vectors stay on disk
-        log(f"first stage {fs.key} ({i + 1}/{len(structures)}): {res_bytes:.0f} B/vector, built in {time.perf_counter() - t0:.1f}s")
+        log(f"first stage {fs.key} ({i + 1}/{len(structures)}): {res_bytes:.0f} B/vector, built in {time.perf_counter() - t_build:.1f}s")
         if smallest is None or res_bytes < smallest[0]:
             smallest = (res_bytes, fs.key)
         if max_ram_per_vector is None or res_bytes <= max_ram_per_vector:
@@ -383,6 +408,7 @@ def tune(
             # re-time this structure's fastest qualifying funnels end to end while it is built, when
             # they are within reach of the best so far (split timing)
             mine = sorted((p for p in ex.points[n0:] if p.feasible), key=lambda p: p.ms_per_query)[:retime]
+            log(f"  {st.key}: " + (f"fastest qualifying {mine[0].funnel} at {mine[0].ms_per_query:.3f} ms/query (split timing)" if mine else "no funnel qualified"))
             if chosen is not None and ex.best is not None:
                 mine = [p for p in mine if p.ms_per_query <= 1.5 * ex.best.ms_per_query]
             for p in mine:
@@ -394,11 +420,12 @@ def tune(
         keep = Funnel.parse(chosen.funnel).first.key if chosen is not None else None
         for key in {st.key} - prebuilt - {keep}:
             index.drop_first_stage(key)  # free memory: only the best structure so far stays built
-    if max_ram_per_vector is not None and (smallest is None or smallest[0] > max_ram_per_vector):
+        pace.setdefault(st.kind, []).append(time.perf_counter() - t0)
+    if max_ram_per_vector is not None and ((smallest is None and not skipped) or (smallest is not None and smallest[0] > max_ram_per_vector)):
         found = f"the smallest explored needs {smallest[0]:.0f} B/vector ({smallest[1]})" if smallest else "no structure was explored"
         raise MRLError(f"no first stage fits --max-ram-per-vector {max_ram_per_vector:g} B: {found}; raise the budget or explore smaller prefixes/precisions.")
     result = TuneResult(Funnel.parse(chosen.funnel) if chosen else None, target, k, int(q.shape[0]), int(ho.shape[0]), source, threads, float(index.count * index.dim),
-                        latency, confidence_level, max_ram_per_vector, ex.points)
+                        latency, confidence_level, max_ram_per_vector, ex.points, skipped=skipped, built=built)
     result.seconds = time.perf_counter() - t_start
     return result
 

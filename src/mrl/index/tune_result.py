@@ -3,7 +3,9 @@
 Every funnel has one set of figures everywhere (table, headline, manifest, plot): the points the
 tuner re-timed end to end (the feasible frontier, always including the chosen one) carry those
 numbers; the others carry the split timing of exploration (stage 1 + reranks timed apart), marked
-in the table.
+in the table. Structures the tuner did not build (:class:`SkippedStructure`: no shortlist of that
+prefix can reach the target, or a lower bound on their latency already exceeds the best measured
+funnel) are listed with the reason, so the report shows the whole space was covered.
 """
 
 from __future__ import annotations
@@ -52,6 +54,32 @@ class TunePoint:
         return {**self.__dict__, "qps": self.qps}
 
 
+@dataclass
+class SkippedStructure:
+    """A first-stage structure the tuner did not build, and why.
+
+    ``reason``: ``"unreachable"`` (even the exact prefix shortlist of the largest ``k_1`` misses the
+    target: ``shortlist_recall``) or ``"bound"`` (``bound_ms``, a lower bound on its batch ms/query
+    at any setting that can meet the target, exceeds ``best_ms`` of ``best_funnel``, measured).
+    """
+
+    structure: str
+    reason: str
+    shortlist_recall: float | None = None
+    min_k1: int | None = None
+    bound_ms: float | None = None
+    best_ms: float | None = None
+    best_funnel: str | None = None
+
+    def describe(self) -> str:
+        if self.reason == "unreachable":
+            return f"even the exact {self.structure.split('-')[0]}-d prefix top-{self.min_k1} holds only {self.shortlist_recall:.4f} of the true neighbours"
+        return (f"lower bound {self.bound_ms:.3f} ms/query (shortlist >= {self.min_k1}) > best {self.best_ms:.3f} ms/query (`{self.best_funnel}`)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "why": self.describe()}
+
+
 def pareto(points: Sequence[TunePoint], mode: str = "batch") -> list[TunePoint]:
     """Points no other point beats on both recall (higher) and latency (lower)."""
     out, best = [], -1.0
@@ -79,6 +107,8 @@ class TuneResult:
     max_ram_per_vector: float | None = None
     points: list[TunePoint] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: list[SkippedStructure] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
 
     @property
     def chosen(self) -> TunePoint | None:
@@ -128,6 +158,7 @@ class TuneResult:
             "query_source": self.query_source, "threads": self.threads, "latency_mode": self.latency_mode,
             "confidence_level": self.confidence_level, "max_ram_per_vector": self.max_ram_per_vector, "seconds": self.seconds,
             "frontier": [q.to_dict() for q in pareto(self.points, self.latency_mode)], "explored": len(self.points),
+            "structures_built": list(self.built), "structures_skipped": [s.to_dict() for s in self.skipped],
         }
 
     def table(self, *, all_points: bool = False) -> str:
@@ -151,8 +182,17 @@ class TuneResult:
         """``tuning.md``: the headline, the settings, the table."""
         cfg = (f"Target recall@{self.k} >= {self.target_recall}" + (f" at {100 * self.confidence_level:.0f}% confidence" if self.confidence_level else "")
                + f"; latency mode {self.latency_mode}" + (f"; RAM budget {self.max_ram_per_vector:.0f} B/vector" if self.max_ram_per_vector else "")
-               + f"; {self.threads} threads; {len(self.points)} funnels explored in {self.seconds:.0f} s.")
-        return f"# Funnel auto-tuning\n\n{self.headline()}\n\n{cfg}\n\n{self.table()}\n"
+               + f"; {self.threads} threads; {len(self.points)} funnels explored in {self.seconds:.0f} s"
+               + f" ({len(self.built)} first-stage structures built, {len(self.skipped)} skipped).")
+        return f"# Funnel auto-tuning\n\n{self.headline()}\n\n{cfg}\n\n{self.table()}\n" + (f"\n{self.skipped_table()}\n" if self.skipped else "")
+
+    def skipped_table(self) -> str:
+        """Markdown list of the structures not built, each with its reason (empty when none)."""
+        if not self.skipped:
+            return ""
+        lines = ["Structures not built (they cannot beat what was measured):", ""]
+        lines += [f"- `{s.structure}`: {s.describe()}" for s in self.skipped]
+        return "\n".join(lines)
 
     def plot(self, path: str | Path) -> Path:
         """Recall@k vs latency of every explored funnel, the Pareto frontier, target and choice."""

@@ -11,6 +11,11 @@ Model: ``f(x) = W (x - mu)`` (``kind="linear"``), optionally plus a residual MLP
 training vectors. ``kind="rotation"`` is ``f(x) = W x`` with ``W`` kept orthogonal and no centring:
 it never changes a full-width cosine (full-D quality is the original's exactly), while its prefixes
 start as centred PCA (:func:`mrl.models.rotation.mean_last_rotation`) and train from there.
+``kind="residual"`` bends only where it pays: ``f(x) = z + [c g(z), 0]`` with ``z = W x`` a rotation
+exactly as ``kind="rotation"`` (same start, kept orthogonal while it trains) and ``g`` an MLP
+(:class:`mrl.models.residual.LeadingResidual`) that changes only the first ``residual_dim`` coordinates
+(default 64), its length capped at ``residual_bend`` (default 0.3) times theirs, so full-width
+cosines move a little and never far.
 
 **Classification heads** (optional, when the adaptor is fitted with class labels): one linear head per
 prefix (:class:`mrl.heads.MatryoshkaLinear`, independent heads as in MRL) reads the adapted prefix
@@ -38,16 +43,20 @@ from mrl.checks import check_matrix
 from mrl.errors import CheckpointError, MRLError
 from mrl.heads import MatryoshkaLinear
 from mrl.io import load_safetensors, open_output, save_safetensors, verify_output, write_json
+from mrl.models.residual import LeadingResidual
 from mrl.nesting import validate_dims
 
-KINDS = ("linear", "mlp", "rotation")
+KINDS = ("linear", "mlp", "rotation", "residual")
+RESIDUAL_DIM = 64  # kind residual: leading coordinates the residual may change, by default (at most D)
+RESIDUAL_BEND = 0.3  # kind residual: cap on the bend's length relative to those coordinates' (measured, see mrl.models.residual)
 WEIGHTS_FILE = "adaptor.safetensors"
 CONFIG_FILE = "adaptor.json"
 ADAPTOR_KIND = "mrl.adaptor"  # manifest format of an adaptor folder
 
 
 class MatryoshkaAdaptor(nn.Module):
-    """``f(x) = W (x - mu)`` (+ residual MLP for ``kind="mlp"``), optionally with per-prefix class heads.
+    """``f(x) = W (x - mu)`` (+ residual MLP for ``kind="mlp"``; ``kind="residual"``: rotation ``W``
+    plus a capped residual on the leading ``residual_dim`` coordinates), optionally with per-prefix class heads.
 
     Shape:
         - input: ``[N, D]`` frozen embeddings.
@@ -56,10 +65,12 @@ class MatryoshkaAdaptor(nn.Module):
           matrix per prefix in ``head_dims``.
     """
 
-    def __init__(self, dim: int, kind: str = "linear", hidden: int | None = None, *, num_classes: int | None = None, head_dims: tuple[int, ...] | list[int] | None = None) -> None:
+    def __init__(self, dim: int, kind: str = "linear", hidden: int | None = None, *, num_classes: int | None = None, head_dims: tuple[int, ...] | list[int] | None = None, residual_dim: int | None = None, residual_bend: float | None = None) -> None:
         super().__init__()
         if kind not in KINDS:
             raise MRLError(f"adaptor kind must be one of {KINDS}, got {kind!r}.")
+        if (residual_dim is not None or residual_bend is not None) and kind != "residual":
+            raise MRLError(f"residual_dim and residual_bend are options of kind 'residual' only (got kind {kind!r}); drop them or use kind residual.")
         self.dim, self.kind, self.hidden = dim, kind, hidden or dim
         self.num_classes = num_classes
         self.head_dims: tuple[int, ...] | None = None
@@ -78,11 +89,18 @@ class MatryoshkaAdaptor(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(dim, self.hidden), nn.GELU(), nn.Linear(self.hidden, dim))
             nn.init.zeros_(self.mlp[2].weight)
             nn.init.zeros_(self.mlp[2].bias)
+        self.residual: LeadingResidual | None = None
+        self.residual_dim: int | None = None
+        self.residual_bend: float | None = None
+        if kind == "residual":
+            self.residual_dim = min(RESIDUAL_DIM, dim) if residual_dim is None else residual_dim
+            self.residual_bend = RESIDUAL_BEND if residual_bend is None else residual_bend
+            self.residual = LeadingResidual(dim, self.residual_dim, self.hidden, self.residual_bend)
 
     def init_pca(self, x: torch.Tensor) -> None:
         """Set ``mu`` to the mean of ``x`` and ``W`` to its principal axes (rows by variance);
         ``kind="rotation"``: ``mu = 0`` and ``W`` = :func:`mrl.models.rotation.mean_last_rotation`."""
-        if self.kind == "rotation":
+        if self.kind in ("rotation", "residual"):
             from mrl.models.rotation import mean_last_rotation
 
             with torch.no_grad():
@@ -98,6 +116,8 @@ class MatryoshkaAdaptor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(x - self.mean)
+        if self.residual is not None:
+            return self.residual(z)
         return z + self.mlp(z) if self.mlp is not None else z
 
     @torch.no_grad()
@@ -134,7 +154,9 @@ def save_adaptor(model: MatryoshkaAdaptor, config: dict[str, Any], out_dir: str 
     The folder must be new, empty or a previous adaptor (``overwrite``); ``inputs`` are never replaced.
     """
     out = Path(out_dir)
-    heads = {"num_classes": model.num_classes, "head_dims": list(model.head_dims)} if model.heads is not None else {}
+    heads: dict[str, Any] = {"num_classes": model.num_classes, "head_dims": list(model.head_dims)} if model.heads is not None else {}
+    if model.residual is not None:
+        heads.update(residual_dim=model.residual_dim, residual_bend=model.residual_bend)
     meta = {"format": "mrl.adaptor/1", "dim": model.dim, "kind": model.kind, "hidden": model.hidden, **heads, "config": config, **(extra or {})}
     with open_output(out, ADAPTOR_KIND, overwrite=overwrite, staged=True, inputs=inputs or []) as writer:
         tmp = writer.path
@@ -157,6 +179,8 @@ def load_adaptor(path: str | os.PathLike[str]) -> MatryoshkaAdaptor:
     try:
         info = json.loads(meta["adaptor"])
         heads = {"num_classes": int(info["num_classes"]), "head_dims": [int(m) for m in info["head_dims"]]} if "num_classes" in info else {}
+        if "residual_dim" in info:
+            heads.update(residual_dim=int(info["residual_dim"]), residual_bend=float(info["residual_bend"]))
         model = MatryoshkaAdaptor(int(info["dim"]), info["kind"], int(info["hidden"]), **heads)
         model.load_state_dict(tensors)
     except (KeyError, TypeError, ValueError, RuntimeError, MRLError) as exc:

@@ -56,12 +56,13 @@ def project_orthogonal_(weight: torch.Tensor, *, tol: float = 1e-6, max_iter: in
     the factor comes from the eigendecomposition of the symmetric ``W W^T`` in float64 (an SVD
     routine may fail to converge when every singular value is close to 1).
 
-    Kept beside ``torch.nn.utils.parametrizations.orthogonal`` for two measured/structural reasons: in
-    the rotation fit (``fit_adaptor(kind="rotation")``) the Cayley parametrization cost the same per
-    step and reached a far lower geometry loss, but mixed WordNet retrieval (see the comment there and
-    ``benchmarks/rotation_orthogonality.py``); and in the Trainer path
-    (:class:`mrl.train.text_trainer.OrthogonalProjection`) the sentence-transformers ``Dense`` layer must
-    stay a plain weight in the Trainer's checkpoints and the saved folder.
+    Used beside ``torch.nn.utils.parametrizations.orthogonal``: the rotation fit moves along the
+    rotations with torch's Cayley parametrization by default (``fit_adaptor(kind="rotation")``,
+    ``orthogonal="cayley"``) and calls this once at the end to square away float32 rounding; its
+    ``orthogonal="polar"`` option projects after every AdamW step (benchmarks/RESULTS.md, fit-speed,
+    compares the two); and in the Trainer path (:class:`mrl.train.text_trainer.OrthogonalProjection`)
+    the sentence-transformers ``Dense`` layer must stay a plain weight in the Trainer's checkpoints and
+    the saved folder.
 
     Shape: ``[D_out, D_in]`` with ``D_out <= D_in``; returns ``weight``.
 

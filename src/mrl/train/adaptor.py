@@ -55,6 +55,11 @@ from mrl.train.divergence import check_finite_loss, check_finite_weights
 from mrl.train.geometry_loss import GeometryLoss, PrefixGeometryLoss
 from mrl.weighting import create_weighting
 
+# How a rotation fit keeps W orthogonal. "cayley": W = W0 Q(A), Q the Cayley transform of a skew A (torch's orthogonal
+# parametrization), so every step moves along the rotations; "polar": AdamW on W itself, then the nearest orthogonal
+# matrix (mrl.models.rotation.project_orthogonal_). Measured in benchmarks/RESULTS.md (fit-speed).
+ORTHOGONAL_MAPS = ("cayley", "polar")
+
 
 @dataclass
 class AdaptorConfig:
@@ -63,6 +68,9 @@ class AdaptorConfig:
     matryoshka_dims: list[int]
     kind: str = "linear"
     hidden: int | None = None
+    residual_dim: int | None = None  # kind residual: leading coordinates the residual MLP may change (None: min(64, D))
+    residual_bend: float | None = None  # kind residual: cap on the bend's length relative to those coordinates' (None: 0.3)
+    orthogonal: str = "cayley"  # kinds rotation and residual: how W stays orthogonal, "cayley" (torch's parametrization) or "polar" (projected AdamW)
     steps: int = 1000
     batch_size: int = 512
     neighbours: int = 7
@@ -78,13 +86,19 @@ class AdaptorConfig:
     weighting: str = "uniform"
     weighting_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    threads: int | None = None  # None: every core torch uses (1.6-1.7x one thread on an idle 2-core CPU); 1 on a shared machine
+    threads: int | None = 1  # torch threads of the fit; None: every core torch uses (1.4-1.7x one thread on an idle 2-core CPU, 8.5x slower than one with other jobs on the cores)
     progress: bool = True
 
     def __post_init__(self) -> None:
         self.matryoshka_dims = list(validate_dims(self.matryoshka_dims))
         if self.kind not in KINDS:
             raise MRLError(f"adaptor kind must be one of {KINDS}, got {self.kind!r}.")
+        if self.residual_dim is not None and (self.kind != "residual" or isinstance(self.residual_dim, bool) or not isinstance(self.residual_dim, int) or self.residual_dim < 1):
+            raise MRLError(f"residual_dim must be a positive integer and is an option of kind 'residual' only; got {self.residual_dim!r} with kind {self.kind!r}.")
+        if self.residual_bend is not None and (self.kind != "residual" or isinstance(self.residual_bend, bool) or not isinstance(self.residual_bend, (int, float)) or not 0 < self.residual_bend < float("inf")):
+            raise MRLError(f"residual_bend must be a finite number > 0 (e.g. 0.3) and is an option of kind 'residual' only; got {self.residual_bend!r} with kind {self.kind!r}.")
+        if self.orthogonal not in ORTHOGONAL_MAPS:
+            raise MRLError(f"orthogonal must be one of {ORTHOGONAL_MAPS}, got {self.orthogonal!r}.")
         for name in ("steps", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -177,6 +191,8 @@ def fit_adaptor(x: np.ndarray, config: AdaptorConfig, out_dir: str | os.PathLike
         raise MRLError("need at least 2 embeddings to fit an adaptor.")
     if dim < 2:
         raise MRLError(f"the embeddings have {dim} column; an adaptor needs vectors of at least 2 dims to nest prefixes.")
+    if cfg.residual_dim is not None and cfg.residual_dim > dim:
+        raise MRLError(f"residual_dim {cfg.residual_dim} is above the embedding width {dim}; the residual changes the leading residual_dim coordinates, so use <= {dim} (e.g. 64).")
     out = Path(out_dir) if out_dir is not None else None
     if checkpoint is not None and (checkpoint.every_steps <= 0 or not checkpoint.every_seconds > 0):
         raise MRLError(f"checkpoint every_steps and every_seconds must be positive, got {checkpoint.every_steps} and {checkpoint.every_seconds}.")
@@ -200,8 +216,9 @@ def _fingerprint(cfg: AdaptorConfig, arrays: list[np.ndarray | None]) -> str:
 
 def _fit_threads(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | None, pairs: tuple[np.ndarray, np.ndarray] | None, labels: np.ndarray | None, *, overwrite: bool, inputs: list[Any] | None, checkpoint: FitCheckpoint | None = None) -> AdaptorResult:
     # Measured on the 2-core CPU (benchmarks/fit_speed.py, 10,000 vectors, 300 steps): idle, two threads fit 1.6-1.7x
-    # faster than one (rotation 9.7 vs 16.3 s, linear 6.6 vs 10.6 s); with other jobs on the cores, two OpenMP threads
-    # spin-wait and were 16x slower, hence `threads` (cfg.threads=1) for shared machines.
+    # faster than one (rotation 9.7 vs 16.3 s, linear 6.6 vs 10.6 s); with other jobs on the cores, even at nice 19, two
+    # OpenMP threads wait on each other at every barrier: the Cayley fit took 138.6 s at two threads against 16.3 s at
+    # one. One thread is the default: a few seconds slower on an idle machine, never minutes slower on a busy one.
     saved_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -217,8 +234,11 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
     rng = np.random.default_rng(cfg.seed)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     num_classes = int(np.asarray(labels).max()) + 1 if labels is not None else None
-    model = MatryoshkaAdaptor(dim, cfg.kind, cfg.hidden, num_classes=num_classes, head_dims=dims if num_classes else None)
+    model = MatryoshkaAdaptor(dim, cfg.kind, cfg.hidden, num_classes=num_classes, head_dims=dims if num_classes else None, residual_dim=cfg.residual_dim, residual_bend=cfg.residual_bend)
     model.init_pca(xt)
+    cayley = cfg.kind in ("rotation", "residual") and cfg.orthogonal == "cayley"  # residual: its W is a rotation too
+    if cayley:
+        _parametrize_orthogonal(model.linear)
     g = len(dims)
     # The full width stays in a rotation's loss although its cosines cannot change: with AdamW + projection its
     # Euclidean gradient (normal to the rotations) still feeds Adam's second moments, and leaving it out changed
@@ -281,7 +301,7 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
         total.backward()
         optimizer.step()
         schedule.step()
-        if cfg.kind == "rotation":  # kept over torch's orthogonal(cayley) parametrization, measured (benchmarks/rotation_orthogonality.py, 300 steps, 3,000 WordNet MiniLM vectors): same step cost (36 vs 34 ms), its far lower geometry loss (1.04 vs 1.67) gave mixed WordNet nDCG@10 (8-d +1.9, 16 +0.4, 32 -1.1, 64 -0.6 points), and this fit's RESULTS (text-ood) stay valid
+        if cfg.kind in ("rotation", "residual") and not cayley:
             project_orthogonal_(model.linear.weight)
         if (step + 1) % max(1, cfg.steps // 20) == 0 or step + 1 == cfg.steps:
             history.append({"step": step + 1, "loss": float(total.item()), **{f"{name}@{m}": float(v) for name, (term_dims, per_dim) in parts.items() for m, v in zip(term_dims, per_dim.tolist())}})
@@ -291,12 +311,23 @@ def _fit(x: np.ndarray, cfg: AdaptorConfig, dims: tuple[int, ...], out: Path | N
     seconds = time.perf_counter() - t0
     if checkpoint is not None and start < cfg.steps:  # the finished fit: a resume after a later kill returns it at once
         save(cfg.steps, seconds)
+    if cayley:  # back to a plain (orthogonal) weight: the saved format is the same for every rotation fit
+        torch.nn.utils.parametrize.remove_parametrizations(model.linear, "weight", leave_parametrized=True)
+        project_orthogonal_(model.linear.weight)  # float32 rounding of the Cayley map (~1e-6) squared away
     model.eval()
     check_finite_weights(model, "adaptor")
     result = AdaptorResult(model=model, out_dir=out, seconds=seconds, steps=cfg.steps, history=history, config=cfg)
     if out is not None:
         save_adaptor(model, cfg.to_dict(), out, extra={"train_rows": n, "seconds": seconds, "pairs": 0 if pairs is None else int(pairs[0].shape[0]), "labelled_rows": 0 if labels is None else n, "history": history}, overwrite=overwrite, inputs=inputs)
     return result
+
+
+def _parametrize_orthogonal(linear: torch.nn.Linear) -> None:
+    """Make ``linear.weight`` a Cayley-parametrized rotation that starts at its current (orthogonal) value."""
+    start = linear.weight.detach().clone()
+    torch.nn.utils.parametrizations.orthogonal(linear, orthogonal_map="cayley")
+    with torch.no_grad():
+        linear.weight = start  # right-inverse: the base becomes ``start``, the skew part 0
 
 
 def _resume(path: Path, fingerprint: str, rng: np.random.Generator, **states: Any) -> tuple[int, float, list[dict[str, float]]]:

@@ -8,7 +8,11 @@ recipe (:class:`TextTrainConfig`). Three families of ``loss``:
   the encoder plus a linear layer (a sentence-transformers ``Dense``) initialised from PCA of those
   embeddings (``projection: pca``) or from a fitted unsupervised adaptor (``projection: adaptor``);
   every prefix learns to reproduce the teacher's full-width similarity structure on
-  neighbour-structured batches (:class:`mrl.train.text_losses.PrefixDistillLoss`).
+  neighbour-structured batches (:class:`mrl.train.text_losses.PrefixDistillLoss`). With
+  ``train_layers: N`` and ``max_steps > 0`` (``configs/text_distill_encoder.yaml``) the top N
+  encoder layers train jointly with the projection; the teacher stays the frozen base model (its
+  cached vectors), and the full-width prefix's own term (weighted ``full_weight``) is what holds the
+  full-width geometry at the teacher's (``dropout: false`` so that it starts at exactly 0).
 * ``mnrl``, ``cached_mnrl``, ``cosent``, ``mse_distill``: sentence-transformers' ``MatryoshkaLoss``
   around that base loss, on pairs (WordNet or a pair file) or, for ``mse_distill``, texts.
 * ``classify``: Matryoshka cross-entropy of one class head per prefix on labelled texts
@@ -164,10 +168,12 @@ def _adopt_legacy(out: Path) -> None:
     write_manifest(out / MANIFEST, {"format": TEXT_MODEL_KIND, "files": entries, "state": "adopted"})
 
 
-def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(teacher embeddings ``[N, Dt]``, base-model embeddings ``[N, D]``) of the pool texts, cached."""
+def _teacher_embeddings(cfg: TextTrainConfig, texts: tuple[str, ...], base: Path, bf16: bool, model: SentenceTransformer | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(teacher embeddings ``[N, Dt]``, base-model embeddings ``[N, D]``) of the pool texts, cached.
+    ``model``: the base model already loaded on the run's device (the student before any step), which
+    then encodes them there (a GPU) instead of a fresh CPU copy."""
     enc = dict(cache_dir=cfg.cache_dir, max_seq_length=cfg.max_seq_length, progress=cfg.progress, bf16=bf16)
-    base_emb = cached_encode(base, texts, **enc)
+    base_emb = cached_encode(base, texts, **enc, model=model)
     if cfg.teacher is None:
         return base_emb, base_emb
     teacher_emb = cached_encode(resolve_model_path(cfg.teacher), texts, **enc)
@@ -193,9 +199,10 @@ def _projection_init(cfg: TextTrainConfig, x: np.ndarray, dims: tuple[int, ...],
         raise MRLError(f"matryoshka_dims end at {d_out} but the base model is {d_in}-d; a PCA/adaptor projection cannot add dimensions: end the dims at <= {d_in}.")
 
     def fitted(kind: str) -> AdaptorResult:
-        # threads: null fits on every core torch uses: 1.7x faster than one thread on the idle 2-core machine (300 steps:
-        # 9.7 vs 16.3 s), but 16x slower when other jobs share the cores (set `threads: 1` there; RESULTS, fit-speed)
-        config = AdaptorConfig(sorted(set(dims) | {d_in}), kind=kind, steps=cfg.init_steps, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads)
+        # the recipe's `threads: null` (torch's default, for the encodings) fits on one thread: on two the fit is 1.4-1.7x faster
+        # on the idle 2-core machine but 8.5x slower when any other job shares the cores (RESULTS, fit-speed); an explicit
+        # `threads: N` applies to the fit too
+        config = AdaptorConfig(sorted(set(dims) | {d_in}), kind=kind, steps=cfg.init_steps, lr=cfg.init_lr, orthogonal=cfg.init_orthogonal, seed=cfg.seed, progress=cfg.progress, threads=cfg.threads or 1)
         return fit_adaptor(x, config, checkpoint=checkpoint() if checkpoint is not None else None)
 
     if cfg.projection == "rotation":  # fitted only at the model's own width; narrower, the mean-last PCA rows
@@ -228,7 +235,7 @@ def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path,
     if cfg.general_text:
         general = [t for t in load_texts(cfg.general_text, max_texts=cfg.max_texts, seed=cfg.seed + 1, data_root=cfg.data_root) if t not in set(texts)]
         general_start, texts = len(texts), texts + tuple(general)
-    teacher, base_emb = _teacher_embeddings(cfg, texts, base, bf16)
+    teacher, base_emb = _teacher_embeddings(cfg, texts, base, bf16, model)
     fit = None
     if cfg.projection != "none":
         w, b, fit = _projection_init(cfg, base_emb, dims, checkpoint)
@@ -250,7 +257,7 @@ def _distill_setup(cfg: TextTrainConfig, model: SentenceTransformer, base: Path,
         last = fit.history[-1] if fit.history else {}
         info.update({"fit_steps": fit.steps, "fit_seconds": fit.seconds, "fit_loss_per_dim": {int(k.split("@")[1]): v for k, v in last.items() if k.startswith("loss@")}})
         if fit.config is not None:
-            info.update({"fit_batch_size": fit.config.batch_size, "fit_lr": fit.config.lr, "fit_threads": fit.config.threads or torch.get_num_threads()})
+            info.update({"fit_batch_size": fit.config.batch_size, "fit_lr": fit.config.lr, "fit_orthogonal": fit.config.orthogonal, "fit_threads": fit.config.threads or torch.get_num_threads()})
     return distill_dataset(texts, order), loss, info, total
 
 
@@ -329,6 +336,8 @@ def _train_text(cfg: TextTrainConfig, out: Path, writer: Output, *, resume: bool
     dims = validate_dims(cfg.matryoshka_dims)
     if cfg.train_layers is not None:
         freeze_lower_layers(model, cfg.train_layers)
+    if not cfg.dropout:
+        disable_dropout(model)
     if cfg.loss == "distill":
         if cfg.n_dims_per_step is not None:
             raise MRLError("n_dims_per_step applies to the pair losses; the distill loss evaluates every prefix on the shared batch (set n_dims_per_step: null).")
@@ -370,6 +379,21 @@ def freeze_lower_layers(model: SentenceTransformer, train_layers: int) -> None:
     keep = {id(p) for layer in list(layers)[len(layers) - train_layers :] for p in layer.parameters()}
     for p in backbone.parameters():
         p.requires_grad_(id(p) in keep)
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Switch off every ``nn.Dropout`` of ``model`` (``p = 0``; the saved config keeps its rates, so a
+    later fine-tune of the saved model gets them back). Returns how many layers were switched off.
+
+    In train mode the distill student would otherwise differ from the teacher (the same model in eval
+    mode, whose vectors are cached) before any step: with MiniLM's 0.1 rates the full-width geometry
+    loss of an unchanged encoder is ~0.12 instead of 0, and the full-width term would push the encoder
+    after dropout noise instead of holding it at the teacher.
+    """
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in layers:
+        m.p = 0.0
+    return len(layers)
 
 
 def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn.Module, out: Path, dims: tuple[int, ...], info: dict[str, Any], history: list[dict[str, float]], writer: Output) -> None:

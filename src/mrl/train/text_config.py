@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrl.errors import MRLError
+from mrl.train.adaptor import ORTHOGONAL_MAPS
 from mrl.train.recipe import MatryoshkaRecipe, load_recipe, register_task
 from mrl.train.text_losses import LOSSES
 
@@ -42,6 +43,8 @@ class TextTrainConfig(MatryoshkaRecipe):
     projection: str = "adaptor"  # distill: linear layer on top, initialised from a fitted unsupervised adaptor | pca (centred) | rotation (orthogonal, no bias: centred PCA axes with the mean direction last, kept orthogonal while training: full-width cosines depend on the encoder alone) | none (no layer)
     projection_lr: float = 1e-3  # learning rate of that linear layer
     init_steps: int = 500  # projection: adaptor / rotation: steps of the unsupervised adaptor fit (kind linear / rotation) on the cached base embeddings that initialises it (rotation: 0, or matryoshka_dims ending below the model width, = the mean-last PCA rotation itself)
+    init_lr: float = 1e-3  # learning rate of that fit (AdamW, cosine decay)
+    init_orthogonal: str = "cayley"  # rotation: how that fit keeps W orthogonal, cayley (torch's parametrization) | polar (projected AdamW); mrl.train.adaptor.ORTHOGONAL_MAPS
     neighbours: int = 7  # distill: neighbours of each batch anchor put in the same batch
     tau: float = 0.05  # distill: temperature of the listwise ranking KL
     sim_weight: float = 1.0  # distill: weight of similarity matching
@@ -52,6 +55,7 @@ class TextTrainConfig(MatryoshkaRecipe):
     pair_weight: float = 0.0  # distill with pairs: weight of the in-batch-negatives pair term
     pseudo_queries: bool = False  # distill: add each text's first sentence (<= 24 words) to the pool, so prefixes learn short-query <-> document geometry
     train_layers: int | None = None  # train only the top N transformer layers (null: all); the rest stay frozen (cheaper, forgets less)
+    dropout: bool = True  # keep the encoder's dropout while training (false: every dropout layer off; distill with trained encoder layers: the student then starts exactly at the teacher, so the full-width term measures real drift rather than dropout noise, ~0.12 of loss at step 0 on MiniLM)
     max_train: int | None = None  # pair losses: keep at most this many training pairs (null: all)
     epochs: int = 1  # passes over the data (ignored when max_steps is set)
     max_steps: int | None = None  # exact number of optimisation steps (null: epochs x data / batch; distill: 0 = no encoder steps, the base model plus its fitted projection)
@@ -86,6 +90,10 @@ class TextTrainConfig(MatryoshkaRecipe):
             raise MRLError(f"neighbours must be >= 0, got {self.neighbours}.")
         if self.init_steps < 0 or (self.init_steps == 0 and self.projection == "adaptor"):
             raise MRLError(f"init_steps must be > 0 for projection: adaptor (>= 0 for rotation), got {self.init_steps}.")
+        if not (isinstance(self.init_lr, (int, float)) and not isinstance(self.init_lr, bool) and self.init_lr > 0):
+            raise MRLError(f"init_lr must be a positive learning rate (e.g. 0.005), got {self.init_lr!r}.")
+        if self.init_orthogonal not in ORTHOGONAL_MAPS:
+            raise MRLError(f"init_orthogonal must be one of {ORTHOGONAL_MAPS}, got {self.init_orthogonal!r}.")
         for name in ("max_steps", "max_train", "max_texts"):
             v = getattr(self, name)
             if v is not None and v <= 0 and not (name == "max_steps" and v == 0 and self.loss == "distill" and self.projection != "none"):
