@@ -141,3 +141,30 @@ def test_mrl_serve_first_start_killed_during_encoding_resumes(tiny_model: Path, 
         second = proc.communicate(timeout=60)[0]
     assert f"resuming: {kept * 2048:,} already encoded" in second, second[-2000:]
     assert not (index / STAGING).exists()
+
+
+def test_leftover_staging_removes_only_shards_whose_bytes_the_manifest_proves(tmp_path):
+    """After a finished first build, `.encoding` goes away file by file: a listed shard whose bytes
+    no longer match the manifest's SHA-256 (same size), and a file the build never wrote, both stay,
+    and so does the folder; the proven shards and the manifest go."""
+    import numpy as np
+
+    from mrl.encode.shards import MANIFEST, ShardSet, write_shard
+    from mrl.index.text_index import STAGING, remove_leftover_staging
+
+    stage = tmp_path / "idx" / STAGING
+    header = {"model": {"name": "toy", "sha256": "0"}, "dim": 4, "dtype": "float32", "rows": 6, "rows_per_shard": 2,
+              "sources": [{"file": "passages", "rows": 6, "sha256": "0"}], "settings": {}}
+    shards = ShardSet.create_or_resume(stage, header)
+    for i in shards.pending():
+        start, stop = shards.shard_rows(i)
+        shards.record(write_shard(stage, i, start, np.full((stop - start, 4), float(i), dtype=np.float32)))
+    listed = sorted(p.name for p in stage.glob("shard-*.npy"))
+    tampered = stage / listed[1]
+    raw = bytearray(tampered.read_bytes())
+    raw[-1] ^= 0xFF  # same size, other bytes
+    tampered.write_bytes(bytes(raw))
+    (stage / "notes.txt").write_text("mine")
+    assert remove_leftover_staging(tmp_path / "idx")
+    assert sorted(p.name for p in stage.iterdir()) == sorted([listed[1], "notes.txt"])
+    assert not (stage / MANIFEST).exists() and (stage / "notes.txt").read_text() == "mine"

@@ -291,20 +291,29 @@ class ShardSet:
             return cls(folder, man)
 
 
-def _remove_listed(folder: Path, man: dict[str, Any]) -> None:
-    """Delete the files an old manifest lists (its shards, its ids and text-hash files, then the
-    manifest), each only after its size and SHA-256 prove it is the file that manifest recorded;
-    a listed name holding other bytes (a user's file put there since) stops the removal first."""
+def proven_listed_files(folder: Path, man: dict[str, Any]) -> tuple[list[Path], list[Path]]:
+    """The files an encoding manifest lists (its shards, its ids and text-hash files), split into those
+    whose size and SHA-256 prove they are the files it recorded, and listed names holding other bytes
+    (a user's file put there since: never to be deleted). Names that are missing or not plain file
+    names are left out of both."""
     entries = [*man.get("shards", []), *(man.get(key) for key in ("ids", "texthash"))]
-    mine = []
+    mine, foreign = [], []
     for e in entries:
         name = (e or {}).get("file")
         if not (isinstance(name, str) and name and "/" not in name and (folder / name).is_file()):
             continue
         p = folder / name
-        if p.stat().st_size != int(e.get("bytes", -1)) or sha256_file(p) != e.get("sha256"):
-            raise OutputExistsError(f"{p} is listed by the old encoding's manifest but holds other bytes now; move it away (it is never deleted), then rerun with --overwrite.")
-        mine.append(p)
+        proven = p.stat().st_size == int(e.get("bytes", -1)) and sha256_file(p) == e.get("sha256")
+        (mine if proven else foreign).append(p)
+    return mine, foreign
+
+
+def _remove_listed(folder: Path, man: dict[str, Any]) -> None:
+    """Delete the files an old manifest lists, then the manifest, each only after its size and SHA-256
+    prove it is the file that manifest recorded; a listed name holding other bytes stops the removal first."""
+    mine, foreign = proven_listed_files(folder, man)
+    if foreign:
+        raise OutputExistsError(f"{foreign[0]} is listed by the old encoding's manifest but holds other bytes now; move it away (it is never deleted), then rerun with --overwrite.")
     for p in mine:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()

@@ -183,12 +183,15 @@ def remove_leftover_staging(folder: str | os.PathLike[str]) -> bool:
 
 
 def _remove_staging(stage: Path, manifest: dict[str, Any]) -> None:
-    """Delete the staging shards: only the files the shard manifest lists (with their recorded
-    size), then the manifest, its lock and the folder if nothing else is left in it."""
-    names = [e["file"] for e in manifest.get("shards", [])
-             if isinstance(e, dict) and (stage / str(e.get("file"))).is_file() and (stage / str(e["file"])).stat().st_size == int(e["bytes"])]
-    for name in [*names, "manifest.json", ".manifest.lock"]:
+    """Delete the staging shards: only the files the shard manifest lists whose size and SHA-256
+    prove they are the ones it recorded (:func:`mrl.encode.shards.proven_listed_files`), then the
+    manifest, then the folder if nothing else is left in it (a file we did not write stays, and so does
+    the folder)."""
+    from mrl.encode.shards import MANIFEST, proven_listed_files
+
+    mine, _ = proven_listed_files(stage, manifest)
+    for p in [*mine, stage / MANIFEST]:
         with contextlib.suppress(FileNotFoundError):
-            (stage / str(name)).unlink()
+            p.unlink()
     with contextlib.suppress(OSError):
         stage.rmdir()  # not empty: something we did not write is there, and stays
