@@ -235,3 +235,19 @@ def test_permission_errors_are_one_line_not_a_traceback():
         for p in [root, *root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         shutil.rmtree(root)
+
+
+def test_meta_lines_that_are_not_json_objects_are_refused_with_their_line(tmp_path):
+    """--meta is read by the project's one JSON Lines reader (mrl.data.jsonl): each bad line is named."""
+    from mrl.cli.index_options import load_metadata
+    from mrl.errors import MRLError
+
+    meta = tmp_path / "m.jsonl"
+    meta.write_text('{"lang": "en"}\n{"lang": \n')
+    with pytest.raises(MRLError, match=r"--meta .*m\.jsonl line 2 is not valid JSON .*write one object like"):
+        load_metadata(meta, 2)
+    meta.write_text('{"lang": "en"}\n\n["en"]\n')
+    with pytest.raises(MRLError, match=r"line 3 is a JSON list, not an object"):
+        load_metadata(meta, 2)
+    meta.write_text('{"lang": "en"}\n\n{"lang": "de"}\n')
+    assert load_metadata(meta, 2) == [{"lang": "en"}, {"lang": "de"}]

@@ -60,7 +60,7 @@ def load_ids(spec: Optional[str], n: Optional[int] = None) -> Optional[np.ndarra
 
 def load_metadata(path: Optional[Path], n: int) -> Optional[list[dict[str, Any]]]:
     """``--meta``: JSON Lines, one object of scalar fields per vector (``{"lang": "en", "year": 2020}``)."""
-    import json
+    from mrl.data.jsonl import json_object_lines
 
     if path is None:
         return None
@@ -68,17 +68,7 @@ def load_metadata(path: Optional[Path], n: int) -> Optional[list[dict[str, Any]]
         raise MRLError(f"--meta {path} is a folder; give a JSON Lines file with one object per vector.")
     if not path.is_file():
         raise MRLError(f"--meta {path} does not exist; give a JSON Lines file with one object per vector.")
-    records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MRLError(f"--meta {path} line {i + 1} is not JSON ({exc.msg}); write one object per line.") from exc
-        if not isinstance(rec, dict):
-            raise MRLError(f"--meta {path} line {i + 1} is not an object; write one object like {{\"lang\": \"en\"}} per line.")
-        records.append(rec)
+    records = [rec for _, rec in json_object_lines(path.read_text(encoding="utf-8"), f"--meta {path}", 'write one object like {"lang": "en"} per line')]
     if len(records) != n:
         raise MRLError(f"--meta {path} holds {len(records)} records for {n} vectors; give one per vector, in order.")
     return records

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 
 from mrl.data.image_items import RawItem, SourceResult, clean_caption, load_raster
+from mrl.data.jsonl import json_object_lines
 from mrl.errors import DataError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
@@ -34,18 +34,7 @@ def _rows(path: Path) -> list[tuple[int, dict]]:
     except UnicodeDecodeError as exc:
         raise DataError(f"pair file {path} is not UTF-8; re-save it as UTF-8.") from exc
     if fmt == "jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path} line {n} is not valid JSON ({exc.msg}); fix the line.") from exc
-            if not isinstance(obj, dict):
-                raise DataError(f"{path} line {n} must be a JSON object with 'image' and 'caption'.")
-            rows.append((n, obj))
-        return rows
+        return json_object_lines(text, str(path), 'each line must be one object like {"image": ..., "caption": ...}')
     reader = csv.DictReader(io.StringIO(text), delimiter="," if fmt == "csv" else "\t")
     if reader.fieldnames is None or len(set(reader.fieldnames)) != len(reader.fieldnames):
         raise DataError(f"{path} needs a header row with distinct column names (image, caption).")

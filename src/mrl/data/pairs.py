@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mrl.data.jsonl import json_object_lines
 from mrl.errors import DataError
 
 COLUMNS = ("anchor", "positive", "negative")
@@ -65,18 +65,7 @@ def _read_text(path: Path) -> str:
 
 
 def _rows_jsonl(text: str, path: Path) -> list[tuple[int, dict[str, object]]]:
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg}); each line must be one object like {{\"anchor\": ..., \"positive\": ...}}.") from exc
-        if not isinstance(obj, dict):
-            raise DataError(f"{path} line {lineno} is a JSON {type(obj).__name__}, not an object with 'anchor' and 'positive' keys.")
-        rows.append((lineno, obj))
-    return rows
+    return json_object_lines(text, str(path), 'each line must be one object like {"anchor": ..., "positive": ...}')
 
 
 def _rows_delimited(text: str, path: Path, delimiter: str) -> list[tuple[int, dict[str, object]]]:
