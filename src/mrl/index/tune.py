@@ -51,6 +51,7 @@ import numpy as np
 from mrl.errors import MRLError
 from mrl.index import Funnel, MatryoshkaIndex, Stage
 from mrl.index.frontier import check_target
+from mrl.index.funnel import GRAPH_KINDS
 from mrl.index.recall import exact_neighbors, per_query_recall, recall_at_k, single_query_latency
 from mrl.index.tune_prune import SAFETY, CostModel, ivf_truth_cover, promise, shortlist_recall, time_left
 from mrl.index.tune_result import SkippedStructure, TunePoint, TuneResult, pareto
@@ -106,7 +107,7 @@ class SearchSpace:
 
     def breadths(self, s: Stage) -> list[int | None]:
         """Search-breadth settings of a structure: ef factors (graphs), nprobes (IVF), none (flat)."""
-        if s.kind in ("hnsw", "usearch"):
+        if s.kind in GRAPH_KINDS:
             return list(self.ef_factors)
         if s.kind == "ivf":
             return [n for n in self.nprobes if n <= (s.nlist or 0)]
@@ -244,13 +245,13 @@ class _Explorer:
             for b, left in todo.items():
                 if not left:
                     continue
-                ef = k1 * b if structure.kind in ("hnsw", "usearch") and b is not None else None
+                ef = k1 * b if structure.kind in GRAPH_KINDS and b is not None else None
                 nprobe = b if structure.kind == "ivf" else None
                 first = replace(structure, k=k1, ef=ef if ef and ef > k1 else None, nprobe=nprobe)
                 t1, cand = _median_time(functools.partial(fs.search, self.q, k1, ef_search=ef, nprobe=nprobe), 1)
                 dist = None if structure.kind == "flat" else fs.work.distances
                 ms1 = 1000.0 * t1 / self.q.shape[0]
-                if self.model is not None and structure.kind in ("hnsw", "usearch"):
+                if self.model is not None and structure.kind in GRAPH_KINDS:
                     self.model.observe_graph(structure, max(k1, ef or 0, 16), fs.work.distances)
                 if self.model is not None:
                     slow = SAFETY * (ms1 + self.model.rerank_bound(structure.dim, k1)) > self.best_ms
