@@ -63,17 +63,10 @@ def main() -> None:
 
 def parse_variant(text: str) -> tuple[str, dict]:
     """``"name:steps=300,lr=5e-3"`` -> ``("name", {"steps": 300, "lr": 0.005})`` (ints, floats, else strings)."""
+    from adaptor_fit_ood import parse_settings  # the sibling script's parser of AdaptorConfig overrides
+
     name, _, body = text.partition(":")
-    out: dict = {}
-    for part in filter(None, body.split(",")):
-        key, _, val = part.partition("=")
-        for cast in (int, float, str):
-            try:
-                out[key] = cast(val)
-                break
-            except ValueError:
-                continue
-    return name, out
+    return name, parse_settings(body)
 
 
 if __name__ == "__main__":
