@@ -8,7 +8,9 @@ output ownership (mrl deletes or replaces only files it can prove it wrote).
 * :mod:`mrl.io.lock`: ``writer_lock(path)``, one writer per output (``filelock``).
 * :mod:`mrl.io.ownership`: ``open_output(folder, kind, ...)`` and ``open_files(file, kind, ...)``
   (``input_files`` lists the files of input folders):
-  lock, refuse foreign files and inputs, write-ahead manifests sealed with their own checksum.
+  lock, refuse foreign files and inputs, write-ahead manifests; :mod:`mrl.io.manifest` reads, writes
+  and seals the manifests (``seal``/``check_seal``, ``listed_files``, ``verify_output``) and
+  :mod:`mrl.io.proof` decides which files a manifest proves mrl wrote (size and SHA-256).
 """
 
 from mrl.io.atomic import (
@@ -29,7 +31,8 @@ from mrl.io.atomic import (
     write_json,
 )
 from mrl.io.lock import lock_path, writer_lock
-from mrl.io.ownership import MANIFEST, Output, check_output, check_seal, file_entry, input_files, listed_files, open_files, open_output, read_manifest, seal, verify_output, write_manifest
+from mrl.io.manifest import MANIFEST, check_seal, file_entry, listed_files, read_manifest, seal, verify_output, write_manifest
+from mrl.io.ownership import Output, check_output, input_files, open_files, open_output
 from mrl.io.weights import load_safetensors, save_safetensors, tensors_sha256
 
 __all__ = [

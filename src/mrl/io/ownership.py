@@ -7,6 +7,34 @@ Every output mrl writes is described by a **manifest** (JSON, sealed with its ow
 * an output *file* and its siblings (``x.npy`` + ``x.labels.npy`` from ``mrl embed``) are described
   by the JSON sidecar ``x.json``, with the same keys plus the sidecar's own fields.
 
+A ``files`` entry is one of:
+
+* ``name: {"bytes", "sha256"}``: a file, recorded once written;
+* ``name: null``: claimed and being written (write-ahead); the process may have died before recording it;
+  a recorded file being written again (a checkpoint each epoch) keeps its entry and is named in the
+  manifest's ``"rewriting"`` list until it is recorded again;
+* ``"dir/": {"files": {rel: {"bytes", "sha256"}}}``: a sub-folder the output owns as a whole
+  (:meth:`Output.claim_dir`, e.g. a trainer's ``checkpoints/``, a feature ``cache/``), with the files
+  it held when the output was finished (``rel`` relative to the folder; symbolic links are never listed);
+* ``"dir/": null`` or ``"dir/": {"kept": [rel, ...]}``: such a folder while it is being written, with
+  no listing yet (``kept``: files found in it when this write began that mrl could not prove it wrote).
+
+Proof of ownership, used whenever an output is replaced (``overwrite``, :meth:`Output.remove`,
+:meth:`Output.clear_folder`, the swap of a ``staged`` output):
+
+* a listed file with a recorded entry is the output's only while its size and SHA-256 match the entry
+  (a ``null`` entry, or a name in ``rewriting``, is the output's by write-ahead). With ``overwrite``, an existing listed file that
+  differs stops the command before anything is written or deleted (:class:`ForeignFileError`);
+* in a folder with a listing, only the files whose size and SHA-256 match it are deleted; any other
+  file stays where it is (sub-folders left empty are removed, the folder itself only when empty);
+* a folder without a listing (written by an older mrl, or by a run that stopped before finishing):
+  when its manifest was finished (``state`` is not ``"writing"``), only files not newer than the
+  manifest are the output's: a file put there after mrl finished stays. When the run never finished,
+  everything in it except its ``kept`` files is the output's, as the folder was created by that run
+  (a claim never takes over a foreign folder): the files it wrote are then indistinguishable from
+  others, and leaving them in place would mix an old run's checkpoints into the next run (a later
+  ``--resume`` would pick them up), while refusing would leave a crashed run impossible to overwrite.
+
 Rules, checked under the output's writer lock (:mod:`mrl.io.lock`) before anything is written:
 
 * a new or empty folder is fine; a folder holding a previous output of the same ``kind`` needs
@@ -19,6 +47,11 @@ Rules, checked under the output's writer lock (:mod:`mrl.io.lock`) before anythi
 * every file is listed in the manifest *before* it is created (write-ahead: ``out.file(name)``),
   so a crash never leaves a file mrl wrote but cannot prove it wrote; a command that fails before
   its first write leaves the disk untouched.
+
+Hashing costs: files are hashed when the output is finished (only the files of listed folders; a
+file's own entry is computed when it is recorded) and when an existing output is replaced (each
+listed file once; the removal reuses the check's proof while the file's size, mtime and inode are
+unchanged).
 
 Example:
     >>> with open_output("runs/a", "mrl.run", overwrite=True, inputs=[config_path]) as out:
@@ -33,8 +66,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,169 +73,19 @@ from pathlib import Path
 from typing import Any
 
 from mrl.errors import DataError, ForeignFileError, MRLError, OutputExistsError
-from mrl.io.atomic import dumps, folder_files, fsync_dir, make_temp_dir, sha256_file, unlisted_sibling, write_json
+from mrl.io.atomic import fsync_dir, make_temp_dir, unlisted_sibling
 from mrl.io.lock import writer_lock
-
-MANIFEST = "manifest.json"
-CHECKSUM_KEY = "checksum"
-
-
-# ---------------------------------------------------------------------------- sealed manifests
-def manifest_checksum(manifest: dict[str, Any]) -> str:
-    """``sha256:<hex>`` of the manifest's canonical JSON without its own ``checksum`` field."""
-    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
-    return "sha256:" + hashlib.sha256(dumps(body).encode()).hexdigest()
-
-
-def seal(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` carrying its own checksum (verified by :func:`check_seal`)."""
-    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
-    return {**body, CHECKSUM_KEY: manifest_checksum(body)}
-
-
-def check_seal(manifest: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Return ``manifest`` if it is a mapping whose checksum matches, else raise :class:`DataError`.
-
-    Index manifests of format version 1 (written before manifests were sealed) pass unchecked.
-    """
-    if isinstance(manifest, dict) and CHECKSUM_KEY not in manifest and manifest.get("format_version") == 1:
-        return manifest
-    if not isinstance(manifest, dict) or not isinstance(manifest.get(CHECKSUM_KEY), str):
-        raise DataError(f"{path} has no checksum; it was not written by this mrl or it is corrupted: regenerate it.")
-    if manifest[CHECKSUM_KEY] != manifest_checksum(manifest):
-        raise DataError(f"{path} fails its checksum: it was edited by hand or corrupted; regenerate it (or restore it from a copy).")
-    return manifest
-
-
-def write_manifest(path: str | os.PathLike[str], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Seal and atomically write a manifest; returns the sealed dict."""
-    sealed = seal(manifest)
-    write_json(path, sealed)
-    return sealed
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The sealed manifest at ``path`` (``None`` if there is none); raises if it is corrupted."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p} is not valid JSON ({exc}); the manifest is corrupted: regenerate the output.") from exc
-    return check_seal(doc, p)
-
-
-def verify_output(folder: str | os.PathLike[str], names: Iterable[str], *, kind: str | None = None) -> dict[str, Any] | None:
-    """Verify an output folder on load: its manifest's seal (and ``kind``), and the size and SHA-256
-    of each of ``names`` that the caller is about to read (a name neither present nor listed is left
-    to the caller). Returns the manifest; ``None`` when the folder has none (an output copied
-    without it is read on its own hashes, if any).
-
-    Raises:
-        DataError: the manifest fails its checksum, is of another kind, or a file is missing, not
-            listed, unfinished, or differs from its entry (edited or corrupted).
-    """
-    root = Path(folder)
-    man = read_manifest(root / MANIFEST)
-    if man is None:
-        return None
-    where = root / MANIFEST
-    if kind is not None and man.get("format") != kind:
-        raise DataError(f"{where} describes a {man.get('format')!r} output, not {kind!r}; point to the folder mrl wrote for this command.")
-    files = man.get("files") if isinstance(man.get("files"), dict) else {}
-    for name in names:
-        p, entry = root / name, files.get(name)
-        if name in files and not isinstance(entry, dict):
-            raise DataError(f"{p} was still being written when the command that wrote {where} stopped; rerun that command (--resume or --overwrite).")
-        if not p.is_file():
-            if name in files:
-                raise DataError(f"{p} is missing although {where} lists it; the folder is incomplete: restore the file or regenerate the output.")
-            continue  # neither written nor listed: the caller's own "does not exist" applies
-        if entry is None:
-            raise DataError(f"{p} is not listed in {where}, so mrl did not write it; restore the file mrl wrote or regenerate the output.")
-        if p.stat().st_size != entry.get("bytes") or sha256_file(p) != entry.get("sha256"):
-            raise DataError(f"{p} does not match its size or SHA-256 in {where}: it was edited or corrupted; restore it or regenerate the output.")
-    return man
-
-
-def listed_files(manifest: dict[str, Any] | None) -> set[str]:
-    """Every file name a manifest proves mrl wrote: the keys of its ``files`` mapping whose value is
-    a file entry (``{"bytes", "sha256"}``, or ``None`` while being written), every ``"file"`` field
-    anywhere in it (an index manifest's segments, ids, first stages...), and ``pending`` names."""
-    if not manifest:
-        return set()
-    names: set[str] = set()
-    files = manifest.get("files")
-    if isinstance(files, dict):
-        names.update(str(k) for k, v in files.items() if v is None or (isinstance(v, dict) and "sha256" in v and "file" not in v))
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "file" and isinstance(v, str):
-                    names.add(v)
-                else:
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk({k: v for k, v in manifest.items() if k != "pending"})
-    names.update(n for n in manifest.get("pending") or [] if isinstance(n, str))
-    return {n for n in names if _safe_name(n)}
-
-
-def _safe_name(name: str) -> bool:
-    """A relative path that stays inside its folder (a tampered manifest cannot point elsewhere)."""
-    p = Path(name)
-    return bool(name) and name not in ("/", "./") and not p.is_absolute() and ".." not in p.parts
-
-
-def file_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"bytes", "sha256"}`` of a written file."""
-    return {"bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
-
-
-def _same_or_inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
-        return True
-    except ValueError:
-        return False
-
-
-# Lock files older mrl versions left inside index folders: not user data.
-LEGACY_LOCK_FILES = frozenset({".mrl-writer.lock"})
-
-
-def _folder_files(folder: Path) -> list[str]:
-    """Relative names of every file under ``folder`` (see :func:`mrl.io.atomic.folder_files`), legacy lock files excluded."""
-    return folder_files(folder, LEGACY_LOCK_FILES)
-
-
-def _owned(name: str, mine: set[str]) -> bool:
-    """Whether ``name`` is listed, or lies in a listed folder (an entry ending in ``/``)."""
-    return name in mine or any(name.startswith(d) for d in mine if d.endswith("/"))
-
-
-def _remove_listed(folder: Path, names: Iterable[str]) -> None:
-    """Delete the named files of ``folder`` (missing ones are skipped) and listed folders (names
-    ending in ``/``, with everything in them), then sub-folders left empty."""
-    dirs = set()
-    for name in names:
-        p = folder / name
-        if name.endswith("/"):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            continue
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            p.unlink()
-        dirs.update(parent for parent in p.parents if _same_or_inside(parent, folder) and parent != folder)
-    for d in sorted(dirs, key=lambda x: len(x.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            d.rmdir()  # only succeeds when empty
-    fsync_dir(folder)
+from mrl.io.manifest import (
+    MANIFEST,
+    _is_file_entry,
+    _is_folder_entry,
+    _safe_name,
+    file_entry,
+    listed_files,
+    read_manifest,
+    write_manifest,
+)
+from mrl.io.proof import _folder_files, _owned, _Proof, _remove_owned, _same_or_inside
 
 
 def _short(names: Sequence[str], limit: int = 4) -> str:
@@ -232,7 +113,7 @@ class Output:
         meta: extra fields written into the manifest (e.g. a sidecar's ``model``, ``dim``).
     """
 
-    def __init__(self, root: Path, manifest_path: Path, kind: str, *, old: dict[str, Any] | None, reset: bool, inputs: Sequence[Any], replaceable: Iterable[str] = ()) -> None:
+    def __init__(self, root: Path, manifest_path: Path, kind: str, *, old: dict[str, Any] | None, reset: bool, inputs: Sequence[Any], replaceable: Iterable[str] = (), proof: _Proof | None = None) -> None:
         self.path = root
         self.kind = kind
         self.meta: dict[str, Any] = {}
@@ -242,80 +123,123 @@ class Output:
         self._inputs = list(inputs)
         self._replaceable = set(replaceable)
         self._files: dict[str, Any] = {} if reset or old is None else dict(old.get("files") or {})
+        # what the previous output proves (its manifest's mtime is read now, before anything rewrites it)
+        self._proof = proof if proof is not None or old is None else _Proof.of(root, old, manifest_path, trusted=self._replaceable)
+        self._kept: set[str] = set()  # files (relative to path) the reset left in place: not provably ours
+        self._rewriting: set[str] = set() if reset or old is None else {n for n in old.get("rewriting") or [] if n in self._files}
+        self._begun = False
         self._touched = False  # nothing is written (not even the manifest) until the first claim
 
     # -- write-ahead bookkeeping
     def _save(self, state: str) -> None:
         doc = {**self.meta, "format": self.kind, "files": dict(sorted(self._files.items())), "state": state}
+        if self._rewriting:
+            doc["rewriting"] = sorted(self._rewriting)
         write_manifest(self._manifest_path, doc)
 
+    def _current(self) -> _Proof:
+        """What this write's own manifest proves (its claims, records and folders)."""
+        return _Proof(self.path, self._files, {n for n in self._files if _safe_name(n)}, trusted=self._replaceable, rewriting=self._rewriting)
+
     def _begin(self) -> None:
-        if self._needs_reset:  # invalidate the previous output before the first new file exists
+        """Before the first write: remove the previous output's provable files (``overwrite``), or
+        (``append``) turn folder listings into "being written" entries, as the run writes there again."""
+        if self._begun:
+            return
+        self._begun = True
+        if self._needs_reset and self._proof is not None:  # invalidate the previous output before the first new file exists
             self._needs_reset = False
-            old_names = listed_files(self._old) - {self._manifest_path.name}
-            _remove_listed(self.path, sorted(old_names))  # a crash here leaves them listed: still provably ours
+            keys = sorted(listed_files(self._old) - {self._manifest_path.name})
+            self._kept = set(_remove_owned(self._proof, keys))  # a crash here leaves them listed: still provably ours
+            self._save("writing")
+            return
+        stale = [k for k, v in self._files.items() if _is_folder_entry(k, v) and isinstance(v, dict) and isinstance(v.get("files"), dict)]
+        for key in stale:  # files in it that its listing does not prove stay protected as "kept"
+            folder, proof = self.path / key, self._proof or self._current()
+            present = _folder_files(folder) if folder.is_dir() and not folder.is_symlink() else []
+            kept = sorted(n for n in present if not proof.owns(key + n))
+            self._files[key] = {"kept": kept} if kept else None
+        if stale:
             self._save("writing")
 
     def claim(self, name: str) -> Path:
         """List ``name`` in the manifest before it is written; returns its path.
 
         Raises:
-            ForeignFileError: a file of that name exists and the manifest does not list it.
+            ForeignFileError: a file of that name exists and the manifest does not list it (checked
+                before the previous output is removed), or it is a listed file that was changed
+                since mrl wrote it and was therefore left in place.
         """
         if not _safe_name(name):
             raise MRLError(f"internal error: output file name {name!r} must be relative.")
+        target = self.path / name
+        _check_inputs(self._inputs, [target], target if name.endswith("/") else None, "output")
+        if name not in self._files and target.exists() and not _owned(name, listed_files(self._old)) and name not in self._replaceable:
+            raise ForeignFileError(f"{target} exists and was not written by mrl; move it away or choose another output.")
         self._touched = True
         self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
         self._begin()
-        target = self.path / name
-        _check_inputs(self._inputs, [target], target if name.endswith("/") else None, "output")
+        if name in self._kept:
+            raise ForeignFileError(f"{target} is not provably the file mrl wrote (it was changed or added since), so it was left in place; move it away, then rerun.")
+        if _is_file_entry(self._files.get(name)) and name not in self._rewriting:  # written again: a crash mid-write leaves it ours
+            self._rewriting.add(name)
+            self._save("writing")
         if name not in self._files:
-            if target.exists() and not _owned(name, listed_files(self._old)) and name not in self._replaceable:
-                raise ForeignFileError(f"{target} exists and was not written by mrl; move it away or choose another output.")
-            self._files[name] = None
+            kept = sorted(n[len(name) :] for n in self._kept if name.endswith("/") and n.startswith(name))
+            self._files[name] = {"kept": kept} if kept else None
             self._save("writing")
         return target
 
     def record(self, name: str) -> None:
         """Store the size and SHA-256 of the written file ``name``."""
         self._files[name] = file_entry(self.path / name)
+        self._rewriting.discard(name)
         self._save("writing")
 
     def claim_dir(self, name: str) -> Path:
         """List a whole sub-folder (e.g. a trainer's checkpoints) before it is written; returns its path.
 
-        Everything under it is the output's own (removed with the output; sizes are not recorded).
+        Everything written under it is the output's own; :meth:`finish` records the size and SHA-256
+        of each file it then holds, and only those are removed with the output.
         """
         return self.claim(name.rstrip("/") + "/")
 
     def remove(self, name: str) -> None:
-        """Delete a listed file or folder (``name/``) of this output and drop it from the manifest."""
+        """Delete a listed file or folder (``name/``) of this output and drop it from the manifest.
+        Only provable files are deleted (see the module docstring); any other stays in place, unlisted."""
         key = name if name in self._files else name.rstrip("/") + "/"
         if key not in self._files:
             raise MRLError(f"internal error: {name!r} is not a file of this output.")
-        _remove_listed(self.path, [key])
+        self._touched = True
+        self._begin()
+        self._kept.update(_remove_owned(self._current(), [key]))
         del self._files[key]
+        self._rewriting.discard(key)
         self._save("writing")
 
     def clear_folder(self, name: str) -> None:
-        """Empty and remove the sub-folder ``name`` when every file in it is provably ours (listed by
-        this write or by the previous output); otherwise raise and delete nothing.
+        """Empty and remove the sub-folder ``name`` when every file in it is provably ours (written by
+        this write, or a file of the previous output that still matches its record); otherwise raise
+        and delete nothing.
 
         Raises:
-            ForeignFileError: the folder holds a file neither manifest lists.
+            ForeignFileError: the folder holds a file neither manifest proves mrl wrote.
         """
         root = self.path / name
         if not root.is_dir() or root.is_symlink():
             return
         names = sorted(str(p.relative_to(self.path)) for p in root.rglob("*") if not p.is_dir() or p.is_symlink())
-        old = listed_files(self._old)
-        foreign = [n for n in names if n not in self._files and not _owned(n, old)]
+        current = self._current()
+        foreign = [n for n in names if n in self._kept or not (current.owns(n) or (self._proof is not None and self._proof.owns(n)))]
         if foreign:
-            raise ForeignFileError(f"{self.path / foreign[0]} was not written by mrl; move it away (it is never deleted), then rerun.")
-        _remove_listed(self.path, names)
+            raise ForeignFileError(f"{self.path / foreign[0]} was not written by mrl (or was changed since); move it away (it is never deleted), then rerun.")
+        for n in names:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / n).unlink()
         for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [root]:
             with contextlib.suppress(OSError):
                 d.rmdir()  # folders left empty (only succeeds when empty)
+        fsync_dir(self.path)
 
     @contextlib.contextmanager
     def file(self, name: str) -> Iterator[Path]:
@@ -332,13 +256,23 @@ class Output:
         self._begin()
         for name in list(self._files):
             if name.endswith("/"):
-                if not (self.path / name).is_dir():
+                if not (self.path / name).is_dir() or (self.path / name).is_symlink():
                     del self._files[name]
+                else:
+                    self._files[name] = {"files": self._listing(name)}
             elif (self.path / name).is_file():
                 self._files[name] = file_entry(self.path / name)
             else:
                 del self._files[name]
+        self._rewriting.clear()  # every file is recorded as it is now
         self._save("complete")
+
+    def _listing(self, key: str) -> dict[str, dict[str, Any]]:
+        """``{rel: {"bytes", "sha256"}}`` of the files the claimed folder ``key`` holds now, less the
+        files it held that mrl could not prove it wrote (``kept``) and symbolic links."""
+        folder, entry = self.path / key, self._files.get(key)
+        kept = {*(entry.get("kept") or [] if isinstance(entry, dict) else []), *(n[len(key) :] for n in self._kept if n.startswith(key))}
+        return {rel: file_entry(folder / rel) for rel in _folder_files(folder) if rel not in kept and not (folder / rel).is_symlink()}
 
 
 def _inspect_folder(p: Path, kind: str) -> dict[str, Any] | None:
@@ -367,26 +301,38 @@ def check_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = F
     ``owned(folder, manifest) -> set[str]`` replaces :func:`listed_files` for writers whose
     manifests prove ownership in their own way (an index's pending generation).
     """
-    p = Path(path)
+    return _check_output(Path(path), kind, overwrite=overwrite, append=append, staged=staged, inputs=inputs, owned=owned)[0]
+
+
+def _check_output(p: Path, kind: str, *, overwrite: bool, append: bool, staged: bool, inputs: Iterable[Any], owned: Any) -> tuple[dict[str, Any] | None, _Proof | None]:
+    """:func:`check_output`, also returning what the previous output proves (for the default
+    :func:`listed_files` path with ``overwrite``; the files it hashed are not hashed again)."""
     old = _inspect_folder(p, kind)
     if append:
         if old is None:
             raise OutputExistsError(f"{p} holds no {kind!r} output to continue; drop --resume to start a new one.")
-        return old
+        return old, None
     if old is not None and not overwrite:
         raise OutputExistsError(f"{p} already holds an mrl {kind!r} output; pass --overwrite (overwrite=True) to replace it, or choose another output.")
-    if old is not None:
-        mine = owned(p, old) if owned is not None else listed_files(old)
-        if staged:  # the folder is replaced as a whole: it may hold nothing but what mrl listed
-            unlisted = [f for f in _folder_files(p) if not _owned(f, mine) and f != MANIFEST]
-            if unlisted:
-                raise ForeignFileError(f"{p} holds files mrl did not write ({_short(unlisted)}); move them out before --overwrite, nothing there is deleted.")
-            _check_inputs(inputs, [], p, f"folder {p}")
-        else:  # listed files are removed, others stay: no input may be a listed one
-            _check_inputs(inputs, [p / n for n in mine if not n.endswith("/")], None, f"folder {p}")
-            for d in (n for n in mine if n.endswith("/")):
-                _check_inputs(inputs, [], p / d, f"folder {p}")
-    return old
+    if old is None:
+        return None, None
+    proof = None if owned is not None else _Proof.of(p, old, p / MANIFEST, trusted=[MANIFEST])
+    mine = owned(p, old) if owned is not None else proof.names
+    if staged:  # the folder is replaced as a whole: it may hold nothing but what mrl listed
+        _check_inputs(inputs, [], p, f"folder {p}")
+    else:  # listed files are removed, others stay: no input may be a listed one
+        _check_inputs(inputs, [p / n for n in mine if not n.endswith("/")], None, f"folder {p}")
+        for d in (n for n in mine if n.endswith("/")):
+            _check_inputs(inputs, [], p / d, f"folder {p}")
+    if proof is not None:  # a listed file whose content is no longer what mrl wrote is the user's now
+        changed = proof.changed()
+        if changed:
+            raise ForeignFileError(f"{p / changed[0]} was changed since mrl wrote it (its size or SHA-256 differs from {p / MANIFEST}; changed: {_short(changed)}); move it away, then rerun; nothing was deleted.")
+    if staged:
+        unlisted = [f for f in _folder_files(p) if f != MANIFEST and not (proof.owns(f) if proof is not None else _owned(f, mine))]
+        if unlisted:
+            raise ForeignFileError(f"{p} holds files mrl did not write ({_short(unlisted)}); move them out before --overwrite, nothing there is deleted.")
+    return old, proof
 
 
 @contextlib.contextmanager
@@ -396,8 +342,9 @@ def open_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = Fa
     Args:
         path: the output folder.
         kind: what the folder holds, e.g. ``"mrl.run"``; recorded as the manifest's ``format``.
-        overwrite: allow replacing a previous output of the same ``kind``. Its listed files are
-            removed just before the first new file is written (never files it does not list).
+        overwrite: allow replacing a previous output of the same ``kind``. Its files are removed
+            just before the first new file is written, each only when provably mrl's (listed, and
+            still of its recorded size and SHA-256; see the module docstring); never other files.
         append: continue a previous output of ``kind`` (e.g. resume training): nothing is removed.
         staged: write everything into a hidden sibling folder and swap it in as a whole when the
             block ends (a reader sees the old folder or the new one); the folder must then hold
@@ -407,15 +354,16 @@ def open_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = Fa
     Raises:
         OutputExistsError: the folder holds a previous output and ``overwrite`` is False, or an
             input would be replaced.
-        ForeignFileError: the folder holds files mrl did not write (or another kind of output).
+        ForeignFileError: the folder holds files mrl did not write (or another kind of output),
+            or, with ``overwrite``, a listed file was changed since mrl wrote it.
         OutputLockedError: another process is writing the folder.
     """
     p = Path(path)
     inputs = [i for i in inputs if i is not None]
     with writer_lock(p):
-        old = check_output(p, kind, overwrite=overwrite, append=append, staged=staged, inputs=inputs)
+        old, proof = _check_output(p, kind, overwrite=overwrite, append=append, staged=staged, inputs=inputs, owned=None)
         if not staged:
-            out = Output(p, p / MANIFEST, kind, old=old, reset=not append, inputs=inputs)
+            out = Output(p, p / MANIFEST, kind, old=old, reset=not append, inputs=inputs, proof=proof)
             yield out
             out.finish()
             return
@@ -423,17 +371,20 @@ def open_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = Fa
         try:
             out = Output(tmp, tmp / MANIFEST, kind, old=None, reset=True, inputs=inputs)
             yield out
-            out._files.update({f: None for f in _folder_files(tmp) if f != MANIFEST})
+            folders = {k for k in out._files if k.endswith("/")}  # their files are listed by finish()
+            out._files.update({f: None for f in _folder_files(tmp) if f != MANIFEST and not _owned(f, folders)})
             out._touched = True
             out.finish()
-            _swap_in(tmp, p, old)
+            _swap_in(tmp, p, proof)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
 
-def _swap_in(tmp: Path, target: Path, old: dict[str, Any] | None) -> None:
-    """Replace ``target`` by ``tmp`` in one rename; delete only the old folder's listed files."""
+def _swap_in(tmp: Path, target: Path, proof: _Proof | None) -> None:
+    """Replace ``target`` by ``tmp`` in one rename; then delete only the files of the old folder that
+    ``proof`` (what its manifest proves) shows are the old output's; any other file (one put there
+    after the checks, or a listed file changed since mrl wrote it) is kept in an unlisted sibling."""
     aside = None
     if target.exists():
         aside = make_temp_dir(target.parent, f".{target.name}.old-")
@@ -442,7 +393,8 @@ def _swap_in(tmp: Path, target: Path, old: dict[str, Any] | None) -> None:
     os.replace(tmp, target)
     fsync_dir(target.parent)
     if aside is not None:
-        _remove_listed(aside_folder, sorted(listed_files(old) | {MANIFEST}))
+        proof = (proof or _Proof(target, {}, set(), trusted=[MANIFEST])).moved(aside_folder)
+        _remove_owned(proof, sorted(proof.names | {MANIFEST}))
         leftovers = _folder_files(aside_folder)
         if leftovers:  # files appeared that mrl did not write: keep them where the user can see them
             os.replace(aside_folder, unlisted_sibling(target))
@@ -516,6 +468,10 @@ def open_files(primary: str | os.PathLike[str], kind: str, siblings: Sequence[st
         if foreign:
             raise ForeignFileError(f"{prim.parent / foreign[0]} exists and was not written by mrl with {prim.name}; move it away or choose another --out (nothing is replaced).")
         _check_inputs(inputs, [prim.parent / n for n in mine], None, f"output {prim}")
-        out = Output(prim.parent, side_path, kind, old=old, reset=True, inputs=inputs, replaceable=[prim.name])
+        proof = _Proof.of(prim.parent, old, side_path, trusted=[prim.name]) if old is not None else None
+        changed = proof.changed() if proof is not None else []  # the primary file is replaced whatever it holds: the user named it
+        if changed:
+            raise ForeignFileError(f"{prim.parent / changed[0]} was changed since mrl wrote it with {prim.name} (its size or SHA-256 differs from {side_path}); move it away, then rerun; nothing was deleted.")
+        out = Output(prim.parent, side_path, kind, old=old, reset=True, inputs=inputs, replaceable=[prim.name], proof=proof)
         yield out
         out.finish()
