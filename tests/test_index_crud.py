@@ -177,3 +177,14 @@ def test_one_writer_at_a_time_and_one_protocol(data, tmp_path) -> None:
     assert MatryoshkaIndex.load(folder).count == 100
     res = CliRunner().invoke(app, ["index", "delete", str(tmp_path / "missing"), "--ids", "1"])
     assert res.exit_code == 2 and "does not exist" in res.output and not (tmp_path / "missing").exists()
+
+
+def test_searching_an_index_whose_every_vector_is_deleted_names_the_tombstones() -> None:
+    """The tombstone message was unreachable (the same empty-index check ran twice)."""
+    index = MatryoshkaIndex(32)
+    with pytest.raises(MRLError, match="the index is empty"):
+        index.search(matryoshka_like(2, 32, 1), 1)
+    index.add(matryoshka_like(5, 32, 2))
+    index.delete(list(range(5)))
+    with pytest.raises(MRLError, match="every vector in the index is deleted \\(5 tombstones\\)"):
+        index.search(matryoshka_like(2, 32, 1), 1)

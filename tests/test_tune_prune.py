@@ -147,3 +147,28 @@ def test_graph_bound_charges_the_distances_a_built_graph_needed(small, monkeypat
     model.observe_rerank(32, 40, 0.4)  # 0.01 ms per candidate at 32 dims: the first rerank (at D = 64 here) costs at least that
     assert model.bound_ms(st, 1.0)[0] == pytest.approx(0.75 + 40 * 0.01)
     assert model.bound_ms(Funnel.parse("16/fp16/usearch/m16:1").first, 1.0)[0] == pytest.approx(0.1 + 0.4)  # another degree: not charged
+
+
+def test_graph_bound_charges_the_memory_factor_a_built_graph_showed_over_its_probe(small, monkeypatch) -> None:
+    """A probe's sample sits in cache; once a probed graph is built and searched, later graph probes
+    of that kind are charged the smallest measured whole-graph / probe cost per distance."""
+    index, q = small
+    model = CostModel(index, q, [20, 40, 80], {16: np.array([0.5, 0.95, 1.0]), 32: np.array([0.9, 1.0, 1.0])}, 0.9)
+    built, later = Funnel.parse("32/int8/hnsw:1").first, Funnel.parse("16/int8/hnsw:1").first
+    model.probe_cost[built.key] = 0.001  # its probe: 1 us per distance
+    model.observe_graph(built, 40, 1000.0, ms_per_query=3.0)  # the whole graph: 3 us per distance
+    model.observe_graph(built, 80, 2000.0, ms_per_query=8.0)  # 4 us at a wider breadth: the smaller factor is kept
+    assert model.memory_factor == {"hnsw": [3.0, 4.0]}
+    monkeypatch.setattr(CostModel, "stage1_probe", lambda self, st, k1: (0.1, 100.0))
+    assert model.bound_ms(later, 100.0)[0] == pytest.approx(3.0 * 0.75 * 1000.0 * 0.1 / 100)  # shortlist 40: the distances seen at ef <= 40, at 3x
+    assert model.bound_ms(Funnel.parse("16/fp16:1").first, 100.0)[0] < 1.0  # another kind: not charged
+    model.observe_graph(Funnel.parse("16/int8/hnsw/m16:1").first, 40, 500.0, ms_per_query=9.0)  # never probed: no factor
+    assert model.memory_factor == {"hnsw": [3.0, 4.0]}
+
+
+def test_probe_records_its_cost_per_distance(small) -> None:
+    index, q = small
+    model = CostModel(index, q, [20, 40], {16: np.array([0.95, 1.0])}, 0.9)
+    st = Funnel.parse("16/int8/hnsw:1").first
+    ms, distances = model.stage1_probe(st, 20)
+    assert distances and model.probe_cost[st.key] == pytest.approx(ms / distances)

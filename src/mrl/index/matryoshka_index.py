@@ -37,7 +37,7 @@ from mrl.errors import MRLError
 from mrl.index import store
 from mrl.index.catalog import Catalog, Metadata
 from mrl.index.filters import Filter, parse_filter
-from mrl.index.first_stage import TRAIN_ROWS, FirstStage, StageWork
+from mrl.index.first_stage import TRAIN_ROWS, FaissHNSW, FirstStage, StageWork
 from mrl.index.funnel import METRICS, Funnel, FunnelError, Stage, prefix
 from mrl.index.search import run_reranks
 
@@ -241,9 +241,20 @@ class MatryoshkaIndex:
         if fs.needs_training and self.rows:
             rng = np.random.default_rng(0)
             fs.train(self.gather(np.sort(rng.choice(self.rows, size=min(self.rows, TRAIN_ROWS), replace=False)), self.dim))
+        donor = self._link_donor(fs)
+        if donor is not None:  # a wider graph over the same rows is built: take its links (seconds, not an HNSW build)
+            fs.adopt_links(donor, self.iter_vectors())
+            return fs
         for chunk in self.iter_vectors():
             fs.add(chunk)
         return fs
+
+    def _link_donor(self, fs: FirstStage) -> FaissHNSW | None:
+        """The narrowest built FAISS graph whose links ``fs`` (a graph still empty) can adopt, if any."""
+        if not isinstance(fs, FaissHNSW):
+            return None
+        donors = [d for d in self._stages.values() if isinstance(d, FaissHNSW) and fs.can_adopt_links(d, self.rows)]
+        return min(donors, key=lambda d: d.dim) if donors else None
 
     def first_stages(self) -> list[FirstStage]:
         return list(self._stages.values())
@@ -261,7 +272,7 @@ class MatryoshkaIndex:
 
     # ------------------------------------------------------------------ search
     def _resolve(self, k: int | None, funnel: Funnel | str | None) -> Funnel:
-        if self.count == 0:
+        if self.rows == 0:
             raise MRLError("the index is empty; add vectors before searching.")
         if self.count == 0:
             raise MRLError(f"every vector in the index is deleted ({self.rows} tombstones); add vectors before searching.")

@@ -31,6 +31,10 @@ sample, plus the cheapest rerank measured so far) that already exceeds the best 
 skips it. Skipped structures are listed in the result with the reason; ``prune=False`` scans
 everything.
 
+**One graph build for every prefix.** Graphs are explored widest prefix first; a narrower FAISS
+graph of the same degree then takes the links of the wider one and stores only its own codes
+(:meth:`~mrl.index.first_stage.FaissHNSW.adopt_links`), so a tuning builds one HNSW per degree.
+
 Example:
     >>> result = tune(index, queries=tuning_queries, k=10, target_recall=0.99)
     >>> apply(index, result); index.save("my-index")
@@ -252,7 +256,7 @@ class _Explorer:
                 dist = None if structure.kind == "flat" else fs.work.distances
                 ms1 = 1000.0 * t1 / self.q.shape[0]
                 if self.model is not None and structure.kind in GRAPH_KINDS:
-                    self.model.observe_graph(structure, max(k1, ef or 0, 16), fs.work.distances)
+                    self.model.observe_graph(structure, max(k1, ef or 0, 16), fs.work.distances, ms1)
                 if self.model is not None:
                     slow = SAFETY * (ms1 + self.model.rerank_bound(structure.dim, k1)) > self.best_ms
                     if slow and k1 != k1s[0]:
@@ -400,7 +404,8 @@ def tune(
         t_build = time.perf_counter()
         fs = index.build_first_stage(st, persist=False)
         res_bytes = 8 + fs.resident_bytes() / index.count  # int64 id + the structure; full vectors stay on disk
-        log(f"first stage {fs.key} ({i + 1}/{len(structures)}): {res_bytes:.0f} B/vector, built in {time.perf_counter() - t_build:.1f}s")
+        links = getattr(fs, "links_from", None)
+        log(f"first stage {fs.key} ({i + 1}/{len(structures)}): {res_bytes:.0f} B/vector, built in {time.perf_counter() - t_build:.1f}s" + (f" (the links of {links})" if links else ""))
         if smallest is None or res_bytes < smallest[0]:
             smallest = (res_bytes, fs.key)
         if max_ram_per_vector is None or res_bytes <= max_ram_per_vector:

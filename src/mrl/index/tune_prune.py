@@ -17,7 +17,9 @@ Building the graphs and inverted files of the search space is most of a tuning's
    breadth at least that: a graph searched over fewer nodes does no more work, a flat scan costs
    in proportion to the rows it scores) plus the first rerank of ``min_k1`` candidates, priced by
    the cheapest per-candidate rerank cost measured so far (scaled down in proportion to its
-   prefix). Structures whose bound, discounted by :data:`SAFETY` for timing noise on a loaded
+   prefix). A graph's probe, whose sample sits in cache, is charged the smallest factor by which a
+   distance cost more in a built graph of its kind than in that graph's own probe (memory latency).
+   Structures whose bound, discounted by :data:`SAFETY` for timing noise on a loaded
    machine, exceeds the best are recorded as skipped with both figures.
 
 The same two facts prune inside a built structure's scan: shortlists below ``min_k1`` are not
@@ -117,6 +119,8 @@ class CostModel:
     sample_rows: int = 0
     rerank_obs: list[tuple[int, float]] = field(default_factory=list)  # (first rerank dim, ms per candidate per query)
     graph_obs: list[tuple[int, int, float]] = field(default_factory=list)  # built graphs: (degree M, ef, distances per query)
+    probe_cost: dict[str, float] = field(default_factory=dict)  # structure key -> ms per distance per query of its sample-built probe
+    memory_factor: dict[str, list[float]] = field(default_factory=dict)  # graph kind -> a built graph's ms per distance / its probe's
     probe_seconds: float = 0.0
 
     def min_k1(self, d: int) -> int | None:
@@ -147,8 +151,14 @@ class CostModel:
             return 0.0
         return k1 * min(c * min(1.0, d2 / dm) for dm, c in self.rerank_obs)
 
-    def observe_graph(self, st: Stage, ef: int, distances: float) -> None:
+    def observe_graph(self, st: Stage, ef: int, distances: float, ms_per_query: float | None = None) -> None:
+        """Record a built graph's search: its distances per query at breadth ``ef`` and, when its probe
+        ran before it was built, how much more each distance costs in the whole graph than in the probe
+        (:meth:`bound_ms` charges later probes of that kind the smallest such factor)."""
         self.graph_obs.append((st.graph_m, ef, distances))
+        probe = self.probe_cost.get(st.key)
+        if ms_per_query is not None and probe and distances > 0:
+            self.memory_factor.setdefault(st.kind, []).append(ms_per_query / distances / probe)
 
     def stage1_probe(self, st: Stage, k1: int) -> tuple[float, float | None]:
         """ms/query of ``st`` built on a random sample of rows and searched for ``k1`` (breadth ``k1``),
@@ -178,6 +188,8 @@ class CostModel:
             times.append(time.perf_counter() - t1)
         ms = 1000.0 * float(np.median(times)) / self.queries.shape[0]
         self.probe_seconds += time.perf_counter() - t0
+        if graph and fs.work.distances:
+            self.probe_cost[st.key] = ms / fs.work.distances
         return (ms, fs.work.distances) if graph else (ms * n / ns, None)
 
     def bound_ms(self, st: Stage, best_ms: float) -> tuple[float, int]:
@@ -186,7 +198,9 @@ class CostModel:
         The rerank bound comes first; the stage-1 probe (a sample build) runs only when that alone
         does not already rule the structure out. A graph's probe is also priced per distance and
         charged the distances a full graph of the same degree already built needed at a breadth
-        no larger (:data:`NDIS_SLACK` of them): the sample graph is smaller, so it needs fewer.
+        no larger (:data:`NDIS_SLACK` of them): the sample graph is smaller, so it needs fewer; and
+        once a probed graph of its kind was built, the probe's cost per distance is scaled by the
+        smallest measured whole-graph / probe ratio (:meth:`observe_graph`).
         """
         k1 = self.min_k1(st.dim)
         assert k1 is not None
@@ -198,6 +212,12 @@ class CostModel:
         seen = [nd for m, e, nd in self.graph_obs if m == st.graph_m and e <= ef]
         if st.kind in GRAPH_KINDS and distances and seen:
             ms = max(ms, NDIS_SLACK * max(seen) * ms / distances)
+        if st.kind in GRAPH_KINDS and self.memory_factor.get(st.kind):
+            # the probe's few thousand rows sit in cache; a whole graph pays memory latency on each visit
+            # (RESULTS: 12 ns per 128-d int8 distance streamed, 60 ns inside the graph). Charge the
+            # smallest factor a built graph of this kind showed over its own probe: smaller prefixes
+            # are more latency-bound, not less, so that factor does not overstate theirs.
+            ms *= max(1.0, min(self.memory_factor[st.kind]))
         return bound + ms, k1
 
     def skip(self, st: Stage, best_ms: float | None, best_funnel: str, log: Callable[[str], None]) -> SkippedStructure | None:
