@@ -222,6 +222,31 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_model, wordnet_dir
     assert full.steps == 6
 
 
+def test_a_save_killed_mid_way_is_cleared_on_resume(toy_model, wordnet_dir, tmp_path, monkeypatch):
+    """The final save stages the model in `.final.tmp/`: a resume clears what a killed save left there
+    through the output's proof of ownership (the folder is the unfinished run's own), then finishes."""
+    from mrl.train import text as text_mod
+    from mrl.train.text import train_text
+
+    cfg = _cfg(toy_model, wordnet_dir, max_steps=2, save_steps=2, cache_dir=str(tmp_path / "cache"))
+    original = text_mod.mark_matryoshka
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt  # the process dies after the model files were staged
+
+    monkeypatch.setattr(text_mod, "mark_matryoshka", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_text(cfg, tmp_path / "run")
+    staged = tmp_path / "run" / ".final.tmp"
+    assert (staged / "config.json").is_file() and not (tmp_path / "run" / "matryoshka.json").exists()
+    monkeypatch.setattr(text_mod, "mark_matryoshka", original)
+    train_text(cfg, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "matryoshka.json").is_file() and not staged.exists()
+    from mrl.models.text import load_sentence_transformer
+
+    assert load_sentence_transformer(tmp_path / "run") is not None
+
+
 def test_overwrite_removes_only_what_the_run_wrote(tuned, toy_model, wordnet_dir, tmp_path):
     from mrl.train.text import train_text
 

@@ -43,7 +43,6 @@ nothing else in the folder is touched).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -404,7 +403,7 @@ def _save_final(cfg: TextTrainConfig, model: SentenceTransformer, loss: torch.nn
 
     check_finite_weights(model)
     tmp = writer.claim_dir(".final.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    writer.clear_folder(".final.tmp")  # a killed earlier save's leftovers; a file mrl cannot prove it wrote stops the save
     prepare_card_data(model, cfg, out)  # the snippet loads `out` itself; the base model is named
     model._model_card_text = None  # else sentence-transformers re-saves the base model's own card (its usage code omits our layer) when no Trainer ran
     model.save(str(tmp), model_name=f"Matryoshka {Path(str(cfg.model)).name} ({cfg.loss})", create_model_card=True)
