@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from retrieval_bench import load_vectors
+from first_stage_costs import add_eval_args, exact_rerank, load_eval
 
 from mrl.index import MatryoshkaIndex
 from mrl.index.first_stage import FirstStage
@@ -42,27 +42,19 @@ def _stage1(fs: FirstStage, q: np.ndarray, ef: int, k1: int) -> tuple[np.ndarray
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--test", type=Path, required=True)
-    ap.add_argument("--truth", type=Path, required=True, help="exact full-D top-k rows of the test queries (.npy)")
-    ap.add_argument("--queries", type=int, default=2000)
+    add_eval_args(ap, queries=2000)
     ap.add_argument("--wide", type=int, default=256)
     ap.add_argument("--narrow", type=int, nargs="+", default=[128, 64])
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     faiss.omp_set_num_threads(1)
-    x = load_vectors(a.corpus)
-    q = np.ascontiguousarray(load_vectors(a.test)[: a.queries], dtype=np.float32)
-    truth = np.load(a.truth)[: a.queries, :10]
+    x, q, truth = load_eval(a)  # normalised: the cosine index normalises every prefix anyway
     print(f"corpus {x.shape[0]} x {x.shape[1]}, {len(q)} queries, 1 thread, {a.rounds} rounds", flush=True)
     adopted_index = MatryoshkaIndex(x.shape[1])
     adopted_index.add(x)
     t = time.perf_counter()
     adopted_index.build_first_stage(f"{a.wide}/int8/hnsw:1")
     print(f"{a.wide}/int8/hnsw built in {time.perf_counter() - t:.1f} s", flush=True)
-    full = adopted_index.gather(np.arange(adopted_index.rows), x.shape[1])
-    full /= np.linalg.norm(full, axis=1, keepdims=True)
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
     print("| prefix | graph | build s | efSearch | shortlist | recall@10 (exact rerank) | stage 1 us/query (median) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for d in a.narrow:
@@ -81,9 +73,7 @@ def main() -> None:
                 for name, (fs, _) in graphs.items():
                     rows, us = _stage1(fs, q, ef, k1)
                     times[name].append(us)
-                    scores = np.einsum("bkd,bd->bk", full[rows], qn)
-                    top = np.take_along_axis(rows, np.argsort(-scores, axis=1)[:, :10], 1)
-                    recall[name] = float(per_query_recall(top, truth).mean())
+                    recall[name] = float(per_query_recall(exact_rerank(x, q, rows)[0], truth).mean())
             for name, (_, build) in graphs.items():
                 print(f"| {d} | {name} | {build:.1f} | {ef} | {k1} | {recall[name]:.4f} | {np.median(times[name]):.0f} |", flush=True)
 

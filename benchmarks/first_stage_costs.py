@@ -62,6 +62,23 @@ def timed_search(fs: FirstStage, q: np.ndarray, k: int, ef: int | None, repeats:
     return float(np.median(secs)) / len(q), rows, fs.work.distances
 
 
+def add_eval_args(ap: argparse.ArgumentParser, *, queries: int) -> None:
+    """The arguments every first-stage probe reads: the corpus, held-out queries and their exact top-10."""
+    ap.add_argument("--corpus", type=Path, required=True, help="stored vectors (shard folder or .npy), [N, D]")
+    ap.add_argument("--test", type=Path, required=True, help="held-out queries [Q, D]")
+    ap.add_argument("--truth", type=Path, required=True, help="exact full-D top-10 rows of the queries over the whole corpus [Q, 10]")
+    ap.add_argument("--queries", type=int, default=queries)
+
+
+def load_eval(a: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(corpus ``[N, D]``, the first ``--queries`` queries ``[Q, D]``, both L2-normalised float32; their truth rows ``[Q, 10]``)."""
+    x = load_vectors(a.corpus)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = np.ascontiguousarray(load_vectors(a.test)[: a.queries], dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return x, q, np.load(a.truth)[: a.queries, :10]
+
+
 def exact_rerank(x: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int = 10) -> tuple[np.ndarray, float]:
     """Rows of the ``k`` best candidates by full-width cosine (``x``, ``q`` normalised); (rows, seconds per query)."""
     t = time.perf_counter()
@@ -75,10 +92,7 @@ def exact_rerank(x: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int = 10) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, required=True, help="stored vectors (shard folder or .npy), [N, D]")
-    ap.add_argument("--test", type=Path, required=True, help="held-out queries [Q, D]")
-    ap.add_argument("--truth", type=Path, required=True, help="exact full-D top-10 rows of the queries over the whole corpus [Q, 10]")
-    ap.add_argument("--queries", type=int, default=5000)
+    add_eval_args(ap, queries=5000)
     ap.add_argument("--structures", nargs="+", default=list(STRUCTURES))
     ap.add_argument("--efs", type=int, nargs="+", default=[40, 60, 80, 120], help="search breadth = candidates kept")
     ap.add_argument("--heads", type=int, nargs="+", default=[8192, 20480], help="smaller corpus heads for the working-set scaling (ef 60)")
@@ -86,11 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     faiss.omp_set_num_threads(1)
-    x = load_vectors(a.corpus)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = load_vectors(a.test)[: a.queries]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    truth = np.load(a.truth)[: a.queries, :10]
+    x, q, truth = load_eval(a)
     rows: list[dict] = []
 
     def emit(rec: dict) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from retrieval_bench import load_vectors
+from first_stage_costs import add_eval_args, exact_rerank, load_eval
 
 from mrl.index.funnel import prefix
 from mrl.index.recall import per_query_recall
@@ -35,19 +35,13 @@ SETTINGS = ((48, 20), (60, 30), (80, 40), (120, 80))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--test", type=Path, required=True)
-    ap.add_argument("--truth", type=Path, required=True, help="exact full-D top-k rows of the test queries (.npy)")
-    ap.add_argument("--queries", type=int, default=5000)
+    add_eval_args(ap, queries=5000)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--clusters", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     faiss.omp_set_num_threads(1)
-    x = load_vectors(a.corpus)
-    q = np.ascontiguousarray(load_vectors(a.test)[: a.queries], dtype=np.float32)
-    truth = np.load(a.truth)[: a.queries, :10]
-    full, qf = prefix(x, x.shape[1], "cosine"), prefix(q, x.shape[1], "cosine")
+    x, q, truth = load_eval(a)
     xd, qd = prefix(x, a.dim, "cosine"), prefix(q, a.dim, "cosine")
     graph = faiss.IndexHNSWSQ(a.dim, faiss.ScalarQuantizer.QT_8bit, 32, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = 200
@@ -76,8 +70,7 @@ def main() -> None:
                 _, found = index.search(qd, k1)
                 times[name].append(1e6 * (time.perf_counter() - t) / len(q))
                 rows = found if to_row is None else to_row[found]
-                scores = np.einsum("bkd,bd->bk", full[rows], qf)
-                recall[name] = float(per_query_recall(np.take_along_axis(rows, np.argsort(-scores, axis=1)[:, :10], 1), truth).mean())
+                recall[name] = float(per_query_recall(exact_rerank(x, q, rows)[0], truth).mean())
         for name, ts in times.items():
             print(f"| {ef} | {k1} | {name} | {recall[name]:.4f} | {np.median(ts):.0f} | {', '.join(f'{v:.0f}' for v in ts)} |", flush=True)
 
