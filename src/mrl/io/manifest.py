@@ -109,7 +109,7 @@ def listed_files(manifest: dict[str, Any] | None) -> set[str]:
     names: set[str] = set()
     files = manifest.get("files")
     if isinstance(files, dict):
-        names.update(str(k) for k, v in files.items() if v is None or _is_file_entry(v) or _is_folder_entry(str(k), v))
+        names.update(str(k) for k, v in files.items() if v is None or is_file_entry(v) or is_folder_entry(str(k), v))
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -124,20 +124,20 @@ def listed_files(manifest: dict[str, Any] | None) -> set[str]:
 
     walk({k: v for k, v in manifest.items() if k != "pending"})
     names.update(n for n in manifest.get("pending") or [] if isinstance(n, str))
-    return {n for n in names if _safe_name(n)}
+    return {n for n in names if safe_name(n)}
 
 
-def _is_file_entry(value: Any) -> bool:
+def is_file_entry(value: Any) -> bool:
     """``{"bytes", "sha256"}`` (an index manifest's ``{"file", ...}`` records are not entries of their own key)."""
     return isinstance(value, dict) and "sha256" in value and "file" not in value
 
 
-def _is_folder_entry(name: str, value: Any) -> bool:
+def is_folder_entry(name: str, value: Any) -> bool:
     """A listed sub-folder: ``"dir/": null``, ``{"files": {...}}`` (finished) or ``{"kept": [...]}``."""
     return name.endswith("/") and (value is None or (isinstance(value, dict) and bool(value) and set(value) <= {"files", "kept"}))
 
 
-def _safe_name(name: str) -> bool:
+def safe_name(name: str) -> bool:
     """A relative path that stays inside its folder (a tampered manifest cannot point elsewhere)."""
     p = Path(name)
     return bool(name) and name not in ("/", "./") and not p.is_absolute() and ".." not in p.parts

@@ -77,15 +77,15 @@ from mrl.io.atomic import fsync_dir, make_temp_dir, unlisted_sibling
 from mrl.io.lock import writer_lock
 from mrl.io.manifest import (
     MANIFEST,
-    _is_file_entry,
-    _is_folder_entry,
-    _safe_name,
     file_entry,
+    is_file_entry,
+    is_folder_entry,
     listed_files,
     read_manifest,
+    safe_name,
     write_manifest,
 )
-from mrl.io.proof import _folder_files, _owned, _Proof, _remove_owned, _same_or_inside
+from mrl.io.proof import Proof, in_listing, output_files, remove_owned, same_or_inside
 
 
 def _short(names: Sequence[str], limit: int = 4) -> str:
@@ -99,7 +99,7 @@ def _check_inputs(inputs: Iterable[str | os.PathLike[str] | None], targets: Iter
         if inp is None:
             continue
         real = Path(os.path.realpath(inp))
-        if real in targets or (folder is not None and _same_or_inside(real, folder)):
+        if real in targets or (folder is not None and same_or_inside(real, folder)):
             raise OutputExistsError(f"input {inp} is part of the {what} this command would replace; copy it elsewhere first or choose another output.")
 
 
@@ -113,7 +113,7 @@ class Output:
         meta: extra fields written into the manifest (e.g. a sidecar's ``model``, ``dim``).
     """
 
-    def __init__(self, root: Path, manifest_path: Path, kind: str, *, old: dict[str, Any] | None, reset: bool, inputs: Sequence[Any], replaceable: Iterable[str] = (), proof: _Proof | None = None) -> None:
+    def __init__(self, root: Path, manifest_path: Path, kind: str, *, old: dict[str, Any] | None, reset: bool, inputs: Sequence[Any], replaceable: Iterable[str] = (), proof: Proof | None = None) -> None:
         self.path = root
         self.kind = kind
         self.meta: dict[str, Any] = {}
@@ -124,7 +124,7 @@ class Output:
         self._replaceable = set(replaceable)
         self._files: dict[str, Any] = {} if reset or old is None else dict(old.get("files") or {})
         # what the previous output proves (its manifest's mtime is read now, before anything rewrites it)
-        self._proof = proof if proof is not None or old is None else _Proof.of(root, old, manifest_path, trusted=self._replaceable)
+        self._proof = proof if proof is not None or old is None else Proof.of(root, old, manifest_path, trusted=self._replaceable)
         self._kept: set[str] = set()  # files (relative to path) the reset left in place: not provably ours
         self._rewriting: set[str] = set() if reset or old is None else {n for n in old.get("rewriting") or [] if n in self._files}
         self._begun = False
@@ -137,9 +137,9 @@ class Output:
             doc["rewriting"] = sorted(self._rewriting)
         write_manifest(self._manifest_path, doc)
 
-    def _current(self) -> _Proof:
+    def _current(self) -> Proof:
         """What this write's own manifest proves (its claims, records and folders)."""
-        return _Proof(self.path, self._files, {n for n in self._files if _safe_name(n)}, trusted=self._replaceable, rewriting=self._rewriting)
+        return Proof(self.path, self._files, {n for n in self._files if safe_name(n)}, trusted=self._replaceable, rewriting=self._rewriting)
 
     def _begin(self) -> None:
         """Before the first write: remove the previous output's provable files (``overwrite``), or
@@ -150,13 +150,13 @@ class Output:
         if self._needs_reset and self._proof is not None:  # invalidate the previous output before the first new file exists
             self._needs_reset = False
             keys = sorted(listed_files(self._old) - {self._manifest_path.name})
-            self._kept = set(_remove_owned(self._proof, keys))  # a crash here leaves them listed: still provably ours
+            self._kept = set(remove_owned(self._proof, keys))  # a crash here leaves them listed: still provably ours
             self._save("writing")
             return
-        stale = [k for k, v in self._files.items() if _is_folder_entry(k, v) and isinstance(v, dict) and isinstance(v.get("files"), dict)]
+        stale = [k for k, v in self._files.items() if is_folder_entry(k, v) and isinstance(v, dict) and isinstance(v.get("files"), dict)]
         for key in stale:  # files in it that its listing does not prove stay protected as "kept"
             folder, proof = self.path / key, self._proof or self._current()
-            present = _folder_files(folder) if folder.is_dir() and not folder.is_symlink() else []
+            present = output_files(folder) if folder.is_dir() and not folder.is_symlink() else []
             kept = sorted(n for n in present if not proof.owns(key + n))
             self._files[key] = {"kept": kept} if kept else None
         if stale:
@@ -170,18 +170,18 @@ class Output:
                 before the previous output is removed), or it is a listed file that was changed
                 since mrl wrote it and was therefore left in place.
         """
-        if not _safe_name(name):
+        if not safe_name(name):
             raise MRLError(f"internal error: output file name {name!r} must be relative.")
         target = self.path / name
         _check_inputs(self._inputs, [target], target if name.endswith("/") else None, "output")
-        if name not in self._files and target.exists() and not _owned(name, listed_files(self._old)) and name not in self._replaceable:
+        if name not in self._files and target.exists() and not in_listing(name, listed_files(self._old)) and name not in self._replaceable:
             raise ForeignFileError(f"{target} exists and was not written by mrl; move it away or choose another output.")
         self._touched = True
         self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
         self._begin()
         if name in self._kept:
             raise ForeignFileError(f"{target} is not provably the file mrl wrote (it was changed or added since), so it was left in place; move it away, then rerun.")
-        if _is_file_entry(self._files.get(name)) and name not in self._rewriting:  # written again: a crash mid-write leaves it ours
+        if is_file_entry(self._files.get(name)) and name not in self._rewriting:  # written again: a crash mid-write leaves it ours
             self._rewriting.add(name)
             self._save("writing")
         if name not in self._files:
@@ -212,7 +212,7 @@ class Output:
             raise MRLError(f"internal error: {name!r} is not a file of this output.")
         self._touched = True
         self._begin()
-        self._kept.update(_remove_owned(self._current(), [key]))
+        self._kept.update(remove_owned(self._current(), [key]))
         del self._files[key]
         self._rewriting.discard(key)
         self._save("writing")
@@ -272,7 +272,7 @@ class Output:
         files it held that mrl could not prove it wrote (``kept``) and symbolic links."""
         folder, entry = self.path / key, self._files.get(key)
         kept = {*(entry.get("kept") or [] if isinstance(entry, dict) else []), *(n[len(key) :] for n in self._kept if n.startswith(key))}
-        return {rel: file_entry(folder / rel) for rel in _folder_files(folder) if rel not in kept and not (folder / rel).is_symlink()}
+        return {rel: file_entry(folder / rel) for rel in output_files(folder) if rel not in kept and not (folder / rel).is_symlink()}
 
 
 def _inspect_folder(p: Path, kind: str) -> dict[str, Any] | None:
@@ -281,7 +281,7 @@ def _inspect_folder(p: Path, kind: str) -> dict[str, Any] | None:
         raise OutputExistsError(f"{p} is a file; the output must be a folder (a new or empty one, or a previous mrl output).")
     if not p.is_dir():
         return None
-    present = _folder_files(p)
+    present = output_files(p)
     if not present:
         return None
     man = read_manifest(p / MANIFEST) if (p / MANIFEST).is_file() else None
@@ -304,7 +304,7 @@ def check_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = F
     return _check_output(Path(path), kind, overwrite=overwrite, append=append, staged=staged, inputs=inputs, owned=owned)[0]
 
 
-def _check_output(p: Path, kind: str, *, overwrite: bool, append: bool, staged: bool, inputs: Iterable[Any], owned: Any) -> tuple[dict[str, Any] | None, _Proof | None]:
+def _check_output(p: Path, kind: str, *, overwrite: bool, append: bool, staged: bool, inputs: Iterable[Any], owned: Any) -> tuple[dict[str, Any] | None, Proof | None]:
     """:func:`check_output`, also returning what the previous output proves (for the default
     :func:`listed_files` path with ``overwrite``; the files it hashed are not hashed again)."""
     old = _inspect_folder(p, kind)
@@ -316,7 +316,7 @@ def _check_output(p: Path, kind: str, *, overwrite: bool, append: bool, staged: 
         raise OutputExistsError(f"{p} already holds an mrl {kind!r} output; pass --overwrite (overwrite=True) to replace it, or choose another output.")
     if old is None:
         return None, None
-    proof = None if owned is not None else _Proof.of(p, old, p / MANIFEST, trusted=[MANIFEST])
+    proof = None if owned is not None else Proof.of(p, old, p / MANIFEST, trusted=[MANIFEST])
     mine = owned(p, old) if owned is not None else proof.names
     if staged:  # the folder is replaced as a whole: it may hold nothing but what mrl listed
         _check_inputs(inputs, [], p, f"folder {p}")
@@ -329,7 +329,7 @@ def _check_output(p: Path, kind: str, *, overwrite: bool, append: bool, staged: 
         if changed:
             raise ForeignFileError(f"{p / changed[0]} was changed since mrl wrote it (its size or SHA-256 differs from {p / MANIFEST}; changed: {_short(changed)}); move it away, then rerun; nothing was deleted.")
     if staged:
-        unlisted = [f for f in _folder_files(p) if f != MANIFEST and not (proof.owns(f) if proof is not None else _owned(f, mine))]
+        unlisted = [f for f in output_files(p) if f != MANIFEST and not (proof.owns(f) if proof is not None else in_listing(f, mine))]
         if unlisted:
             raise ForeignFileError(f"{p} holds files mrl did not write ({_short(unlisted)}); move them out before --overwrite, nothing there is deleted.")
     return old, proof
@@ -372,7 +372,7 @@ def open_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = Fa
             out = Output(tmp, tmp / MANIFEST, kind, old=None, reset=True, inputs=inputs)
             yield out
             folders = {k for k in out._files if k.endswith("/")}  # their files are listed by finish()
-            out._files.update({f: None for f in _folder_files(tmp) if f != MANIFEST and not _owned(f, folders)})
+            out._files.update({f: None for f in output_files(tmp) if f != MANIFEST and not in_listing(f, folders)})
             out._touched = True
             out.finish()
             _swap_in(tmp, p, proof)
@@ -381,7 +381,7 @@ def open_output(path: str | os.PathLike[str], kind: str, *, overwrite: bool = Fa
             raise
 
 
-def _swap_in(tmp: Path, target: Path, proof: _Proof | None) -> None:
+def _swap_in(tmp: Path, target: Path, proof: Proof | None) -> None:
     """Replace ``target`` by ``tmp`` in one rename; then delete only the files of the old folder that
     ``proof`` (what its manifest proves) shows are the old output's; any other file (one put there
     after the checks, or a listed file changed since mrl wrote it) is kept in an unlisted sibling."""
@@ -393,9 +393,9 @@ def _swap_in(tmp: Path, target: Path, proof: _Proof | None) -> None:
     os.replace(tmp, target)
     fsync_dir(target.parent)
     if aside is not None:
-        proof = (proof or _Proof(target, {}, set(), trusted=[MANIFEST])).moved(aside_folder)
-        _remove_owned(proof, sorted(proof.names | {MANIFEST}))
-        leftovers = _folder_files(aside_folder)
+        proof = (proof or Proof(target, {}, set(), trusted=[MANIFEST])).moved(aside_folder)
+        remove_owned(proof, sorted(proof.names | {MANIFEST}))
+        leftovers = output_files(aside_folder)
         if leftovers:  # files appeared that mrl did not write: keep them where the user can see them
             os.replace(aside_folder, unlisted_sibling(target))
         shutil.rmtree(aside, ignore_errors=True)
@@ -468,7 +468,7 @@ def open_files(primary: str | os.PathLike[str], kind: str, siblings: Sequence[st
         if foreign:
             raise ForeignFileError(f"{prim.parent / foreign[0]} exists and was not written by mrl with {prim.name}; move it away or choose another --out (nothing is replaced).")
         _check_inputs(inputs, [prim.parent / n for n in mine], None, f"output {prim}")
-        proof = _Proof.of(prim.parent, old, side_path, trusted=[prim.name]) if old is not None else None
+        proof = Proof.of(prim.parent, old, side_path, trusted=[prim.name]) if old is not None else None
         changed = proof.changed() if proof is not None else []  # the primary file is replaced whatever it holds: the user named it
         if changed:
             raise ForeignFileError(f"{prim.parent / changed[0]} was changed since mrl wrote it with {prim.name} (its size or SHA-256 differs from {side_path}); move it away, then rerun; nothing was deleted.")

@@ -1,8 +1,8 @@
 """Proof of ownership: which files under an output folder its manifest proves mrl wrote, and their removal.
 
 The rules (size and SHA-256 of recorded files, folder listings, write-ahead ``null`` entries,
-unfinished runs) are set out in :mod:`mrl.io.ownership`; :class:`_Proof` applies them and
-:func:`_remove_owned` deletes only what a proof covers.
+unfinished runs) are set out in :mod:`mrl.io.ownership`; :class:`Proof` applies them and
+:func:`remove_owned` deletes only what a proof covers.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mrl.io.atomic import folder_files, fsync_dir, sha256_file
-from mrl.io.manifest import _is_file_entry, listed_files
+from mrl.io.manifest import is_file_entry, listed_files
 
 
-def _same_or_inside(path: Path, folder: Path) -> bool:
+def same_or_inside(path: Path, folder: Path) -> bool:
     try:
         Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
         return True
@@ -29,12 +29,12 @@ def _same_or_inside(path: Path, folder: Path) -> bool:
 LEGACY_LOCK_FILES = frozenset({".mrl-writer.lock"})
 
 
-def _folder_files(folder: Path) -> list[str]:
+def output_files(folder: Path) -> list[str]:
     """Relative names of every file under ``folder`` (see :func:`mrl.io.atomic.folder_files`), legacy lock files excluded."""
     return folder_files(folder, LEGACY_LOCK_FILES)
 
 
-def _owned(name: str, mine: set[str]) -> bool:
+def in_listing(name: str, mine: set[str]) -> bool:
     """Whether ``name`` is listed, or lies in a listed folder (an entry ending in ``/``)."""
     return name in mine or any(name.startswith(d) for d in mine if d.endswith("/"))
 
@@ -61,7 +61,7 @@ def _finished_stamp(manifest_path: Path, manifest: dict[str, Any] | None) -> int
         return None
 
 
-class _Proof:
+class Proof:
     """What one manifest proves about the files under ``root`` (see the module docstring).
 
     Args:
@@ -84,14 +84,14 @@ class _Proof:
         self._folders = sorted((n for n in names if n.endswith("/")), key=len, reverse=True)
 
     @classmethod
-    def of(cls, root: Path, manifest: dict[str, Any] | None, manifest_path: Path, *, trusted: Iterable[str] = ()) -> _Proof:
+    def of(cls, root: Path, manifest: dict[str, Any] | None, manifest_path: Path, *, trusted: Iterable[str] = ()) -> Proof:
         files = manifest.get("files") if manifest and isinstance(manifest.get("files"), dict) else {}
         rewriting = [n for n in (manifest or {}).get("rewriting") or [] if isinstance(n, str)]
         return cls(root, files, listed_files(manifest), stamp=_finished_stamp(manifest_path, manifest), trusted=trusted, rewriting=rewriting)
 
-    def moved(self, root: Path) -> _Proof:
+    def moved(self, root: Path) -> Proof:
         """The same proof for the folder moved to ``root`` (a rename keeps sizes, mtimes and inodes)."""
-        return _Proof(root, self.files, self.names, stamp=self.stamp, trusted=self.trusted, rewriting=self.rewriting, seen=self.seen)
+        return Proof(root, self.files, self.names, stamp=self.stamp, trusted=self.trusted, rewriting=self.rewriting, seen=self.seen)
 
     def matches(self, name: str, entry: dict[str, Any]) -> bool:
         """Whether the file ``name`` has the size and SHA-256 of ``entry`` (size first; hash only then)."""
@@ -109,7 +109,7 @@ class _Proof:
 
     def changed(self) -> list[str]:
         """Listed files that exist but no longer match their recorded size or SHA-256."""
-        return [n for n, e in sorted(self.files.items()) if n in self.names and n not in self.trusted | self.rewriting and _is_file_entry(e) and (self.root / n).is_file() and not self.matches(n, e)]
+        return [n for n, e in sorted(self.files.items()) if n in self.names and n not in self.trusted | self.rewriting and is_file_entry(e) and (self.root / n).is_file() and not self.matches(n, e)]
 
     def owns(self, name: str) -> bool:
         """Whether the file ``name`` (relative to ``root``) is provably the output's."""
@@ -117,14 +117,14 @@ class _Proof:
             return True
         if name in self.names:
             entry = self.files.get(name)
-            return self.matches(name, entry) if _is_file_entry(entry) else True  # null: ours by write-ahead
+            return self.matches(name, entry) if is_file_entry(entry) else True  # null: ours by write-ahead
         key = next((d for d in self._folders if name.startswith(d)), None)
         if key is None or (self.root / name).is_symlink():
             return False  # not listed; a link in a listed folder was never written by mrl
         rel, entry = name[len(key) :], self.files.get(key)
         if isinstance(entry, dict) and isinstance(entry.get("files"), dict):
             listed = entry["files"].get(rel)
-            return _is_file_entry(listed) and self.matches(name, listed)
+            return is_file_entry(listed) and self.matches(name, listed)
         if isinstance(entry, dict) and rel in (entry.get("kept") or []):
             return False
         if self.stamp is not None:  # a finished output without a listing (older mrl): not newer than its manifest
@@ -132,7 +132,7 @@ class _Proof:
         return True  # a folder of a run that never finished (see the module docstring)
 
 
-def _remove_owned(proof: _Proof, keys: Iterable[str]) -> list[str]:
+def remove_owned(proof: Proof, keys: Iterable[str]) -> list[str]:
     """Delete the listed files and the files of listed folders (names ending in ``/``) among ``keys``
     that ``proof`` proves are the output's; then remove sub-folders left empty (a listed folder too,
     when empty). Returns the files left in place (relative to ``proof.root``), sorted."""
@@ -142,7 +142,7 @@ def _remove_owned(proof: _Proof, keys: Iterable[str]) -> list[str]:
         if key.endswith("/"):
             if not p.is_dir() or p.is_symlink():
                 continue
-            names = [key + n for n in _folder_files(p)]
+            names = [key + n for n in output_files(p)]
             dirs.update(Path(d) for d, _, _ in os.walk(p))
         elif p.is_symlink() or p.is_file():
             names = [key]
@@ -154,7 +154,7 @@ def _remove_owned(proof: _Proof, keys: Iterable[str]) -> list[str]:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 (root / n).unlink()
-            dirs.update(parent for parent in (root / n).parents if _same_or_inside(parent, root) and parent != root)
+            dirs.update(parent for parent in (root / n).parents if same_or_inside(parent, root) and parent != root)
     for d in sorted(dirs, key=lambda x: len(x.parts), reverse=True):
         with contextlib.suppress(OSError):
             d.rmdir()  # only succeeds when empty
