@@ -41,6 +41,7 @@ import numpy as np
 
 from mrl.errors import DataError, MRLError, OutputExistsError
 from mrl.io import atomic_open, atomic_temp_target, read_json, sha256_file, write_json
+from mrl.io.proof import matches_entry
 
 FORMAT = "mrl.shards"
 FORMAT_VERSION = 1
@@ -303,8 +304,7 @@ def proven_listed_files(folder: Path, man: dict[str, Any]) -> tuple[list[Path], 
         if not (isinstance(name, str) and name and "/" not in name and (folder / name).is_file()):
             continue
         p = folder / name
-        proven = p.stat().st_size == int(e.get("bytes", -1)) and sha256_file(p) == e.get("sha256")
-        (mine if proven else foreign).append(p)
+        (mine if matches_entry(p, e) else foreign).append(p)
     return mine, foreign
 
 

@@ -61,6 +61,16 @@ def _finished_stamp(manifest_path: Path, manifest: dict[str, Any] | None) -> int
         return None
 
 
+def matches_entry(path: Path, entry: dict[str, Any]) -> bool:
+    """Whether the file ``path`` has the size and SHA-256 a manifest recorded (``{"bytes", "sha256"}``);
+    the size is compared first, so a file of another size is never hashed."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return path.is_file() and size == entry.get("bytes") and sha256_file(path) == entry.get("sha256")
+
+
 class Proof:
     """What one manifest proves about the files under ``root`` (see the module docstring).
 
@@ -101,7 +111,7 @@ class Proof:
             return False
         if self.seen.get(name) == (before, entry.get("sha256")):
             return True
-        if before[0] != entry.get("bytes") or sha256_file(p) != entry.get("sha256"):
+        if not matches_entry(p, entry):
             return False
         if _signature(p) == before:  # unchanged while it was read
             self.seen[name] = (before, entry.get("sha256"))
